@@ -1,0 +1,2 @@
+//! `zonefleet-agent`: the agent in a host's global zone.
+fn main() {}

@@ -1,0 +1,2 @@
+//! `zfadm`: the operator CLI.
+fn main() {}

@@ -1,0 +1,5 @@
+//! zonefleet's shared contract: the gRPC services and messages (`pb`), the domain
+//! types that cross the wire with their validation, the fleet PKI and the mTLS
+//! role layer that every controller and agent serves behind.
+
+pub mod pb;

@@ -1,0 +1,13 @@
+//! The generated gRPC contract, package `zonefleet.v1`.
+
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+mod generated {
+    tonic::include_proto!("zonefleet.v1");
+}
+
+pub use generated::*;
+
+/// The encoded `FileDescriptorSet` of every zonefleet `.proto`, used to list the
+/// RPCs of the contract (for example to check that each has an access rule).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("zonefleet_v1_descriptor");
