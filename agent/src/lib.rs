@@ -1,0 +1,3 @@
+//! The zone library: everything an agent does on its host (images, cgroups,
+//! isolation, the zone lifecycle). The fleet daemon and the standalone
+//! `zonefleet-agent zone …` commands both drive it.
