@@ -1,3 +1,7 @@
 //! The zone library: everything an agent does on its host (images, cgroups,
 //! isolation, the zone lifecycle). The fleet daemon and the standalone
 //! `zonefleet-agent zone …` commands both drive it.
+
+pub mod isolation;
+pub mod zone;
+pub mod zsched;

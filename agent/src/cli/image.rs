@@ -1,0 +1,83 @@
+//! `zonefleet-agent image …`: the host's image store.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use zonefleet_agent::image::{ImageStore, ImportOptions};
+use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
+
+use super::output::{self, Format};
+
+/// Image commands. IMAGE is a uuid, `sha256:<hex>` (or a unique prefix), or
+/// `name[@version]`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import a tar, tar.gz or tar.zst root filesystem.
+    Import {
+        /// The archive.
+        file: PathBuf,
+        /// The image name (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The image version (default: 0).
+        #[arg(long)]
+        version: Option<String>,
+        /// Refuse the archive unless its sha256 is this.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Minimum RAM a zone of this image needs, in MiB.
+        #[arg(long, default_value_t = 0)]
+        min_ram: u64,
+    },
+    /// List images.
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Delete an image no zone uses.
+    Delete {
+        /// The image.
+        image: String,
+    },
+}
+
+/// Runs an image command; returns the exit code.
+pub fn run(data_dir: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
+    match cmd {
+        ImageCommand::Import {
+            file,
+            name,
+            version,
+            sha256,
+            min_ram,
+        } => {
+            let store = ImageStore::open(data_dir)?;
+            let record = store.import(
+                &file,
+                ImportOptions {
+                    name,
+                    version,
+                    expected_sha256: sha256,
+                    min_ram_mib: min_ram,
+                    ..ImportOptions::default()
+                },
+            )?;
+            println!("{} {}@{} sha256:{}", record.uuid, record.name, record.version, record.sha256);
+            Ok(0)
+        }
+        ImageCommand::List { output } => {
+            output::images(&ImageStore::open(data_dir)?.list()?, output);
+            Ok(0)
+        }
+        ImageCommand::Delete { image } => {
+            let host = ZoneHost::open(HostOptions::new(data_dir))?;
+            let zones = host.list()?;
+            let record = host.images.delete(&image, |img| {
+                zones.iter().any(|z| z.record.image_sha256 == img.sha256)
+            })?;
+            println!("deleted {}@{}", record.name, record.version);
+            Ok(0)
+        }
+    }
+}

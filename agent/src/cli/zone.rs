@@ -1,0 +1,188 @@
+//! `zonefleet-agent zone …`: the zone lifecycle by hand, as `vmadm` does.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Subcommand;
+use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
+use zonefleet_proto::spec::ZoneSpec;
+
+use super::output::{self, Format};
+
+/// Zone commands. ZONE is a uuid, a unique uuid prefix or an alias.
+#[derive(Debug, Subcommand)]
+pub enum ZoneCommand {
+    /// Check a spec without creating anything; prints every problem.
+    Validate {
+        /// The spec file (`-` for stdin).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Create (configure + install) a zone; boots it when `autoboot` is true.
+    Create {
+        /// The spec file (`-` for stdin).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Boot an installed zone.
+    Boot {
+        /// The zone.
+        zone: String,
+    },
+    /// Halt a running zone (SIGTERM, grace period, then kill).
+    Halt {
+        /// The zone.
+        zone: String,
+        /// Seconds to wait after SIGTERM before killing.
+        #[arg(long, default_value_t = 10)]
+        grace: u64,
+    },
+    /// Halt then boot a zone.
+    Reboot {
+        /// The zone.
+        zone: String,
+    },
+    /// Delete a zone and everything of it.
+    Delete {
+        /// The zone.
+        zone: String,
+    },
+    /// Change a zone's properties (limits change live on a running zone).
+    Update {
+        /// The zone.
+        zone: String,
+        /// A JSON object of properties (`-` for stdin).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// List zones.
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Show one zone.
+    Get {
+        /// The zone.
+        zone: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Json)]
+        output: Format,
+    },
+    /// Print a zone's console log.
+    Logs {
+        /// The zone.
+        zone: String,
+    },
+    /// Run a command inside a running zone (like zlogin); exits with its status.
+    Exec {
+        /// The zone.
+        zone: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Processes of every zone (or one), as the host sees them.
+    Ps {
+        /// Only this zone.
+        zone: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Boot every `autoboot` zone that should run but does not (after a host
+    /// reboot); run by the agent's service at start.
+    Autoboot,
+}
+
+fn read_input(file: &Path) -> anyhow::Result<String> {
+    if file == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("read stdin")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))
+    }
+}
+
+fn host(data_dir: &Path, grace: Option<u64>) -> anyhow::Result<ZoneHost> {
+    let mut options = HostOptions::new(data_dir);
+    if let Some(secs) = grace {
+        options.halt_grace = std::time::Duration::from_secs(secs);
+    }
+    Ok(ZoneHost::open(options)?)
+}
+
+/// Runs a zone command; returns the exit code.
+pub fn run(data_dir: &Path, cmd: ZoneCommand) -> anyhow::Result<i32> {
+    match cmd {
+        ZoneCommand::Validate { file } => {
+            let spec = ZoneSpec::from_json(&read_input(&file)?)?;
+            spec.validate()
+                .map_err(zonefleet_proto::spec::SpecError::Invalid)?;
+            println!("valid");
+            Ok(0)
+        }
+        ZoneCommand::Create { file } => {
+            let spec = ZoneSpec::from_json(&read_input(&file)?)?;
+            let status = host(data_dir, None)?.create(spec)?;
+            println!("{}", status.uuid);
+            Ok(0)
+        }
+        ZoneCommand::Boot { zone } => {
+            host(data_dir, None)?.boot(&zone)?;
+            Ok(0)
+        }
+        ZoneCommand::Halt { zone, grace } => {
+            host(data_dir, Some(grace))?.halt(&zone)?;
+            Ok(0)
+        }
+        ZoneCommand::Reboot { zone } => {
+            host(data_dir, None)?.reboot(&zone)?;
+            Ok(0)
+        }
+        ZoneCommand::Delete { zone } => {
+            let uuid = host(data_dir, None)?.delete(&zone)?;
+            println!("deleted {uuid}");
+            Ok(0)
+        }
+        ZoneCommand::Update { zone, file } => {
+            host(data_dir, None)?.update(&zone, &read_input(&file)?)?;
+            Ok(0)
+        }
+        ZoneCommand::List { output } => {
+            output::zones(&host(data_dir, None)?.list()?, output);
+            Ok(0)
+        }
+        ZoneCommand::Get { zone, output } => {
+            output::zone(&host(data_dir, None)?.get(&zone)?, output);
+            Ok(0)
+        }
+        ZoneCommand::Logs { zone } => {
+            use std::io::Write;
+            let bytes = host(data_dir, None)?.logs(&zone)?;
+            std::io::stdout().write_all(&bytes)?;
+            Ok(0)
+        }
+        ZoneCommand::Exec { zone, command } => Ok(host(data_dir, None)?.exec(&zone, &command)?),
+        ZoneCommand::Ps { zone, output } => {
+            output::processes(&host(data_dir, None)?.ps(zone.as_deref())?, output);
+            Ok(0)
+        }
+        ZoneCommand::Autoboot => {
+            let host = host(data_dir, None)?;
+            let mut failed = 0;
+            for (uuid, result) in host.autoboot()? {
+                match result {
+                    Ok(()) => println!("booted {uuid}"),
+                    Err(e) => {
+                        eprintln!("zonefleet-agent: autoboot {uuid}: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(if failed == 0 { 0 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The zone's `/dev`: a small tmpfs holding only null, zero, full, random,
+//! urandom, tty, a private devpts instance (pts, ptmx) and shm. No physical
+//! device is ever present; the device cgroup (v1) or eBPF filter (v2) denies
+//! every other device even if a node were made.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use nix::mount::MsFlags;
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+
+use super::rootfs::mount_fs;
+use super::{IsolationError, Result};
+
+/// The character devices a zone sees: (name, major, minor).
+pub const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// Mounts and fills `<root>/dev`.
+pub fn populate(root: &Path) -> Result<()> {
+    let dev = root.join("dev");
+    if !dev.is_dir() {
+        std::fs::create_dir_all(&dev).map_err(|e| io("create /dev", &dev, e))?;
+    }
+    mount_fs(
+        "mount /dev",
+        "tmpfs",
+        &dev,
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=755,size=64k"),
+    )?;
+    for &(name, major, minor) in DEVICES {
+        let node = dev.join(name);
+        mknod(
+            &node,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .map_err(|e| IsolationError::sys("mknod", &node, e))?;
+        // mknod honours the umask; the nodes must be usable by every zone user.
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            &node,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| IsolationError::sys("chmod", &node, e))?;
+    }
+
+    let pts = dev.join("pts");
+    std::fs::create_dir(&pts).map_err(|e| io("create /dev/pts", &pts, e))?;
+    mount_fs(
+        "mount /dev/pts",
+        "devpts",
+        &pts,
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    symlink("pts/ptmx", dev.join("ptmx")).map_err(|e| io("link /dev/ptmx", &dev, e))?;
+
+    let shm = dev.join("shm");
+    std::fs::create_dir(&shm).map_err(|e| io("create /dev/shm", &shm, e))?;
+    mount_fs(
+        "mount /dev/shm",
+        "tmpfs",
+        &shm,
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )?;
+
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(target, dev.join(name)).map_err(|e| io("link /dev entry", &dev.join(name), e))?;
+    }
+    Ok(())
+}
+
+fn io(step: &'static str, path: &Path, e: std::io::Error) -> IsolationError {
+    IsolationError::sys(
+        step,
+        path,
+        nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    )
+}

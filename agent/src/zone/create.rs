@@ -1,0 +1,114 @@
+//! `zone create`: configure (record the spec) and install (make the zone's
+//! disk and metadata), then boot when `autoboot` is set. Either the zone ends
+//! up installed, or nothing of it is left behind.
+
+use std::os::unix::fs::DirBuilderExt;
+
+use zonefleet_proto::spec::{SpecError, ZoneSpec};
+
+use super::paths::ZonePaths;
+use super::record::{LifecycleState, ZoneRecord};
+use super::status::ZoneStatus;
+use super::{features, lock, Result, ZoneError, ZoneHost};
+use crate::zsched::runtime::{now_unix_ms, write_atomic};
+
+impl ZoneHost {
+    /// Creates a zone from `spec`. Returns its status (installed, or running
+    /// when `autoboot` is set and the boot succeeded).
+    pub fn create(&self, spec: ZoneSpec) -> Result<ZoneStatus> {
+        spec.validate().map_err(SpecError::Invalid)?;
+        let spec = spec.with_defaults();
+        let image = self.images.get(&spec.image.to_string())?;
+        let memory = spec.max_physical_memory.unwrap_or(0);
+        if image.min_ram_mib > memory {
+            return Err(ZoneError::MissingFeature {
+                feature: format!("{} MiB of memory", image.min_ram_mib),
+                detail: format!(
+                    "image {}@{} needs at least {} MiB but max_physical_memory is {memory} MiB",
+                    image.name, image.version, image.min_ram_mib
+                ),
+            });
+        }
+        features::check(&spec, &self.features())?;
+
+        let _table = lock::exclusive(&self.table_lock_path())?;
+        let uuid = spec.uuid.expect("with_defaults sets the uuid").to_string();
+        self.check_unique(&uuid, spec.alias.as_deref())?;
+
+        let paths = self.paths(&uuid);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&paths.dir)
+            .map_err(|e| ZoneError::io(&paths.dir, e))?;
+        let mut record = ZoneRecord {
+            spec,
+            image_sha256: image.sha256.clone(),
+            state: LifecycleState::Configured,
+            desired_running: false,
+            created_at_unix_ms: now_unix_ms(),
+            message: None,
+        };
+        if let Err(e) = record.store(&paths).and_then(|()| install(&paths, &record)) {
+            // Nothing half-made: the zone never existed.
+            let _ = crate::disk::delete(&paths.dir);
+            let _ = std::fs::remove_dir_all(&paths.dir);
+            return Err(e);
+        }
+        record.state = LifecycleState::Installed;
+        record.store(&paths)?;
+        drop(_table);
+
+        if record.spec.autoboot == Some(true) {
+            return self.boot(&uuid);
+        }
+        ZoneStatus::observe(record, &paths)
+    }
+
+    fn check_unique(&self, uuid: &str, alias: Option<&str>) -> Result<()> {
+        for other in self.zone_uuids()? {
+            if other == uuid {
+                return Err(ZoneError::Conflict {
+                    field: "uuid",
+                    value: uuid.to_string(),
+                    uuid: other,
+                });
+            }
+            if let Some(alias) = alias {
+                let record = ZoneRecord::load(&self.paths(&other))?;
+                if record.spec.alias.as_deref() == Some(alias) {
+                    return Err(ZoneError::Conflict {
+                        field: "alias",
+                        value: alias.to_string(),
+                        uuid: other,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Makes the zone's disk (sized to `quota`), its mount points and metadata.
+fn install(paths: &ZonePaths, record: &ZoneRecord) -> Result<()> {
+    let quota = u64::from(record.spec.quota.expect("defaults set quota"));
+    crate::disk::create(&paths.dir, quota)?;
+    for dir in [paths.disk_mount(), paths.root(), paths.zonecontrol()] {
+        std::fs::create_dir(&dir).map_err(|e| ZoneError::io(&dir, e))?;
+    }
+    write_metadata(paths, record)
+}
+
+/// Writes `/.zonecontrol/metadata.json` (host side; the zone sees it read-only).
+pub fn write_metadata(paths: &ZonePaths, record: &ZoneRecord) -> Result<()> {
+    let spec = &record.spec;
+    let doc = serde_json::json!({
+        "uuid": record.uuid(),
+        "alias": spec.alias,
+        "hostname": spec.hostname,
+        "customer_metadata": spec.customer_metadata,
+        "tags": spec.tags,
+    });
+    let bytes = serde_json::to_vec_pretty(&doc).expect("metadata serializes");
+    write_atomic(&paths.metadata(), &bytes)?;
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! `zone exec`: run a command inside a running zone, as `zlogin` does. The
+//! command joins the zone's cgroup and every namespace of its init, and is held
+//! to the same capability set, `no_new_privs` and seccomp filter as the zone's
+//! own processes. stdin, stdout and stderr are the caller's.
+//!
+//! Must be called from a single-threaded process (it forks and keeps running
+//! Rust code in the child): the standalone CLI is; the daemon runs the CLI.
+
+use std::ffi::CString;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+
+use super::boot::INIT_PATH;
+use super::record::ZoneRecord;
+use super::{Result, ZoneError, ZoneHost};
+use crate::isolation;
+use crate::zsched::runtime::{process_start_ticks, Runtime};
+
+impl ZoneHost {
+    /// Runs `argv` in zone `name` and returns its exit status (128 + signal
+    /// when killed, 127 when the command was not found in the zone).
+    pub fn exec(&self, name: &str, argv: &[String]) -> Result<i32> {
+        let uuid = self.resolve(name)?;
+        let paths = self.paths(&uuid);
+        let record = ZoneRecord::load(&paths)?;
+        let runtime = match Runtime::load(&paths.dir)? {
+            Some(rt) if rt.init_alive() => rt,
+            _ => {
+                return Err(ZoneError::WrongState {
+                    uuid,
+                    state: "not running".into(),
+                    verb: "exec",
+                })
+            }
+        };
+        if argv.is_empty() {
+            return Err(ZoneError::Sys {
+                what: "exec: no command given".into(),
+                source: nix::Error::EINVAL,
+            });
+        }
+        let pidfd = pidfd_open(runtime.init_pid)?;
+        // The pidfd pins the process; make sure it is still the zone's init.
+        if process_start_ticks(runtime.init_pid) != Some(runtime.init_start_ticks) {
+            return Err(ZoneError::WrongState {
+                uuid,
+                state: "not running".into(),
+                verb: "exec",
+            });
+        }
+        let names: Vec<String> = record
+            .spec
+            .limit_priv
+            .as_ref()
+            .map(|caps| caps.iter().map(|c| c.to_string()).collect())
+            .unwrap_or_default();
+        let caps = isolation::caps::parse_set(&names).map_err(sys("capabilities"))?;
+        let seccomp = isolation::seccomp::build_programs().map_err(sys("seccomp"))?;
+        let cargs = argv
+            .iter()
+            .map(|a| CString::new(a.as_str()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| ZoneError::Sys {
+                what: "exec: NUL byte in the command".into(),
+                source: nix::Error::EINVAL,
+            })?;
+        let mut env = vec![format!("PATH={INIT_PATH}"), "HOME=/root".to_string()];
+        if let Ok(term) = std::env::var("TERM") {
+            env.push(format!("TERM={term}"));
+        }
+        let cenv: Vec<CString> = env
+            .into_iter()
+            .map(|e| CString::new(e).expect("no NUL in env"))
+            .collect();
+
+        // SAFETY: single-threaded caller (see the module doc); the child only
+        // joins the zone and execs or exits.
+        match unsafe { fork() }.map_err(|e| ZoneError::Sys {
+            what: "fork".into(),
+            source: e,
+        })? {
+            ForkResult::Child => {
+                let code = match self.cgroups.add_pid(&uuid, std::process::id()) {
+                    Err(e) => {
+                        eprintln!("zone exec: join the zone's cgroup: {e}");
+                        126
+                    }
+                    Ok(()) => enter_and_run(&pidfd, &caps, &seccomp, &cargs, &cenv),
+                };
+                // SAFETY: _exit in a forked child: no destructors may run.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => Ok(wait_status(child)),
+        }
+    }
+}
+
+/// In the forked child: join the zone's namespaces, fork once more so the
+/// command is inside the zone's PID namespace, and relay its exit status.
+fn enter_and_run(
+    pidfd: &OwnedFd,
+    caps: &caps::CapsHashSet,
+    seccomp: &[seccompiler::BpfProgram],
+    argv: &[CString],
+    env: &[CString],
+) -> i32 {
+    let flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWCGROUP
+        | CloneFlags::CLONE_NEWPID;
+    if let Err(e) = nix::sched::setns(pidfd, flags) {
+        eprintln!("zone exec: enter the zone's namespaces: {e}");
+        return 126;
+    }
+    // SAFETY: this child is single-threaded (forked from a single-threaded caller).
+    match unsafe { fork() } {
+        Err(e) => {
+            eprintln!("zone exec: fork: {e}");
+            126
+        }
+        Ok(ForkResult::Parent { child }) => wait_status(child),
+        Ok(ForkResult::Child) => {
+            let err = confine_and_exec(caps, seccomp, argv, env);
+            eprintln!("zone exec: {err}");
+            let code = if err.contains("ENOENT") { 127 } else { 126 };
+            // SAFETY: _exit in a forked child.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+fn confine_and_exec(
+    caps: &caps::CapsHashSet,
+    seccomp: &[seccompiler::BpfProgram],
+    argv: &[CString],
+    env: &[CString],
+) -> String {
+    let steps = || -> std::result::Result<(), isolation::IsolationError> {
+        nix::unistd::chdir("/").map_err(|e| isolation::IsolationError::sys("chdir", "/", e))?;
+        isolation::fds::cloexec_from(3)?;
+        isolation::caps::restrict_to(caps)?;
+        isolation::caps::set_no_new_privs()?;
+        isolation::seccomp::apply(seccomp)
+    };
+    if let Err(e) = steps() {
+        return e.to_string();
+    }
+    let program = argv[0].to_string_lossy().into_owned();
+    let candidates: Vec<String> = if program.contains('/') {
+        vec![program.clone()]
+    } else {
+        INIT_PATH.split(':').map(|d| format!("{d}/{program}")).collect()
+    };
+    let mut last = nix::Error::ENOENT;
+    for path in candidates {
+        let Ok(cpath) = CString::new(path) else { continue };
+        if let Err(e) = nix::unistd::execve(&cpath, argv, env) {
+            if e != nix::Error::ENOENT {
+                last = e;
+            }
+        }
+    }
+    format!("{program}: {last} ({})", last.desc())
+}
+
+fn wait_status(child: nix::unistd::Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(_) => return 126,
+        }
+    }
+}
+
+fn pidfd_open(pid: i32) -> Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(ZoneError::Sys {
+            what: format!("pidfd_open {pid}"),
+            source: nix::Error::last(),
+        });
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn sys(what: &'static str) -> impl Fn(isolation::IsolationError) -> ZoneError {
+    move |e| ZoneError::Sys {
+        what: format!("{what}: {e}"),
+        source: nix::Error::EINVAL,
+    }
+}

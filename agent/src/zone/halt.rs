@@ -1,0 +1,121 @@
+//! `zone halt` and `zone reboot`: SIGTERM to the zone's init, a grace period,
+//! then every process of the zone's cgroup is killed. zsched records the exit
+//! and removes the cgroup; if zsched itself is gone, halt does that cleanup.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::record::ZoneRecord;
+use super::status::ZoneStatus;
+use super::{lock, Result, ZoneError, ZoneHost};
+use crate::zsched::runtime::{now_unix_ms, process_start_ticks, ExitRecord, Runtime};
+
+/// Marker file present while a halt is in progress (state `shutting_down`).
+pub const HALTING_MARK: &str = "halting";
+
+const POLL: Duration = Duration::from_millis(10);
+
+impl ZoneHost {
+    /// Halts the zone `name`. Halting a zone that is not running is a no-op
+    /// that still clears a stale cgroup.
+    pub fn halt(&self, name: &str) -> Result<ZoneStatus> {
+        let uuid = self.resolve(name)?;
+        let paths = self.paths(&uuid);
+        let _lock = lock::exclusive(&paths.lock())?;
+        let mut record = ZoneRecord::load(&paths)?;
+        self.stop_locked(&uuid, &paths.dir)?;
+        record.desired_running = false;
+        record.store(&paths)?;
+        ZoneStatus::observe(record, &paths)
+    }
+
+    /// Halts then boots the zone `name`.
+    pub fn reboot(&self, name: &str) -> Result<ZoneStatus> {
+        self.halt(name)?;
+        self.boot(name)
+    }
+
+    /// Stops the zone's processes (caller holds the zone lock).
+    pub(crate) fn stop_locked(&self, uuid: &str, dir: &std::path::Path) -> Result<()> {
+        let Some(runtime) = Runtime::load(dir)? else {
+            return self.clear_cgroup(uuid);
+        };
+        if runtime.init_alive() {
+            let mark = dir.join(HALTING_MARK);
+            std::fs::write(&mark, b"").map_err(|e| ZoneError::io(&mark, e))?;
+            let result = self.terminate(uuid, dir, &runtime);
+            let _ = std::fs::remove_file(&mark);
+            result?;
+        }
+        self.finish_exit(uuid, dir)
+    }
+
+    fn terminate(&self, uuid: &str, dir: &std::path::Path, runtime: &Runtime) -> Result<()> {
+        let init = Pid::from_raw(runtime.init_pid);
+        // init only gets SIGTERM if it installed a handler (PID namespace rule);
+        // otherwise the grace period runs out and the kill below does the job.
+        let _ = kill(init, Signal::SIGTERM);
+        let deadline = Instant::now() + self.halt_grace;
+        while Instant::now() < deadline && still_running(dir)? {
+            std::thread::sleep(POLL);
+        }
+        if still_running(dir)? {
+            self.cgroups.kill_all(uuid, Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// Waits for zsched to record the exit and remove the cgroup; does both
+    /// itself when zsched is gone.
+    fn finish_exit(&self, uuid: &str, dir: &std::path::Path) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let Some(mut runtime) = Runtime::load(dir)? else {
+                break;
+            };
+            let zsched_alive = runtime.exit.is_none()
+                && process_start_ticks(runtime.zsched_pid).is_some()
+                && !runtime.init_alive();
+            if runtime.exit.is_some() && !self.cgroups.exists(uuid)? {
+                return Ok(());
+            }
+            if runtime.exit.is_none() && !zsched_alive && !runtime.init_alive() {
+                // zsched died (or the host rebooted) without recording the exit.
+                runtime.exit = Some(ExitRecord {
+                    status: 128 + libc::SIGKILL,
+                    signal: Some(libc::SIGKILL),
+                    at_unix_ms: now_unix_ms(),
+                });
+                runtime.store(dir)?;
+                break;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        self.clear_cgroup(uuid)?;
+        if Runtime::load(dir)?.is_some_and(|rt| rt.init_alive()) {
+            return Err(ZoneError::Timeout {
+                uuid: uuid.to_string(),
+                secs: 10,
+            });
+        }
+        Ok(())
+    }
+
+    /// Kills whatever is left in the zone's cgroup and removes it.
+    pub(crate) fn clear_cgroup(&self, uuid: &str) -> Result<()> {
+        if self.cgroups.exists(uuid)? {
+            self.cgroups.kill_all(uuid, Duration::from_secs(10))?;
+            self.cgroups.delete(uuid)?;
+        }
+        Ok(())
+    }
+}
+
+fn still_running(dir: &std::path::Path) -> Result<bool> {
+    Ok(Runtime::load(dir)?.is_some_and(|rt| rt.init_alive()))
+}

@@ -1,0 +1,101 @@
+//! [`ZoneHost`]: the zone library's handle on one host — its data dir, image
+//! store, cgroup manager and the agent binary that runs zsched.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::paths::{ZonePaths, ZONES_DIR};
+use super::{Result, ZoneError};
+use crate::cgroup::CgroupManager;
+use crate::image::ImageStore;
+
+/// The cgroup parent every zone's cgroup lives under.
+pub const DEFAULT_CGROUP_PARENT: &str = "zonefleet";
+
+/// How a [`ZoneHost`] is set up.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The agent's data dir (the host's zone pool).
+    pub data_dir: PathBuf,
+    /// The cgroup parent of zone cgroups (tests use their own).
+    pub cgroup_parent: String,
+    /// The `zonefleet-agent` binary that runs `zsched` (default: this process's).
+    pub agent_exe: Option<PathBuf>,
+    /// How long `halt` waits after SIGTERM before killing every process.
+    pub halt_grace: Duration,
+    /// Cap of one console log file.
+    pub console_cap_bytes: u64,
+}
+
+impl HostOptions {
+    /// Defaults for `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> HostOptions {
+        HostOptions {
+            data_dir: data_dir.into(),
+            cgroup_parent: DEFAULT_CGROUP_PARENT.to_string(),
+            agent_exe: None,
+            halt_grace: Duration::from_secs(10),
+            console_cap_bytes: crate::zsched::console::DEFAULT_CAP_BYTES,
+        }
+    }
+}
+
+/// One host's zones.
+#[derive(Debug)]
+pub struct ZoneHost {
+    /// The agent's data dir.
+    pub data_dir: PathBuf,
+    /// The cgroup parent of zone cgroups.
+    pub cgroup_parent: String,
+    /// The binary that runs zsched.
+    pub agent_exe: PathBuf,
+    /// The host's image store.
+    pub images: ImageStore,
+    /// The host's cgroup manager (v1 or v2).
+    pub cgroups: Box<dyn CgroupManager>,
+    /// Grace period of `halt`.
+    pub halt_grace: Duration,
+    /// Cap of one console log file.
+    pub console_cap_bytes: u64,
+}
+
+impl ZoneHost {
+    /// Opens the host's zone library: creates the data dir layout if missing,
+    /// detects the cgroup layout, opens the image store.
+    pub fn open(options: HostOptions) -> Result<ZoneHost> {
+        let zones = options.data_dir.join(ZONES_DIR);
+        std::fs::create_dir_all(&zones).map_err(|e| ZoneError::io(&zones, e))?;
+        let images = ImageStore::open(&options.data_dir)?;
+        let layout = crate::cgroup::detect().map_err(crate::cgroup::CgroupError::from)?;
+        let cgroups = layout.manager(&options.cgroup_parent)?;
+        let agent_exe = match options.agent_exe {
+            Some(exe) => exe,
+            None => std::env::current_exe()
+                .map_err(|e| ZoneError::io("/proc/self/exe", e))?,
+        };
+        Ok(ZoneHost {
+            data_dir: options.data_dir,
+            cgroup_parent: options.cgroup_parent,
+            agent_exe,
+            images,
+            cgroups,
+            halt_grace: options.halt_grace,
+            console_cap_bytes: options.console_cap_bytes,
+        })
+    }
+
+    /// The paths of zone `uuid`.
+    pub fn paths(&self, uuid: &str) -> ZonePaths {
+        ZonePaths::new(&self.data_dir, uuid)
+    }
+
+    /// The host-wide lock file of the zone table.
+    pub fn table_lock_path(&self) -> PathBuf {
+        self.data_dir.join(ZONES_DIR).join(".lock")
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}

@@ -1,0 +1,35 @@
+//! Advisory locks (`flock`) that serialize verbs on one zone, and on the host's
+//! zone table, across processes: the CLI, the daemon and tests may run at once.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use super::{Result, ZoneError};
+
+/// A held lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Takes the exclusive lock on `path`, creating the file, waiting for a holder.
+pub fn exclusive(path: &Path) -> Result<Lock> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| ZoneError::io(path, e))?;
+    loop {
+        // SAFETY: flock on a descriptor owned by `file`, alive for the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc == 0 {
+            return Ok(Lock { _file: file });
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(ZoneError::io(path, err));
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! zsched: the per-zone supervisor. One zsched process per running zone, named
+//! after the SmartOS process that anchors each zone. It is started by the boot
+//! verb, detaches from the agent (its own session, reparented to the host's
+//! init), forks the zone's init into a new PID namespace, records init's pid in
+//! `runtime.json`, copies the console into a capped log, and when init exits
+//! records the exit status and removes the zone's cgroup. Because it does not
+//! depend on the agent process, zones keep running across agent restarts.
+//!
+//! Protocol with the boot verb: zsched's stdout is a pipe; it writes one line,
+//! `ok` once init has exec'd or `error: <why>` if any setup step failed, then
+//! closes it.
+
+pub mod console;
+pub mod init;
+pub mod plan;
+pub mod runtime;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::isolation::{self, IsolationError};
+use plan::BootPlan;
+use runtime::{ExitRecord, Runtime};
+
+/// File name of zsched's own diagnostics inside a zone's directory.
+pub const ZSCHED_LOG: &str = "zsched.log";
+
+/// Why zsched could not boot or supervise a zone.
+#[derive(Debug, thiserror::Error)]
+pub enum ZschedError {
+    /// An isolation step failed.
+    #[error(transparent)]
+    Isolation(#[from] IsolationError),
+    /// The boot plan is unusable.
+    #[error("boot plan: {0}")]
+    Plan(String),
+    /// Reading or writing the zone's files failed.
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+    /// The zone's cgroup could not be joined or removed.
+    #[error("cgroup: {0}")]
+    Cgroup(String),
+    /// The zone's root filesystem could not be mounted.
+    #[error("zone root: {0}")]
+    Disk(String),
+    /// init could not be executed.
+    #[error("exec {path}: {source}")]
+    Exec {
+        /// init's path inside the zone.
+        path: String,
+        /// The kernel's answer.
+        source: nix::Error,
+    },
+    /// A process-level operation (fork, pipe, wait) failed.
+    #[error("{what}: {source}")]
+    Process {
+        /// The operation.
+        what: &'static str,
+        /// The kernel's answer.
+        source: nix::Error,
+    },
+    /// zsched reported a failure, or said nothing, to the boot verb.
+    #[error("{0}")]
+    Boot(String),
+    /// Starting zsched failed.
+    #[error("start zsched: {0}")]
+    Spawn(std::io::Error),
+}
+
+fn process(what: &'static str) -> impl FnOnce(nix::Error) -> ZschedError {
+    move |source| ZschedError::Process { what, source }
+}
+
+/// Starts zsched for the plan at `plan_path` using the agent binary `exe`, and
+/// waits until init has exec'd (or setup failed). Returns the runtime record.
+pub fn spawn(exe: &Path, plan: &BootPlan) -> Result<Runtime, ZschedError> {
+    let plan_path = plan.store()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(plan.zone_dir.join(ZSCHED_LOG))
+        .map_err(ZschedError::Spawn)?;
+    let mut child = Command::new(exe)
+        .arg("zsched")
+        .arg(&plan_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map_err(ZschedError::Spawn)?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    // The first zsched process only forks the daemon and exits.
+    child.wait().map_err(ZschedError::Spawn)?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(ZschedError::Spawn)?;
+    match line.trim_end().strip_prefix("error: ") {
+        None if line.trim_end() == "ok" => Runtime::load(&plan.zone_dir)?
+            .ok_or_else(|| ZschedError::Boot("zsched reported ok but wrote no runtime record".into())),
+        Some(why) => Err(ZschedError::Boot(why.to_string())),
+        None => Err(ZschedError::Boot(format!(
+            "zsched ended without a word; see {}",
+            plan.zone_dir.join(ZSCHED_LOG).display()
+        ))),
+    }
+}
+
+/// zsched's entry point (`zonefleet-agent zsched PLAN`). Returns the process's
+/// exit code. Must run before the process starts any thread.
+pub fn main(plan_path: &Path) -> i32 {
+    // Detach: the first process exits at once so the boot verb's wait returns,
+    // and the daemon, in its own session, is adopted by the host's init.
+    // SAFETY: zsched is single-threaded here (called first thing in main).
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => return 0,
+        Ok(ForkResult::Child) => {}
+        Err(e) => {
+            println!("error: fork zsched: {e}");
+            return 1;
+        }
+    }
+    let _ = nix::unistd::setsid();
+    match supervise(plan_path) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("zsched: {e}");
+            // The boot verb may still be waiting for its line.
+            println!("error: {e}");
+            1
+        }
+    }
+}
+
+/// Sends the readiness line and points stdout at /dev/null, closing the pipe so
+/// the boot verb's read ends.
+fn report_ready(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto fd 1, which no Rust object owns; `null` stays valid.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
+}
+
+fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
+    let plan = BootPlan::load(plan_path)?;
+    let setup = init::InitSetup::prepare(plan.clone())?;
+    let (err_r, err_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
+    let (con_r, con_w) = pipe()?;
+
+    isolation::namespaces::new_pid_namespace()?;
+    // SAFETY: zsched is single-threaded; the child only runs the setup steps
+    // and execve (or _exit), as init::InitSetup documents.
+    let child = match unsafe { fork() }.map_err(process("fork init"))? {
+        ForkResult::Child => {
+            drop((err_r, go_w, con_r));
+            // Wait for the parent to place us in the zone's cgroup.
+            let mut byte = [0u8; 1];
+            if nix::unistd::read(&go_r, &mut byte) != Ok(1) {
+                // SAFETY: _exit in a forked child: no destructors may run.
+                unsafe { libc::_exit(1) };
+            }
+            let err = setup.run(&con_w);
+            let _ = nix::unistd::write(&err_w, err.to_string().as_bytes());
+            // SAFETY: as above.
+            unsafe { libc::_exit(127) };
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((go_r, err_w, con_w));
+
+    if let Err(e) = join_cgroup(&plan, child.as_raw()) {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        remove_cgroup(&plan);
+        return Err(e);
+    }
+    nix::unistd::write(&go_w, b"g").map_err(process("start init"))?;
+    drop(go_w);
+
+    // EOF on the error pipe means execve succeeded (the pipe is close-on-exec).
+    let mut failure = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::fs::File::from(err_r), &mut failure);
+    if !failure.is_empty() {
+        let _ = waitpid(child, None);
+        remove_cgroup(&plan);
+        return Err(ZschedError::Boot(String::from_utf8_lossy(&failure).into_owned()));
+    }
+
+    let mut record = Runtime {
+        zsched_pid: std::process::id() as i32,
+        init_pid: child.as_raw(),
+        init_start_ticks: runtime::process_start_ticks(child.as_raw()).unwrap_or(0),
+        boot_id: runtime::current_boot_id().unwrap_or_default(),
+        booted_at_unix_ms: runtime::now_unix_ms(),
+        exit: None,
+    };
+    record.store(&plan.zone_dir)?;
+    report_ready("ok");
+
+    let exit = supervise_init(&plan, child, con_r);
+    record.exit = Some(exit);
+    record.store(&plan.zone_dir)?;
+    eprintln!("zsched: init exited with status {}", exit.status);
+    remove_cgroup(&plan);
+    Ok(())
+}
+
+/// Copies init's console into the log until init exits, then reaps it. Single
+/// threaded on purpose: after `unshare(CLONE_NEWPID)` the kernel refuses to
+/// create threads in this process, so the console and init's exit are waited
+/// for together with `poll` on the console pipe and a pidfd.
+fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
+    let path = plan.zone_dir.join(console::CONSOLE_FILE);
+    let mut log = match console::ConsoleLog::open(&path, plan.console_cap_bytes) {
+        Ok(log) => Some(log),
+        Err(e) => {
+            eprintln!("zsched: console log {}: {e}", path.display());
+            None
+        }
+    };
+    let mut console = Some(std::fs::File::from(console));
+    let pidfd = pidfd_open(child);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut init_gone = false;
+    let mut drain_deadline: Option<std::time::Instant> = None;
+    loop {
+        let Some(source) = console.as_mut() else { break };
+        if let Some(deadline) = drain_deadline {
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        let mut fds = vec![PollFd::new(source.as_fd(), PollFlags::POLLIN)];
+        if let (Some(pidfd), false) = (&pidfd, init_gone) {
+            fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+        }
+        // Without a pidfd (old kernel) fall back to checking init every 100 ms.
+        let timeout = if pidfd.is_none() || init_gone { 100u16 } else { u16::MAX };
+        match poll(&mut fds, PollTimeout::from(timeout)) {
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => {
+                eprintln!("zsched: poll: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Ok(_) => {}
+        }
+        let console_ready = fds[0].any().unwrap_or(false);
+        let init_ready = fds.get(1).and_then(|f| f.any()).unwrap_or(false);
+        if console_ready {
+            match std::io::Read::read(source, &mut buf) {
+                Ok(0) => console = None,
+                Ok(n) => {
+                    if let Some(log) = log.as_mut() {
+                        if let Err(e) = log.append(&buf[..n]) {
+                            eprintln!("zsched: console log: {e}");
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => console = None,
+            }
+        }
+        if !init_gone && (init_ready || (pidfd.is_none() && !alive(child))) {
+            init_gone = true;
+            // Every process of the PID namespace dies with init, so the pipe
+            // closes soon; bound the wait in case a writer escaped.
+            drain_deadline = Some(std::time::Instant::now() + Duration::from_secs(2));
+        }
+    }
+    wait_for(child)
+}
+
+fn alive(child: Pid) -> bool {
+    matches!(
+        nix::sys::wait::waitid(
+            nix::sys::wait::Id::Pid(child),
+            nix::sys::wait::WaitPidFlag::WEXITED
+                | nix::sys::wait::WaitPidFlag::WNOHANG
+                | nix::sys::wait::WaitPidFlag::WNOWAIT
+        ),
+        Ok(WaitStatus::StillAlive)
+    )
+}
+
+fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor that
+    // we take ownership of below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), ZschedError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(process("pipe"))
+}
+
+fn wait_for(child: Pid) -> ExitRecord {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                return ExitRecord {
+                    status: code,
+                    signal: None,
+                    at_unix_ms: runtime::now_unix_ms(),
+                }
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return ExitRecord {
+                    status: 128 + sig as i32,
+                    signal: Some(sig as i32),
+                    at_unix_ms: runtime::now_unix_ms(),
+                }
+            }
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(e) => {
+                eprintln!("zsched: waitpid: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn cgroup_manager(plan: &BootPlan) -> Result<Box<dyn crate::cgroup::CgroupManager>, ZschedError> {
+    let layout = crate::cgroup::detect().map_err(|e| ZschedError::Cgroup(e.to_string()))?;
+    layout
+        .manager(&plan.cgroup_parent)
+        .map_err(|e| ZschedError::Cgroup(e.to_string()))
+}
+
+/// Places init in the zone's cgroup (made by the boot verb, limits applied).
+fn join_cgroup(plan: &BootPlan, pid: i32) -> Result<(), ZschedError> {
+    cgroup_manager(plan)?
+        .add_pid(&plan.uuid, pid as u32)
+        .map_err(|e| ZschedError::Cgroup(e.to_string()))
+}
+
+/// Kills anything left in the zone's cgroup and removes it. Best effort: a
+/// failure is logged, and the next boot or halt clears what is left.
+fn remove_cgroup(plan: &BootPlan) {
+    let result = cgroup_manager(plan).and_then(|m| {
+        m.kill_all(&plan.uuid, Duration::from_secs(10))
+            .and_then(|()| m.delete(&plan.uuid))
+            .map_err(|e| ZschedError::Cgroup(e.to_string()))
+    });
+    if let Err(e) = result {
+        eprintln!("zsched: remove cgroup of {}: {e}", plan.uuid);
+    }
+}
+
+/// Mounts the zone's disk and its overlay root, inside the zone's (private)
+/// mount namespace: both vanish with the namespace, and the disk's loop device
+/// (attached with autoclear) frees itself then.
+pub(crate) fn mount_zone_root(plan: &BootPlan) -> Result<(), ZschedError> {
+    let disk = |e: crate::disk::DiskError| ZschedError::Disk(e.to_string());
+    crate::disk::mount_image(&plan.disk_image, &plan.disk_mount).map_err(disk)?;
+    let dirs = crate::disk::prepare_overlay_dirs(&plan.disk_mount).map_err(disk)?;
+    crate::disk::mount_overlay(&plan.lower, &dirs, &plan.root).map_err(disk)?;
+    Ok(())
+}

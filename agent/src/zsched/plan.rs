@@ -1,0 +1,80 @@
+//! `boot.json`: everything zsched needs to boot a zone, written by the boot
+//! verb. zsched reads only this file, so what a zone booted with is on disk for
+//! anyone to inspect, and zsched never needs the spec or the image store.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::runtime::{write_atomic, RuntimeError};
+
+/// File name of the boot plan inside a zone's directory.
+pub const PLAN_FILE: &str = "boot.json";
+
+/// How to boot one zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootPlan {
+    /// The zone's uuid (names its cgroup).
+    pub uuid: String,
+    /// The zone's directory on the host.
+    pub zone_dir: PathBuf,
+    /// The zone's disk image (its writable layer, sized to `quota`).
+    pub disk_image: PathBuf,
+    /// Where the disk is mounted, inside the zone's mount namespace only.
+    pub disk_mount: PathBuf,
+    /// The image's read-only root filesystem (overlay lower layer).
+    pub lower: PathBuf,
+    /// Where the overlay is mounted before it becomes the zone's `/`.
+    pub root: PathBuf,
+    /// The zone's hostname.
+    pub hostname: String,
+    /// Size of the zone's `/tmp` in MiB.
+    pub tmpfs_mib: u64,
+    /// Host directory shown read-only at `/.zonecontrol`.
+    pub zonecontrol: PathBuf,
+    /// init's argv.
+    pub init: Vec<String>,
+    /// init's environment.
+    pub env: Vec<(String, String)>,
+    /// The zone's capability bounding set.
+    pub limit_priv: Vec<String>,
+    /// Cap of one console log file, in bytes.
+    pub console_cap_bytes: u64,
+    /// The cgroup parent of the zone's cgroup.
+    pub cgroup_parent: String,
+    /// Files written inside the zone after `pivot_root` (hostname, hosts,
+    /// resolv.conf): written from inside, so a symlink the zone planted can
+    /// only point within the zone.
+    pub files: Vec<ZoneFile>,
+}
+
+/// A file the boot writes inside the zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneFile {
+    /// Absolute path inside the zone.
+    pub path: String,
+    /// Its contents.
+    pub contents: String,
+}
+
+impl BootPlan {
+    /// Reads a plan.
+    pub fn load(path: &Path) -> Result<BootPlan, RuntimeError> {
+        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| RuntimeError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Writes the plan into its zone directory.
+    pub fn store(&self) -> Result<PathBuf, RuntimeError> {
+        let path = self.zone_dir.join(PLAN_FILE);
+        let bytes = serde_json::to_vec_pretty(self).expect("boot plan serializes");
+        write_atomic(&path, &bytes)?;
+        Ok(path)
+    }
+}

@@ -1,0 +1,180 @@
+//! `runtime.json`: what zsched records about a booted zone (its own pid, init's
+//! pid and start time, the host boot it belongs to, and init's exit), so that a
+//! new agent process — or the agent after a host reboot — can tell whether the
+//! zone still runs without asking zsched.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the runtime record inside a zone's directory.
+pub const RUNTIME_FILE: &str = "runtime.json";
+
+/// How a zone's init ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Shell-style status: the exit code, or 128 + signal number when killed.
+    pub status: i32,
+    /// The signal that killed init, if one did.
+    pub signal: Option<i32>,
+    /// When zsched saw it (milliseconds since the Unix epoch).
+    pub at_unix_ms: u64,
+}
+
+/// The runtime record of one boot of a zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runtime {
+    /// The zone's zsched (host pid).
+    pub zsched_pid: i32,
+    /// The zone's init as the host sees it.
+    pub init_pid: i32,
+    /// init's start time in clock ticks since host boot (`/proc/<pid>/stat`
+    /// field 22): with `boot_id` it tells a live init from a reused pid.
+    pub init_start_ticks: u64,
+    /// `/proc/sys/kernel/random/boot_id` when the zone booted.
+    pub boot_id: String,
+    /// When init started (milliseconds since the Unix epoch).
+    pub booted_at_unix_ms: u64,
+    /// Set by zsched when init has exited.
+    pub exit: Option<ExitRecord>,
+}
+
+/// Errors reading or writing the runtime record.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file is not a runtime record.
+    #[error("{path}: not a zone runtime record: {source}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+}
+
+impl Runtime {
+    /// Reads the record of the zone in `zone_dir`; `None` if it was never booted
+    /// (or its record was cleared).
+    pub fn load(zone_dir: &Path) -> Result<Option<Runtime>, RuntimeError> {
+        let path = zone_dir.join(RUNTIME_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| RuntimeError::Corrupt { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(RuntimeError::Io { path, source }),
+        }
+    }
+
+    /// Writes the record atomically (temporary file, fsync, rename), so a reader
+    /// never sees half a record even if zsched dies mid-write.
+    pub fn store(&self, zone_dir: &Path) -> Result<(), RuntimeError> {
+        let bytes = serde_json::to_vec_pretty(self).expect("runtime record serializes");
+        write_atomic(&zone_dir.join(RUNTIME_FILE), &bytes)
+    }
+
+    /// Whether init is alive right now: same host boot, and the pid still names
+    /// the process that started at `init_start_ticks`.
+    pub fn init_alive(&self) -> bool {
+        self.exit.is_none()
+            && current_boot_id().as_deref() == Some(self.boot_id.as_str())
+            && process_start_ticks(self.init_pid) == Some(self.init_start_ticks)
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    let io = |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut file = fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}
+
+/// This host boot's id, which changes at every reboot.
+pub fn current_boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// A process's start time in clock ticks since boot, or `None` if it is gone.
+pub fn process_start_ticks(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields after
+    // the last ')' are unambiguous. starttime is field 22, the 20th after it.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_time_is_readable_and_stable() {
+        let me = std::process::id() as i32;
+        let a = process_start_ticks(me).expect("own stat");
+        assert_eq!(Some(a), process_start_ticks(me));
+        assert_eq!(process_start_ticks(i32::MAX), None);
+    }
+
+    #[test]
+    fn record_round_trips_and_detects_a_dead_init() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Runtime::load(dir.path()).unwrap(), None);
+        let me = std::process::id() as i32;
+        let rt = Runtime {
+            zsched_pid: me,
+            init_pid: me,
+            init_start_ticks: process_start_ticks(me).unwrap(),
+            boot_id: current_boot_id().unwrap(),
+            booted_at_unix_ms: now_unix_ms(),
+            exit: None,
+        };
+        rt.store(dir.path()).unwrap();
+        let back = Runtime::load(dir.path()).unwrap().unwrap();
+        assert_eq!(back, rt);
+        assert!(back.init_alive());
+        let reused = Runtime {
+            init_start_ticks: rt.init_start_ticks + 1,
+            ..rt.clone()
+        };
+        assert!(!reused.init_alive(), "a reused pid is not the zone's init");
+        let rebooted = Runtime {
+            boot_id: "another-boot".into(),
+            ..rt
+        };
+        assert!(!rebooted.init_alive(), "a record from another boot is stale");
+    }
+
+    #[test]
+    fn corrupt_record_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(RUNTIME_FILE), b"{not json").unwrap();
+        let err = Runtime::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(RUNTIME_FILE), "{err}");
+    }
+}
