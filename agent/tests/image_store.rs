@@ -492,3 +492,42 @@ fn busybox_image_builds_reproducibly_and_imports() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// Import throughput on a 128 MiB tree (1024 files of 128 KiB); run by hand with
+/// `cargo test -p zonefleet-agent --test image_store -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn import_throughput() {
+    let td = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let chunk: Vec<u8> = (0..128 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    for i in 0..1024u32 {
+        let mut h = header(
+            tar::EntryType::Regular,
+            &format!("d{}/f{i}", i % 32),
+            0o644,
+            chunk.len() as u64,
+        );
+        h.set_cksum();
+        b.append(&h, &chunk[..]).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    for (name, bytes) in [
+        ("tar", tar.clone()),
+        ("zst", zstd(&tar)),
+        ("gz", gzip(&tar)),
+    ] {
+        let store = ImageStore::open(td.path().join(name)).unwrap();
+        let path = write(td.path(), &format!("t.{name}"), &bytes);
+        let start = std::time::Instant::now();
+        store.import(&path, opts("t", "1")).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: {:.0} MiB unpacked in {secs:.2}s = {:.0} MiB/s",
+            tar.len() as f64 / 1048576.0,
+            tar.len() as f64 / 1048576.0 / secs
+        );
+    }
+}

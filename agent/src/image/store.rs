@@ -66,7 +66,7 @@ struct Stored {
 /// A `.tmp-*` directory held (locked) by this process; removed on drop unless kept.
 struct TmpDir {
     path: PathBuf,
-    _lock: File,
+    lock: File,
     keep: bool,
 }
 
@@ -80,7 +80,7 @@ impl TmpDir {
         let lock = lock_dir(&path, false).map_err(|e| ImageError::io(&path, e))?;
         Ok(TmpDir {
             path,
-            _lock: lock,
+            lock,
             keep: false,
         })
     }
@@ -102,7 +102,7 @@ impl Drop for TmpDir {
 fn lock_dir(path: &Path, try_only: bool) -> io::Result<File> {
     let dir = fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc_flags())
+        .custom_flags(dir_open_flags())
         .open(path)?;
     let op = if try_only {
         FlockOperation::NonBlockingLockExclusive
@@ -113,7 +113,8 @@ fn lock_dir(path: &Path, try_only: bool) -> io::Result<File> {
     Ok(dir)
 }
 
-fn libc_flags() -> i32 {
+/// `O_DIRECTORY | O_NOFOLLOW`: a store directory is never reached through a symlink.
+fn dir_open_flags() -> i32 {
     (rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits() as i32
 }
 
@@ -229,6 +230,7 @@ impl ImageStore {
         fs::DirBuilder::new()
             .mode(0o755)
             .create(&rootfs)
+            .and_then(|()| fs::set_permissions(&rootfs, fs::Permissions::from_mode(0o755)))
             .map_err(|e| ImageError::io(&rootfs, e))?;
         let unpacked = archive::unpack(archive_path, &rootfs)?;
         if unpacked.sha256 != sha256 {
@@ -251,7 +253,7 @@ impl ImageStore {
         write_manifest(&manifest, &record)?;
         // The rename below publishes the image: its contents must be on disk first,
         // or a crash could leave a complete-looking image with empty files.
-        rustix::fs::syncfs(&tmp._lock).map_err(|e| ImageError::io(&tmp.path, e.into()))?;
+        rustix::fs::syncfs(&tmp.lock).map_err(|e| ImageError::io(&tmp.path, e.into()))?;
 
         let _store_lock = self.lock()?;
         if let Some(existing) = self.read_record(&record.sha256)? {
@@ -357,7 +359,7 @@ impl ImageStore {
         fsync_dir(&self.root)?;
         let tmp = TmpDir {
             path: doomed,
-            _lock: held,
+            lock: held,
             keep: false,
         };
         drop(tmp); // removes the tree

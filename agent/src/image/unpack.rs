@@ -442,7 +442,10 @@ fn walk(root: &OwnedFd, parts: &[Vec<u8>], create: bool) -> Result<OwnedFd, Fail
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(write_err(e)),
                 }
-                rfs::openat(&cur, name, flags, Mode::empty()).map_err(write_err)?
+                let fd = rfs::openat(&cur, name, flags, Mode::empty()).map_err(write_err)?;
+                // Exactly 0755 whatever the agent's umask: zones must traverse it.
+                rfs::fchmod(&fd, Mode::from_raw_mode(0o755)).map_err(write_err)?;
+                fd
             }
             Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
                 let shown = EntryPath::display(&parts[..=i]);
