@@ -1,0 +1,308 @@
+//! Reading an untrusted image archive: format detection by magic bytes, hashing,
+//! decompression, and the drive of the safe unpacker over every entry.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::rc::Rc;
+
+use sha2::{Digest, Sha256};
+
+use super::error::{EntryPos, ImageError, Result};
+use super::unpack::{Fail, Unpacker};
+
+/// The container formats the store imports: a tar, maybe compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// An uncompressed tar (ustar, GNU, pax or v7).
+    Tar,
+    /// A gzip-compressed tar (one or more gzip members).
+    Gzip,
+    /// A zstd-compressed tar.
+    Zstd,
+}
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
+const BZIP2_MAGIC: &[u8] = b"BZh";
+const TAR_BLOCK: usize = 512;
+
+/// Tells the format of an archive from its first bytes (up to 512). The file name
+/// is never consulted: images arrive under any name. `Err` says what was seen.
+pub fn detect_format(head: &[u8]) -> Result<ArchiveFormat, String> {
+    if head.starts_with(GZIP_MAGIC) {
+        return Ok(ArchiveFormat::Gzip);
+    }
+    if head.starts_with(ZSTD_MAGIC) {
+        return Ok(ArchiveFormat::Zstd);
+    }
+    if head.starts_with(XZ_MAGIC) {
+        return Err("xz compression is not supported (use gzip or zstd)".into());
+    }
+    if head.starts_with(BZIP2_MAGIC) {
+        return Err("bzip2 compression is not supported (use gzip or zstd)".into());
+    }
+    if head.is_empty() {
+        return Err("the file is empty".into());
+    }
+    if head.len() < TAR_BLOCK {
+        return Err(format!(
+            "{} bytes, shorter than one tar header and no known compression magic",
+            head.len()
+        ));
+    }
+    let block = &head[..TAR_BLOCK];
+    // ustar (POSIX `ustar\0`) and GNU (`ustar  \0`) both start with `ustar` at 257.
+    if &block[257..262] == b"ustar" || tar_checksum_ok(block) {
+        Ok(ArchiveFormat::Tar)
+    } else {
+        Err("no tar header and no known compression magic".into())
+    }
+}
+
+/// Whether a 512-byte block is a tar header with a valid checksum (old v7 archives
+/// carry no magic, so the checksum is the only sign).
+fn tar_checksum_ok(block: &[u8]) -> bool {
+    if block.iter().all(|b| *b == 0) {
+        return false;
+    }
+    let field = &block[148..156];
+    let text: String = field
+        .iter()
+        .take_while(|b| **b != 0 && **b != b' ')
+        .skip_while(|b| **b == b' ')
+        .map(|b| char::from(*b))
+        .collect();
+    let Ok(stored) = u32::from_str_radix(text.trim(), 8) else {
+        return false;
+    };
+    let sum: u32 = block[..148]
+        .iter()
+        .chain(&block[156..])
+        .map(|b| u32::from(*b))
+        .sum::<u32>()
+        + 8 * u32::from(b' ');
+    sum == stored
+}
+
+/// A reader that hashes and counts every byte read through it, and notes when its
+/// inner reader reported end of file.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+    eof: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof.set(true);
+        }
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// A reader that notes when its inner reader reported end of file. Under the tar
+/// parser it tells an archive that stops without its end-of-archive blocks (the
+/// `tar` crate takes end of file at a header boundary as a normal end).
+struct EofFlag<R> {
+    inner: R,
+    eof: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for EofFlag<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof.set(true);
+        }
+        Ok(n)
+    }
+}
+
+/// Returns the lowercase hex sha256 and the size of a file.
+pub(crate) fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let file = File::open(path).map_err(|e| ImageError::io(path, e))?;
+    let mut reader = HashingReader {
+        inner: file,
+        hasher: Sha256::new(),
+        bytes: 0,
+        eof: Rc::default(),
+    };
+    io::copy(&mut reader, &mut io::sink()).map_err(|e| ImageError::io(path, e))?;
+    Ok((hex::encode(reader.hasher.finalize()), reader.bytes))
+}
+
+/// What unpacking an archive found.
+#[derive(Debug, Clone)]
+pub(crate) struct Unpacked {
+    /// sha256 of the bytes that were unpacked.
+    pub sha256: String,
+    /// Size of the archive in bytes.
+    pub size: u64,
+    /// The archive's format.
+    #[allow(dead_code)] // kept for logs and future manifests
+    pub format: ArchiveFormat,
+    /// Number of entries unpacked.
+    pub entries: u64,
+}
+
+/// Unpacks the archive at `archive` into the existing empty directory `rootfs`,
+/// hashing the very bytes it unpacks. Every entry goes through the [`Unpacker`]'s
+/// checks; the first refusal or read error stops the unpack (the caller throws the
+/// directory away).
+pub(crate) fn unpack(archive: &Path, rootfs: &Path) -> Result<Unpacked> {
+    let file = File::open(archive).map_err(|e| ImageError::io(archive, e))?;
+    let head = read_head(&file).map_err(|e| ImageError::io(archive, e))?;
+    let format = detect_format(&head).map_err(|detail| ImageError::UnknownFormat {
+        archive: archive.to_path_buf(),
+        detail,
+    })?;
+
+    // Whether the file, and the tar stream, reached their end of file: an error
+    // after either is a truncation, and a tar stream that ends before its end
+    // blocks is truncated even though the tar parser stops quietly.
+    let raw_eof = Rc::new(Cell::new(false));
+    let tar_eof = Rc::new(Cell::new(false));
+    let mut raw = BufReader::with_capacity(
+        256 * 1024,
+        HashingReader {
+            inner: file,
+            hasher: Sha256::new(),
+            bytes: 0,
+            eof: raw_eof.clone(),
+        },
+    );
+    let classify = |e: io::Error, at: EntryPos| -> ImageError {
+        if e.kind() == io::ErrorKind::UnexpectedEof || raw_eof.get() || tar_eof.get() {
+            ImageError::Truncated { at }
+        } else {
+            ImageError::Corrupt { at, source: e }
+        }
+    };
+
+    let entries = {
+        let decoded: Box<dyn Read + '_> = match format {
+            ArchiveFormat::Tar => Box::new(&mut raw),
+            ArchiveFormat::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(&mut raw)),
+            ArchiveFormat::Zstd => Box::new(
+                zstd::stream::read::Decoder::with_buffer(&mut raw)
+                    .map_err(|e| classify(e, EntryPos::Start))?,
+            ),
+        };
+        let mut tar = tar::Archive::new(EofFlag {
+            inner: decoded,
+            eof: tar_eof.clone(),
+        });
+        let mut unpacker = Unpacker::new(rootfs).map_err(|e| ImageError::io(rootfs, e))?;
+        let mut last: Option<String> = None;
+        let after = |last: &Option<String>| match last {
+            Some(name) => EntryPos::After(name.clone()),
+            None => EntryPos::Start,
+        };
+        let mut count = 0u64;
+        for entry in tar.entries().map_err(|e| classify(e, EntryPos::Start))? {
+            let mut entry = entry.map_err(|e| classify(e, after(&last)))?;
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            unpacker.entry(&mut entry).map_err(|fail| match fail {
+                Fail::Refuse(reason) => ImageError::Refused {
+                    entry: name.clone(),
+                    reason,
+                },
+                Fail::Read(e) => classify(e, EntryPos::In(name.clone())),
+                Fail::Short => ImageError::Truncated {
+                    at: EntryPos::In(name.clone()),
+                },
+                Fail::Write(e) => ImageError::io(rootfs.join(&name), e),
+            })?;
+            last = Some(name);
+            count += 1;
+        }
+        if tar_eof.get() {
+            // The tar stream ended without its two zero blocks.
+            return Err(ImageError::Truncated { at: after(&last) });
+        }
+        if count == 0 {
+            return Err(ImageError::Empty);
+        }
+        unpacker.finish().map_err(|e| ImageError::io(rootfs, e))?;
+        // Read the compressed stream to its end: that checks the gzip CRC and
+        // length, or the zstd frame, over the bytes after the tar's end blocks too.
+        let mut rest = tar.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(|e| classify(e, after(&last)))?;
+        count
+    };
+    io::copy(&mut raw, &mut io::sink()).map_err(|e| ImageError::io(archive, e))?;
+    let hashing = raw.into_inner();
+    Ok(Unpacked {
+        sha256: hex::encode(hashing.hasher.finalize()),
+        size: hashing.bytes,
+        format,
+        entries,
+    })
+}
+
+/// Reads up to one tar block from the start of the file without moving its offset.
+fn read_head(file: &File) -> io::Result<Vec<u8>> {
+    let mut head = vec![0u8; TAR_BLOCK];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read_at(&mut head[filled..], filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    head.truncate(filled);
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_block(magic: bool) -> Vec<u8> {
+        let mut header = tar::Header::new_gnu();
+        header.set_path("a").unwrap();
+        header.set_size(0);
+        header.set_cksum();
+        let mut block = header.as_bytes().to_vec();
+        if !magic {
+            // A v7 header: no magic, the checksum alone identifies it.
+            block[257..265].fill(0);
+            let mut h = tar::Header::from_byte_slice(&block).clone();
+            h.set_cksum();
+            block = h.as_bytes().to_vec();
+        }
+        block
+    }
+
+    #[test]
+    fn detects_by_magic() {
+        assert_eq!(detect_format(&[0x1f, 0x8b, 8, 0]), Ok(ArchiveFormat::Gzip));
+        assert_eq!(
+            detect_format(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Ok(ArchiveFormat::Zstd)
+        );
+        assert_eq!(detect_format(&tar_block(true)), Ok(ArchiveFormat::Tar));
+        assert_eq!(detect_format(&tar_block(false)), Ok(ArchiveFormat::Tar));
+    }
+
+    #[test]
+    fn refuses_others() {
+        assert!(detect_format(b"").unwrap_err().contains("empty"));
+        assert!(detect_format(b"\xfd7zXZ\0rest").unwrap_err().contains("xz"));
+        assert!(detect_format(b"BZh91AY").unwrap_err().contains("bzip2"));
+        assert!(detect_format(&[0x55; 600]).is_err());
+        assert!(detect_format(&[0; 512]).is_err());
+        let mut bad = tar_block(false);
+        bad[0] ^= 1;
+        assert!(detect_format(&bad).is_err());
+    }
+}

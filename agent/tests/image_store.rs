@@ -1,0 +1,533 @@
+//! The image store end to end: formats, content addressing, references, deletion
+//! and the busybox image.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+use zonefleet_agent::image::{ImageError, ImageStore, ImportOptions};
+
+const MTIME: u64 = 1_700_000_000;
+
+fn header(kind: tar::EntryType, path: &str, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_path(path).unwrap();
+    h.set_mode(mode);
+    h.set_uid(1000);
+    h.set_gid(100);
+    h.set_mtime(MTIME);
+    h.set_size(size);
+    h
+}
+
+/// A small tree with what real images have: nested and implicit directories,
+/// setuid, an absolute symlink, a hard link, non-root owners, a larger file.
+fn sample_tar(salt: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |h: &mut tar::Header, data: &[u8]| {
+        h.set_cksum();
+        b.append(h, data).unwrap();
+    };
+    add(&mut header(tar::EntryType::Directory, "./", 0o755, 0), b"");
+    add(
+        &mut header(tar::EntryType::Directory, "bin/", 0o755, 0),
+        b"",
+    );
+    let tool = format!("#!/bin/sh\necho {salt}\n");
+    add(
+        &mut header(
+            tar::EntryType::Regular,
+            "bin/tool",
+            0o755,
+            tool.len() as u64,
+        ),
+        tool.as_bytes(),
+    );
+    add(
+        &mut header(tar::EntryType::Regular, "bin/su", 0o4755, 3),
+        b"su\n",
+    );
+    let mut sh = header(tar::EntryType::Symlink, "bin/sh", 0o777, 0);
+    sh.set_link_name("/bin/tool").unwrap();
+    add(&mut sh, b"");
+    let mut hl = header(tar::EntryType::Link, "bin/tool-again", 0o755, 0);
+    hl.set_link_name("bin/tool").unwrap();
+    add(&mut hl, b"");
+    // No entry for usr/ or usr/share/: created implicitly.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    add(
+        &mut header(
+            tar::EntryType::Regular,
+            "usr/share/big",
+            0o644,
+            big.len() as u64,
+        ),
+        &big,
+    );
+    add(
+        &mut header(tar::EntryType::Directory, "tmp", 0o1777, 0),
+        b"",
+    );
+    add(&mut header(tar::EntryType::Directory, "ro", 0o555, 0), b"");
+    add(
+        &mut header(tar::EntryType::Regular, "ro/file", 0o444, 2),
+        b"ro",
+    );
+    b.into_inner().unwrap()
+}
+
+fn gzip(tar: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(tar).unwrap();
+    e.finish().unwrap()
+}
+
+fn zstd(tar: &[u8]) -> Vec<u8> {
+    zstd::encode_all(tar, 3).unwrap()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn opts(name: &str, version: &str) -> ImportOptions {
+    ImportOptions {
+        name: Some(name.into()),
+        version: Some(version.into()),
+        ..Default::default()
+    }
+}
+
+/// Everything about a tree that an image must reproduce, keyed by relative path.
+fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let rel = path.strip_prefix(root).unwrap().display().to_string();
+        let m = fs::symlink_metadata(&path).unwrap();
+        let common = format!("{:o} {}:{}", m.mode(), m.uid(), m.gid());
+        let desc = if m.is_dir() {
+            for e in fs::read_dir(&path).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+            format!("dir {common}")
+        } else if m.file_type().is_symlink() {
+            format!(
+                "link {common} -> {}",
+                fs::read_link(&path).unwrap().display()
+            )
+        } else {
+            let data = fs::read(&path).unwrap();
+            format!(
+                "file {common} {} {} nlink={} mtime={}",
+                data.len(),
+                hex::encode(Sha256::digest(&data)),
+                m.nlink(),
+                m.mtime()
+            )
+        };
+        out.insert(rel, desc);
+    }
+    out
+}
+
+fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+fn store_entries(store: &ImageStore) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(store.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn tar_gzip_and_zstd_give_the_same_rootfs() {
+    let td = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(td.path().join("data")).unwrap();
+    let tar = sample_tar("same");
+    let mut snapshots = Vec::new();
+    // Misleading file names on purpose: the format comes from the magic bytes.
+    for (name, bytes) in [
+        ("plain.tar.gz", tar.clone()),
+        ("gz.tar", gzip(&tar)),
+        ("zst.bin", zstd(&tar)),
+    ] {
+        let path = write(td.path(), name, &bytes);
+        let rec = store
+            .import(&path, opts(&name.replace('.', "-"), "1"))
+            .unwrap();
+        assert_eq!(rec.sha256, sha256sum(&path), "{name}");
+        assert_eq!(rec.size, bytes.len() as u64);
+        let rootfs = store.rootfs_path(&rec.sha256).unwrap();
+        assert_eq!(rootfs, store.root().join(&rec.sha256).join("rootfs"));
+        assert!(store
+            .root()
+            .join(&rec.sha256)
+            .join("manifest.json")
+            .is_file());
+        snapshots.push(snapshot(&rootfs));
+    }
+    assert_eq!(snapshots[0], snapshots[1]);
+    assert_eq!(snapshots[0], snapshots[2]);
+
+    let s = &snapshots[0];
+    assert_eq!(
+        s["bin/su"].split(' ').nth(1).unwrap(),
+        "104755",
+        "setuid kept"
+    );
+    assert!(
+        s["bin/su"].contains("1000:100"),
+        "owner kept: {}",
+        s["bin/su"]
+    );
+    assert_eq!(s["bin/sh"], "link 120777 1000:100 -> /bin/tool");
+    assert!(
+        s["bin/tool"].contains("nlink=2"),
+        "hard link: {}",
+        s["bin/tool"]
+    );
+    assert!(s["usr/share/big"].contains(&format!("mtime={MTIME}")));
+    assert!(
+        s["usr"].starts_with("dir 40755 0:0"),
+        "implicit parent: {}",
+        s["usr"]
+    );
+    assert!(s["tmp"].starts_with("dir 41777"));
+    assert!(s["ro"].starts_with("dir 40555"), "dir modes applied last");
+    assert!(
+        s[""].starts_with("dir 40755 1000:100"),
+        "`./` applies to the rootfs"
+    );
+    let sorted: Vec<_> = store.list().unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(sorted, ["gz-tar", "plain-tar-gz", "zst-bin"]);
+}
+
+#[test]
+fn reimport_is_a_noop() {
+    let td = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(td.path().join("data")).unwrap();
+    let path = write(td.path(), "web-app.tar.zst", &zstd(&sample_tar("re")));
+    let first = store.import(&path, ImportOptions::default()).unwrap();
+    assert_eq!(
+        (first.name.as_str(), first.version.as_str()),
+        ("web-app", "0")
+    );
+    let before = snapshot(&store.rootfs_path(&first.sha256).unwrap());
+    let again = store
+        .import(
+            &path,
+            ImportOptions {
+                name: Some("other".into()),
+                expected_sha256: Some(format!("sha256:{}", first.sha256.to_uppercase())),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(store.list().unwrap(), vec![first.clone()]);
+    assert_eq!(store_entries(&store), vec![first.sha256.clone()]);
+    assert_eq!(snapshot(&store.rootfs_path(&first.sha256).unwrap()), before);
+    // The store dir is private: images carry setuid binaries.
+    let mode = fs::metadata(store.root()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+#[test]
+fn references_resolve() {
+    let td = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(td.path().join("data")).unwrap();
+    let import = |salt: &str, name: &str, version: &str| {
+        let path = write(td.path(), &format!("{salt}.tar"), &sample_tar(salt));
+        store.import(&path, opts(name, version)).unwrap()
+    };
+    let v1_2 = import("a", "app", "1.2");
+    let v1_10 = import("b", "app", "1.10");
+    let rc = import("c", "app", "2.0-rc.1");
+    let base = import("d", "base", "7");
+
+    assert_eq!(store.get(&v1_2.uuid.to_string()).unwrap(), v1_2);
+    assert_eq!(
+        store.get(&format!("sha256:{}", v1_10.sha256)).unwrap(),
+        v1_10
+    );
+    assert_eq!(
+        store
+            .get(&format!("sha256:{}", &base.sha256[..12]))
+            .unwrap(),
+        base
+    );
+    assert_eq!(
+        store.get(&base.sha256[..10]).unwrap(),
+        base,
+        "bare hex prefix"
+    );
+    assert_eq!(store.get(&base.sha256[..10].to_uppercase()).unwrap(), base);
+    assert_eq!(store.get("app@1.2").unwrap(), v1_2);
+    assert_eq!(store.get("app@2.0-rc.1").unwrap(), rc);
+    // Latest: 2.0-rc.1 > 1.10 > 1.2 (semver-ish, not lexical).
+    assert_eq!(store.get("app").unwrap(), rc);
+    assert_eq!(store.get("base").unwrap(), base);
+
+    assert!(matches!(store.get("app@9"), Err(ImageError::NotFound(_))));
+    assert!(matches!(store.get("nope"), Err(ImageError::NotFound(_))));
+    assert!(matches!(
+        store.get(&uuid::Uuid::new_v4().to_string()),
+        Err(ImageError::NotFound(_))
+    ));
+    // Every sha256 starts with one of 16 digits: with 4 images, "sha256:" alone is
+    // ambiguous.
+    assert!(matches!(
+        store.get("sha256:"),
+        Err(ImageError::InvalidField { .. })
+    ));
+    let all_hex = "0123456789abcdef";
+    let ambiguous = all_hex.chars().map(|c| c.to_string()).find(|p| {
+        store
+            .list()
+            .unwrap()
+            .iter()
+            .filter(|r| r.sha256.starts_with(p.as_str()))
+            .count()
+            > 1
+    });
+    if let Some(p) = ambiguous {
+        let err = store.get(&format!("sha256:{p}")).unwrap_err();
+        assert!(matches!(err, ImageError::Ambiguous { .. }), "{err}");
+    }
+
+    let names: Vec<_> = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{}@{}", r.name, r.version))
+        .collect();
+    assert_eq!(names, ["app@1.2", "app@1.10", "app@2.0-rc.1", "base@7"]);
+
+    // The same name and version for different content is refused, and leaves nothing.
+    let path = write(td.path(), "e.tar", &sample_tar("e"));
+    let err = store.import(&path, opts("app", "1.2")).unwrap_err();
+    assert!(matches!(err, ImageError::VersionExists { .. }), "{err}");
+    assert_eq!(store_entries(&store).len(), 4);
+    // Bad names are refused with the field named.
+    let err = store.import(&path, opts("bad name", "1")).unwrap_err();
+    assert!(err.to_string().contains("name"), "{err}");
+}
+
+#[test]
+fn delete_refused_while_in_use() {
+    let td = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(td.path().join("data")).unwrap();
+    let path = write(td.path(), "x.tar.gz", &gzip(&sample_tar("del")));
+    let rec = store.import(&path, opts("x", "1")).unwrap();
+    let keep = write(td.path(), "y.tar", &sample_tar("keep"));
+    let other = store.import(&keep, opts("y", "1")).unwrap();
+
+    let usage = store.disk_usage().unwrap();
+    assert_eq!(usage.images, 2);
+    assert!(usage.unpacked_bytes > 300_000, "{usage:?}");
+    assert_eq!(usage.archive_bytes, rec.size + other.size);
+
+    let in_use = |r: &zonefleet_agent::image::ImageRecord| r.sha256 == rec.sha256;
+    let err = store.delete("x@1", in_use).unwrap_err();
+    assert!(matches!(err, ImageError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("in use"));
+    assert!(store.rootfs_path(&rec.sha256).is_ok());
+
+    let deleted = store.delete("x", |_| false).unwrap();
+    assert_eq!(deleted, rec);
+    assert!(matches!(store.get("x"), Err(ImageError::NotFound(_))));
+    assert!(store.rootfs_path(&rec.sha256).is_err());
+    assert_eq!(store_entries(&store), vec![other.sha256.clone()]);
+    assert_eq!(store.disk_usage().unwrap().images, 1);
+    // Gone means importable again.
+    assert_eq!(
+        store.import(&path, opts("x", "1")).unwrap().sha256,
+        rec.sha256
+    );
+}
+
+#[test]
+fn open_sweeps_stale_temporary_dirs() {
+    let td = tempfile::tempdir().unwrap();
+    let data = td.path().join("data");
+    let store = ImageStore::open(&data).unwrap();
+    let stale = store.root().join(".tmp-crashed/rootfs/bin");
+    fs::create_dir_all(&stale).unwrap();
+    fs::write(stale.join("half"), b"x").unwrap();
+    fs::write(store.root().join(".tmp-file"), b"x").unwrap();
+    let store = ImageStore::open(&data).unwrap();
+    assert!(store_entries(&store).is_empty());
+}
+
+#[test]
+fn rootfs_path_refuses_non_sha() {
+    let td = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(td.path()).unwrap();
+    assert!(matches!(
+        store.rootfs_path("../../etc"),
+        Err(ImageError::InvalidField { .. })
+    ));
+    assert!(matches!(
+        store.rootfs_path(&"a".repeat(64)),
+        Err(ImageError::NotFound(_))
+    ));
+}
+
+/// A later entry with a symlink's name replaces the symlink; it never writes through it.
+#[test]
+fn file_over_symlink_replaces_the_link() {
+    let td = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(td.path().join("data")).unwrap();
+    let victim = td.path().join("victim");
+    fs::write(&victim, b"original").unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut link = header(tar::EntryType::Symlink, "link", 0o777, 0);
+    link.set_link_name(&victim).unwrap();
+    link.set_cksum();
+    b.append(&link, &b""[..]).unwrap();
+    let mut file = header(tar::EntryType::Regular, "link", 0o644, 5);
+    file.set_cksum();
+    b.append(&file, &b"owned"[..]).unwrap();
+    let path = write(td.path(), "over.tar", &b.into_inner().unwrap());
+    let rec = store.import(&path, opts("over", "1")).unwrap();
+    assert_eq!(fs::read(&victim).unwrap(), b"original");
+    let replaced = store.rootfs_path(&rec.sha256).unwrap().join("link");
+    assert!(fs::symlink_metadata(&replaced).unwrap().is_file());
+    assert_eq!(fs::read(replaced).unwrap(), b"owned");
+}
+
+fn build_busybox(out: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images/build-busybox.sh");
+    let status = Command::new("sh").arg(&script).arg(out).status().unwrap();
+    assert!(status.success(), "{} failed", script.display());
+}
+
+#[test]
+fn busybox_image_builds_reproducibly_and_imports() {
+    let td = tempfile::tempdir().unwrap();
+    let a = td.path().join("a/busybox.tar.gz");
+    let b = td.path().join("b/busybox.tar.gz");
+    build_busybox(&a);
+    build_busybox(&b);
+    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "reproducible");
+
+    let store = ImageStore::open(td.path().join("data")).unwrap();
+    let rec = store
+        .import(
+            &a,
+            ImportOptions {
+                version: Some("1".into()),
+                min_ram_mib: 16,
+                description: "busybox test image".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(rec.name, "busybox");
+    assert_eq!(rec.min_ram_mib, 16);
+    let rootfs = store.rootfs_path(&rec.sha256).unwrap();
+    let bb = fs::metadata(rootfs.join("bin/busybox")).unwrap();
+    assert!(bb.is_file() && bb.permissions().mode() & 0o111 == 0o111);
+    assert_eq!(bb.uid(), 0);
+    let init = fs::metadata(rootfs.join("sbin/init")).unwrap();
+    assert!(init.permissions().mode() & 0o111 == 0o111);
+    assert!(fs::read_to_string(rootfs.join("sbin/init"))
+        .unwrap()
+        .starts_with("#!/bin/sh"));
+    assert_eq!(
+        fs::read_link(rootfs.join("bin/sh")).unwrap(),
+        Path::new("/bin/busybox")
+    );
+    assert!(fs::read_to_string(rootfs.join("etc/passwd"))
+        .unwrap()
+        .starts_with("root:x:0:0:"));
+    assert!(rootfs.join("etc/group").is_file());
+    for d in ["proc", "sys", "dev", "tmp", "root", "var", "run"] {
+        assert!(rootfs.join(d).is_dir(), "{d}");
+    }
+    assert_eq!(
+        fs::metadata(rootfs.join("tmp"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o1777
+    );
+
+    // Its init stops cleanly on SIGTERM (run in a chroot: not PID 1, so it only
+    // stops itself and its own sleeper).
+    let mut child = Command::new("chroot")
+        .arg(&rootfs)
+        .arg("/sbin/init")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "init stays up");
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "init ignored SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+/// Import throughput on a 128 MiB tree (1024 files of 128 KiB); run by hand with
+/// `cargo test -p zonefleet-agent --test image_store -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn import_throughput() {
+    let td = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let chunk: Vec<u8> = (0..128 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    for i in 0..1024u32 {
+        let mut h = header(
+            tar::EntryType::Regular,
+            &format!("d{}/f{i}", i % 32),
+            0o644,
+            chunk.len() as u64,
+        );
+        h.set_cksum();
+        b.append(&h, &chunk[..]).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    for (name, bytes) in [
+        ("tar", tar.clone()),
+        ("zst", zstd(&tar)),
+        ("gz", gzip(&tar)),
+    ] {
+        let store = ImageStore::open(td.path().join(name)).unwrap();
+        let path = write(td.path(), &format!("t.{name}"), &bytes);
+        let start = std::time::Instant::now();
+        store.import(&path, opts("t", "1")).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: {:.0} MiB unpacked in {secs:.2}s = {:.0} MiB/s",
+            tar.len() as f64 / 1048576.0,
+            tar.len() as f64 / 1048576.0 / secs
+        );
+    }
+}
