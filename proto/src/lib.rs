@@ -3,3 +3,4 @@
 //! role layer that every controller and agent serves behind.
 
 pub mod pb;
+pub mod pki;
