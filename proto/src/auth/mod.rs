@@ -24,7 +24,7 @@ pub use rules::{authorize, role_table_markdown, rule_for, RpcRule, RPC_RULES};
 pub enum AuthError {
     /// The certificate carries no usable fleet identity.
     #[error("peer certificate: {0}")]
-    NoIdentity(#[from] PkiError),
+    NoIdentity(PkiError),
     /// The identity belongs to another cluster.
     #[error("peer identity {identity} is not of cluster {cluster:?}")]
     WrongCluster {
@@ -93,7 +93,7 @@ impl fmt::Display for Role {
 impl Role {
     /// The role of a peer certificate (DER) for a node of `cluster`.
     pub fn from_cert_der(cluster: &str, der: &[u8]) -> Result<Role, AuthError> {
-        let identity = identity_from_cert_der(der)?;
+        let identity = identity_from_cert_der(der).map_err(AuthError::NoIdentity)?;
         if identity.cluster() != cluster {
             return Err(AuthError::WrongCluster {
                 cluster: cluster.to_owned(),

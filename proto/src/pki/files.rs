@@ -97,9 +97,9 @@ pub fn issued_files(dir: &Path, issued: &IssuedCert) -> Vec<OutputFile> {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io {
+    move |error| PkiError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -146,11 +146,11 @@ fn write_one(file: &OutputFile, overwrite: Overwrite) -> Result<(), PkiError> {
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AlreadyExists {
+        .map_err(|error| {
+            if error.kind() == std::io::ErrorKind::AlreadyExists {
                 PkiError::Exists(path.to_owned())
             } else {
-                io_err(path)(source)
+                io_err(path)(error)
             }
         })?;
     out.write_all(file.contents.as_bytes())

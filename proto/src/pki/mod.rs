@@ -88,19 +88,26 @@ pub enum PkiError {
     BadCsr(String),
     /// rcgen failed to generate a key or a certificate.
     #[error("certificate generation failed: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
     /// Reading or writing a file failed; names the file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file exists and overwriting was not asked for.
     #[error("{0} already exists (use --force to overwrite)")]
     Exists(PathBuf),
+}
+
+// Errors carry their cause in their message rather than as `source()`, so that printing
+// the chain (`{:#}`) does not repeat it.
+impl From<rcgen::Error> for PkiError {
+    fn from(error: rcgen::Error) -> Self {
+        PkiError::Generate(error)
+    }
 }
 
 /// A private key in PKCS#8 PEM. Its `Debug` is redacted and it has no `Display`.
@@ -334,9 +341,9 @@ impl FleetCa {
         let cert_path = dir.join(files::CA_CERT);
         let key_path = dir.join(files::CA_KEY);
         let read = |path: &Path| {
-            std::fs::read_to_string(path).map_err(|source| PkiError::Io {
+            std::fs::read_to_string(path).map_err(|error| PkiError::Io {
                 path: path.to_owned(),
-                source,
+                error,
             })
         };
         let cert_pem = read(&cert_path)?;

@@ -85,17 +85,17 @@ impl TlsConnector {
         let dial = async {
             let tcp = TcpStream::connect((host.as_str(), port))
                 .await
-                .map_err(|source| TlsError::Io {
+                .map_err(|error| TlsError::Io {
                     context: context.clone(),
-                    source,
+                    error,
                 })?;
             let _ = tcp.set_nodelay(true);
             connector
                 .connect(server_name, tcp)
                 .await
-                .map_err(|source| TlsError::Io {
+                .map_err(|error| TlsError::Io {
                     context: format!("TLS handshake with {host}:{port}"),
-                    source,
+                    error,
                 })
         };
         tokio::time::timeout(self.timeout, dial)

@@ -39,17 +39,17 @@ pub use verify::{FleetClientVerifier, FleetServerVerifier};
 /// The ALPN protocol both sides offer: gRPC runs over HTTP/2 only.
 pub const ALPN_H2: &[u8] = b"h2";
 
-/// Errors of the TLS layer.
+/// Errors of the TLS layer. A variant that adds context carries its cause in its
+/// message (not as `source()`), so printing the chain does not repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read; names the file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A PEM file holds no certificate, or a malformed one; names the file.
     #[error("{path}: no usable certificate: {reason}")]
@@ -79,19 +79,18 @@ pub enum TlsError {
         reason: String,
     },
     /// rustls refused a configuration or a handshake.
-    #[error("TLS: {0}")]
+    #[error(transparent)]
     Rustls(#[from] rustls::Error),
     /// The webpki verifier could not be built (e.g. no CA certificate).
-    #[error("certificate verifier: {0}")]
+    #[error(transparent)]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     /// A network operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         /// What was being done (e.g. `connect 10.0.0.1:7000`).
         context: String,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A network operation did not finish in time.
     #[error("{0} timed out")]
@@ -105,7 +104,7 @@ pub enum TlsError {
         reason: String,
     },
     /// tonic could not set up the channel.
-    #[error("gRPC channel: {0}")]
+    #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
 }
 
@@ -133,9 +132,9 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
