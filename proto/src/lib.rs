@@ -2,4 +2,7 @@
 //! types that cross the wire with their validation, the fleet PKI and the mTLS
 //! role layer that every controller and agent serves behind.
 
+pub mod auth;
 pub mod pb;
+pub mod pki;
+pub mod tls;

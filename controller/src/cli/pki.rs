@@ -1,0 +1,286 @@
+//! `zfadm pki`: create the fleet CA and issue certificates.
+//!
+//! Files (see `docs/security.md`): `ca.crt`, `ca.key`, `controller-<id>.crt/.key`,
+//! `operator-<name>.crt/.key`, `agent-<host_id>.crt/.key`. Keys are written `0600`,
+//! never printed, and no existing file is replaced without `--force`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use uuid::Uuid;
+use zonefleet_proto::pki::files::{self, OutputFile, Overwrite};
+use zonefleet_proto::pki::{
+    parse_host_id, validate_cluster, validate_operator_name, ControllerEndpoint, FleetCa, HostName,
+    IssuedCert, PkiError, Validity, CA_VALIDITY_DAYS, DEFAULT_CERT_DAYS,
+};
+
+/// `zfadm pki …`
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create a new fleet CA, a certificate for each controller and one operator
+    /// certificate, and print the CA fingerprint.
+    Init(InitArgs),
+    /// Issue one more certificate (controller, operator or agent) from an existing CA.
+    Issue(IssueArgs),
+}
+
+/// Arguments of `zfadm pki init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The cluster name (a lowercase DNS label), part of every identity.
+    #[arg(long, value_name = "NAME", value_parser = parse_cluster)]
+    pub cluster: String,
+    /// The directory to write into (created 0700 if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// A controller and an address it serves on; repeat for each controller (repeat an
+    /// ID to give it several addresses).
+    #[arg(
+        long = "controller",
+        value_name = "ID=HOST:PORT",
+        required = true,
+        value_parser = parse_endpoint
+    )]
+    pub controllers: Vec<ControllerEndpoint>,
+    /// The operator to issue a certificate for.
+    #[arg(long, value_name = "NAME", default_value = "admin", value_parser = parse_operator)]
+    pub operator: String,
+    /// Validity of the controller and operator certificates, in days (the CA gets 10
+    /// years).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CERT_DAYS)]
+    pub days: i64,
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `zfadm pki issue`.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// The directory holding `ca.crt` and `ca.key`.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// What to issue.
+    #[command(flatten)]
+    pub subject: IssueSubject,
+    /// Validity in days.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CERT_DAYS)]
+    pub days: i64,
+    /// The directory to write into (default: the CA directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Exactly one of the kinds of certificate `pki issue` makes.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct IssueSubject {
+    /// A controller and an address it serves on (repeat with the same ID for more
+    /// addresses).
+    #[arg(long = "controller", value_name = "ID=HOST:PORT", value_parser = parse_endpoint)]
+    pub controller: Vec<ControllerEndpoint>,
+    /// An operator, by name.
+    #[arg(long, value_name = "NAME", value_parser = parse_operator)]
+    pub operator: Option<String>,
+    /// An agent, by host id (a lowercase UUID).
+    #[arg(long, value_name = "HOST_ID", value_parser = parse_agent)]
+    pub agent: Option<Uuid>,
+}
+
+fn parse_cluster(s: &str) -> Result<String, PkiError> {
+    validate_cluster(s).map(|()| s.to_owned())
+}
+
+fn parse_operator(s: &str) -> Result<String, PkiError> {
+    validate_operator_name(s).map(|()| s.to_owned())
+}
+
+fn parse_endpoint(s: &str) -> Result<ControllerEndpoint, PkiError> {
+    s.parse()
+}
+
+fn parse_agent(s: &str) -> Result<Uuid, PkiError> {
+    parse_host_id(s)
+}
+
+/// Runs a `pki` command, reporting what it wrote to `out`.
+pub fn run(command: PkiCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        PkiCommand::Init(args) => init(args, out),
+        PkiCommand::Issue(args) => issue(args, out),
+    }
+}
+
+/// Groups endpoints by controller id (keeping first-seen order of ids).
+fn controllers_by_id(endpoints: &[ControllerEndpoint]) -> Vec<(String, Vec<HostName>)> {
+    let mut order: Vec<String> = Vec::new();
+    let mut hosts: BTreeMap<String, Vec<HostName>> = BTreeMap::new();
+    for endpoint in endpoints {
+        let list = hosts.entry(endpoint.id.clone()).or_insert_with(|| {
+            order.push(endpoint.id.clone());
+            Vec::new()
+        });
+        if !list.contains(&endpoint.host) {
+            list.push(endpoint.host.clone());
+        }
+    }
+    order
+        .into_iter()
+        .map(|id| {
+            let list = hosts.remove(&id).unwrap_or_default();
+            (id, list)
+        })
+        .collect()
+}
+
+fn overwrite(force: bool) -> Overwrite {
+    if force {
+        Overwrite::Replace
+    } else {
+        Overwrite::Refuse
+    }
+}
+
+fn validity(days: i64) -> anyhow::Result<Validity> {
+    Validity::days(days).with_context(|| format!("--days {days}"))
+}
+
+/// One line per file: the path and what it holds (never its contents).
+fn report(out: &mut dyn Write, written: &[(OutputFile, String)]) -> anyhow::Result<()> {
+    let width = written
+        .iter()
+        .map(|(f, _)| f.path.display().to_string().len())
+        .max()
+        .unwrap_or(0);
+    for (file, what) in written {
+        let path = file.path.display().to_string();
+        writeln!(out, "wrote {path:<width$}  {what}")?;
+    }
+    Ok(())
+}
+
+fn describe_cert(issued: &IssuedCert, addresses: &[HostName]) -> String {
+    if addresses.is_empty() {
+        issued.identity.to_string()
+    } else {
+        let names: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+        format!("{} ({})", issued.identity, names.join(", "))
+    }
+}
+
+fn labelled(files: Vec<OutputFile>, cert_label: String) -> Vec<(OutputFile, String)> {
+    files
+        .into_iter()
+        .map(|f| {
+            let label = if f.private {
+                format!("private key (mode {:04o})", files::KEY_MODE)
+            } else {
+                cert_label.clone()
+            };
+            (f, label)
+        })
+        .collect()
+}
+
+fn init(args: InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let validity = validity(args.days)?;
+    let ca = FleetCa::generate(&args.cluster)
+        .with_context(|| format!("creating the CA of cluster {}", args.cluster))?;
+    let mut planned = labelled(
+        files::ca_files(&args.out, &ca),
+        format!(
+            "CA certificate of cluster {} ({CA_VALIDITY_DAYS} days)",
+            args.cluster
+        ),
+    );
+    for (id, addresses) in controllers_by_id(&args.controllers) {
+        let issued = ca
+            .issue_controller(&id, &addresses, validity)
+            .with_context(|| format!("issuing the certificate of controller {id}"))?;
+        let label = describe_cert(&issued, &addresses);
+        planned.extend(labelled(files::issued_files(&args.out, &issued), label));
+    }
+    let issued = ca
+        .issue_operator(&args.operator, validity)
+        .with_context(|| format!("issuing the certificate of operator {}", args.operator))?;
+    let label = describe_cert(&issued, &[]);
+    planned.extend(labelled(files::issued_files(&args.out, &issued), label));
+
+    write(&planned, args.force)?;
+    report(out, &planned)?;
+    writeln!(out, "cluster: {}", ca.cluster())?;
+    writeln!(out, "CA fingerprint: {}", ca.fingerprint())?;
+    Ok(())
+}
+
+fn issue(args: IssueArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let validity = validity(args.days)?;
+    let ca = FleetCa::load_dir(&args.ca_dir).context("loading the CA")?;
+    let dir = args.out.as_deref().unwrap_or(&args.ca_dir);
+    let subject = &args.subject;
+    let (issued, addresses) = if !subject.controller.is_empty() {
+        let mut grouped = controllers_by_id(&subject.controller);
+        if grouped.len() != 1 {
+            let ids: Vec<&str> = grouped.iter().map(|(id, _)| id.as_str()).collect();
+            bail!(
+                "--controller names several controllers ({}); issue one at a time",
+                ids.join(", ")
+            );
+        }
+        let (id, addresses) = grouped.remove(0);
+        let issued = ca
+            .issue_controller(&id, &addresses, validity)
+            .with_context(|| format!("issuing the certificate of controller {id}"))?;
+        (issued, addresses)
+    } else if let Some(name) = &subject.operator {
+        let issued = ca
+            .issue_operator(name, validity)
+            .with_context(|| format!("issuing the certificate of operator {name}"))?;
+        (issued, Vec::new())
+    } else if let Some(host_id) = subject.agent {
+        let issued = ca
+            .issue_agent(host_id, &[], validity)
+            .with_context(|| format!("issuing the certificate of agent {host_id}"))?;
+        (issued, Vec::new())
+    } else {
+        // clap's argument group requires one of the three.
+        bail!("give one of --controller, --operator or --agent");
+    };
+    let label = describe_cert(&issued, &addresses);
+    let planned = labelled(files::issued_files(dir, &issued), label);
+    write(&planned, args.force)?;
+    report(out, &planned)?;
+    writeln!(out, "CA fingerprint: {}", ca.fingerprint())?;
+    Ok(())
+}
+
+fn write(planned: &[(OutputFile, String)], force: bool) -> anyhow::Result<()> {
+    let files: Vec<OutputFile> = planned.iter().map(|(f, _)| f.clone()).collect();
+    // The errors name the file (existing, unwritable…).
+    files::write_files(&files, overwrite(force))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_ids_merge_addresses() {
+        let endpoints: Vec<ControllerEndpoint> = ["c2=10.0.0.2:1", "c1=10.0.0.1:1", "c2=ctl2:1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let grouped = controllers_by_id(&endpoints);
+        assert_eq!(grouped.len(), 2);
+        assert_eq!(grouped[0].0, "c2");
+        assert_eq!(grouped[0].1.len(), 2);
+        assert_eq!(grouped[1].0, "c1");
+    }
+}

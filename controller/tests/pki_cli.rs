@@ -1,0 +1,304 @@
+//! Runs the real `zfadm` binary: `pki init`, `pki issue`, refusals, `--help`.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use uuid::Uuid;
+use zonefleet_proto::auth::Role;
+use zonefleet_proto::pki::{identity_from_cert_der, FleetCa};
+use zonefleet_proto::tls::{load_certs, server_config, CertKey, FleetTrust};
+
+fn zfadm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zfadm"))
+        .args(args)
+        .output()
+        .expect("run zfadm")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Every file in `dir` with its contents and mode.
+fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                (std::fs::read(entry.path()).unwrap(), mode),
+            )
+        })
+        .collect()
+}
+
+fn identity_of(path: &Path) -> String {
+    let certs = load_certs(path).unwrap();
+    identity_from_cert_der(&certs[0]).unwrap().to_string()
+}
+
+fn init(out: &Path, extra: &[&str]) -> Output {
+    let out = out.to_str().unwrap();
+    let mut args = vec![
+        "pki",
+        "init",
+        "--cluster",
+        "prod",
+        "--out",
+        out,
+        "--controller",
+        "c1=127.0.0.1:7000",
+        "--controller",
+        "c2=ctl2.example.net:7000",
+    ];
+    args.extend_from_slice(extra);
+    zfadm(&args)
+}
+
+#[test]
+fn init_writes_the_ca_controllers_and_operator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    let run = init(&dir, &[]);
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
+
+    let files = snapshot(&dir);
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "ca.crt",
+            "ca.key",
+            "controller-c1.crt",
+            "controller-c1.key",
+            "controller-c2.crt",
+            "controller-c2.key",
+            "operator-admin.crt",
+            "operator-admin.key",
+        ]
+    );
+    for (name, (contents, mode)) in &files {
+        if name.ends_with(".key") {
+            assert_eq!(*mode, 0o600, "{name}");
+            assert!(text(contents).contains("PRIVATE KEY"), "{name}");
+            assert!(!stdout.contains(&text(contents)), "{name} printed");
+        } else {
+            assert_eq!(*mode & 0o077, 0o044, "{name}");
+        }
+        assert!(
+            stdout.contains(name.as_str()),
+            "{name} not reported: {stdout}"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    assert_eq!(
+        identity_of(&dir.join("controller-c1.crt")),
+        "zonefleet://prod/controller/c1"
+    );
+    assert_eq!(
+        identity_of(&dir.join("controller-c2.crt")),
+        "zonefleet://prod/controller/c2"
+    );
+    assert_eq!(
+        identity_of(&dir.join("operator-admin.crt")),
+        "zonefleet://prod/operator/admin"
+    );
+
+    // The printed fingerprint is the CA's, and the CA loads back.
+    let ca = FleetCa::load_dir(&dir).unwrap();
+    assert_eq!(ca.cluster(), "prod");
+    assert!(
+        stdout.contains(&format!("CA fingerprint: {}", ca.fingerprint())),
+        "{stdout}"
+    );
+
+    // The controller's files make a working server config of this fleet.
+    let trust = FleetTrust::load("prod", &dir.join("ca.crt")).unwrap();
+    let own = CertKey::load(
+        &dir.join("controller-c1.crt"),
+        &dir.join("controller-c1.key"),
+    )
+    .unwrap();
+    server_config(&trust, &own).unwrap();
+}
+
+#[test]
+fn init_again_without_force_fails_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    assert!(init(&dir, &[]).status.success());
+    let before = snapshot(&dir);
+
+    let again = init(&dir, &["--operator", "bob"]);
+    assert!(!again.status.success());
+    let stderr = text(&again.stderr);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(snapshot(&dir), before, "a refused run changed files");
+
+    // With --force everything is new, and keys are still 0600.
+    let forced = init(&dir, &["--force"]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    let after = snapshot(&dir);
+    assert_ne!(after["ca.crt"], before["ca.crt"]);
+    assert_eq!(after["ca.key"].1, 0o600);
+}
+
+#[test]
+fn bad_input_is_refused_naming_the_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x");
+    let out = out.to_str().unwrap();
+    let init = |extra: &[&'static str]| {
+        let mut args = vec!["pki", "init", "--out", out];
+        args.extend_from_slice(extra);
+        args
+    };
+    for (args, named) in [
+        (
+            init(&["--cluster", "../x", "--controller", "c1=10.0.0.1:7000"]),
+            "../x",
+        ),
+        (init(&["--cluster", "prod", "--controller", "nope"]), "nope"),
+        (
+            init(&["--cluster", "prod", "--controller", "c1=10.0.0.1:99999"]),
+            "c1=10.0.0.1:99999",
+        ),
+        (
+            init(&[
+                "--cluster",
+                "prod",
+                "--controller",
+                "c1=10.0.0.1:7000",
+                "--operator",
+                "../root",
+            ]),
+            "../root",
+        ),
+        (
+            init(&[
+                "--cluster",
+                "prod",
+                "--controller",
+                "c1=10.0.0.1:7000",
+                "--days",
+                "0",
+            ]),
+            "--days 0",
+        ),
+        (
+            vec!["pki", "issue", "--ca-dir", out, "--agent", "not-a-uuid"],
+            "not-a-uuid",
+        ),
+    ] {
+        let run = zfadm(&args);
+        let stderr = text(&run.stderr);
+        assert!(!run.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+    assert!(!tmp.path().join("x").exists(), "a refused run left files");
+
+    // A missing CA names the file.
+    let run = zfadm(&["pki", "issue", "--ca-dir", out, "--operator", "bob"]);
+    assert!(!run.status.success());
+    assert!(
+        text(&run.stderr).contains("ca.crt"),
+        "{}",
+        text(&run.stderr)
+    );
+
+    // Exactly one kind of certificate.
+    let host = Uuid::new_v4().to_string();
+    let run = zfadm(&[
+        "pki",
+        "issue",
+        "--ca-dir",
+        out,
+        "--operator",
+        "bob",
+        "--agent",
+        &host,
+    ]);
+    assert!(!run.status.success());
+    let run = zfadm(&["pki", "issue", "--ca-dir", out]);
+    assert!(!run.status.success());
+}
+
+#[test]
+fn issue_agent_makes_a_certificate_the_tls_layer_maps_to_the_agent_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    let ca_dir = dir.to_str().unwrap();
+    assert!(init(&dir, &[]).status.success());
+    let host = Uuid::new_v4();
+    let host_text = host.to_string();
+    let out = tmp.path().join("agents");
+    let out_text = out.to_str().unwrap();
+    let run = zfadm(&[
+        "pki", "issue", "--ca-dir", ca_dir, "--agent", &host_text, "--days", "30", "--out",
+        out_text,
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(!text(&run.stdout).contains("PRIVATE KEY"));
+    let cert = out.join(format!("agent-{host}.crt"));
+    let key = out.join(format!("agent-{host}.key"));
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let der = &load_certs(&cert).unwrap()[0];
+    assert_eq!(Role::from_cert_der("prod", der).unwrap(), Role::Agent(host));
+
+    // Issuing the same again refuses; other kinds work from the same CA.
+    let again = zfadm(&[
+        "pki", "issue", "--ca-dir", ca_dir, "--agent", &host_text, "--out", out_text,
+    ]);
+    assert!(!again.status.success());
+    let op = zfadm(&["pki", "issue", "--ca-dir", ca_dir, "--operator", "alice"]);
+    assert!(op.status.success(), "{}", text(&op.stderr));
+    let der = &load_certs(&dir.join("operator-alice.crt")).unwrap()[0];
+    assert_eq!(
+        Role::from_cert_der("prod", der).unwrap(),
+        Role::Operator("alice".into())
+    );
+    let ctl = zfadm(&[
+        "pki",
+        "issue",
+        "--ca-dir",
+        ca_dir,
+        "--controller",
+        "c3=10.0.0.3:7000",
+    ]);
+    assert!(ctl.status.success(), "{}", text(&ctl.stderr));
+    assert_eq!(
+        identity_of(&dir.join("controller-c3.crt")),
+        "zonefleet://prod/controller/c3"
+    );
+}
+
+#[test]
+fn help_version_and_completions() {
+    let help = zfadm(&["--help"]);
+    assert!(help.status.success());
+    assert!(text(&help.stdout).contains("pki"));
+    let help = zfadm(&["pki", "init", "--help"]);
+    assert!(help.status.success());
+    assert!(text(&help.stdout).contains("--controller <ID=HOST:PORT>"));
+    let version = zfadm(&["--version"]);
+    assert!(version.status.success());
+    assert!(text(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let completions = zfadm(&["completions", "bash"]);
+    assert!(completions.status.success());
+    assert!(text(&completions.stdout).contains("zfadm"));
+    assert!(!zfadm(&[]).status.success());
+}
