@@ -2,4 +2,8 @@
 //! types that cross the wire with their validation, the fleet PKI and the mTLS
 //! role layer that every controller and agent serves behind.
 
+pub mod host;
+pub mod image;
+pub mod network;
 pub mod pb;
+pub mod spec;
