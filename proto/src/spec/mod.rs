@@ -33,6 +33,7 @@ pub use defaults::{
     DEFAULT_CPU_SHARES, DEFAULT_INIT, DEFAULT_IO_PRIORITY, DEFAULT_LIMIT_PRIV, DEFAULT_MAX_LWPS,
     DEFAULT_MAX_PHYSICAL_MEMORY, DEFAULT_MIN_SWAP, DEFAULT_QUOTA,
 };
+pub(crate) use error::Problems;
 pub use error::{show_str, SpecError, ValidationError, ValidationErrors, ValueError};
 pub use image_ref::{ImageRef, Sha256Digest};
 pub use limits::{
