@@ -197,7 +197,8 @@ pub(crate) fn to_json_pretty<T: serde::Serialize>(value: &T) -> String {
 
 fn parse_error(e: serde_path_to_error::Error<serde_json::Error>) -> SpecError {
     let path = e.path().to_string();
-    let path = if path == "." {
+    // "." is the document itself; "?" a place serde could not name (bad syntax).
+    let path = if path == "." || path == "?" {
         ROOT_PATH.to_string()
     } else {
         path
