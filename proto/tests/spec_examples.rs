@@ -77,3 +77,13 @@ fn db_example_reads_as_meant() {
     assert_eq!(defaults.limit_priv.unwrap().len(), 13);
     assert_eq!(defaults.uuid, db.uuid);
 }
+
+#[test]
+fn the_payload_in_the_docs_is_valid() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/zone-spec.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let start = doc.find("```json\n").expect("a json block") + "```json\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let spec = ZoneSpec::from_json(&doc[start..end]).unwrap();
+    spec.validate().unwrap();
+}

@@ -18,7 +18,7 @@ use std::fmt;
 const SHOWN_CHARS: usize = 40;
 
 /// Renders a string value for an error: quoted and escaped (so NUL bytes and control
-/// characters are visible), cut after [`SHOWN_CHARS`] characters with its length.
+/// characters are visible), cut after 40 characters with its length.
 pub fn show_str(s: &str) -> String {
     let count = s.chars().count();
     if count <= SHOWN_CHARS {
