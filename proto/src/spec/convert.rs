@@ -347,26 +347,3 @@ fn placement_from_pb(m: pb::Placement, at: &str, p: &mut Problems) -> Option<Pla
         affinity,
     })
 }
-
-impl FailureDomain {
-    /// The domain's name: `rack` or `host`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureDomain::Rack => "rack",
-            FailureDomain::Host => "host",
-        }
-    }
-
-    /// Reads `rack` or `host`.
-    pub fn parse(s: &str) -> Result<Self, ValueError> {
-        match s {
-            "rack" => Ok(FailureDomain::Rack),
-            "host" => Ok(FailureDomain::Host),
-            _ => Err(ValueError::string(
-                s,
-                "is not a failure domain",
-                "\"rack\" or \"host\"",
-            )),
-        }
-    }
-}

@@ -166,6 +166,29 @@ impl AffinityTarget {
 
 text_type!(AffinityTarget);
 
+impl FailureDomain {
+    /// The domain's name: `rack` or `host`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureDomain::Rack => "rack",
+            FailureDomain::Host => "host",
+        }
+    }
+
+    /// Reads `rack` or `host`.
+    pub fn parse(s: &str) -> Result<Self, ValueError> {
+        match s {
+            "rack" => Ok(FailureDomain::Rack),
+            "host" => Ok(FailureDomain::Host),
+            _ => Err(ValueError::string(
+                s,
+                "is not a failure domain",
+                "\"rack\" or \"host\"",
+            )),
+        }
+    }
+}
+
 impl Placement {
     /// Records every problem of these rules, under the field path `at` (`placement`).
     pub(crate) fn check(&self, at: &str, problems: &mut Problems) {
