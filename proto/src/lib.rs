@@ -3,6 +3,10 @@
 //! role layer that every controller and agent serves behind.
 
 pub mod auth;
+pub mod host;
+pub mod image;
+pub mod network;
 pub mod pb;
 pub mod pki;
+pub mod spec;
 pub mod tls;

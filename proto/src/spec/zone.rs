@@ -1,0 +1,165 @@
+//! The zone spec: vmadm's properties as an operator writes them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::capability::Capability;
+use super::error::SpecError;
+use super::image_ref::ImageRef;
+use super::nic::Nic;
+use super::placement::Placement;
+use super::text;
+
+/// How a zone is isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Brand {
+    /// An instance of the host's OS: namespaces and cgroups (the only brand for now).
+    Os,
+}
+
+/// What the controllers do with a zone whose host is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnHostLost {
+    /// Wait for the host to come back: the zone may hold data (the default).
+    Wait,
+    /// Place the zone on another host once the lost host's lease has expired.
+    Reschedule,
+}
+
+/// The desired configuration of one zone, as in a vmadm payload.
+///
+/// Every optional property is an `Option` (and empty lists and maps mean "none"), so
+/// that a spec reads and writes back exactly as the operator wrote it;
+/// [`ZoneSpec::with_defaults`] fills in what was left out. Reading checks syntax
+/// (unknown fields, malformed addresses, capability names…); [`ZoneSpec::validate`]
+/// checks ranges and consistency, reporting every problem at once.
+/// See `docs/zone-spec.md` for units, defaults and ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSpec {
+    /// The zone's identity; generated when absent.
+    #[serde(default, with = "text::opt", skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<Uuid>,
+    /// A friendly name (a DNS label), unique per owner by convention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// How the zone is isolated; `os` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<Brand>,
+    /// The root filesystem image: uuid, `sha256:<hex>` or `name[@version]`.
+    pub image: ImageRef,
+    /// Memory limit in MiB (cgroup `memory.max` / `memory.limit_in_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_physical_memory: Option<u64>,
+    /// Memory plus swap limit in MiB (v1 memsw), at least `max_physical_memory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_swap: Option<u64>,
+    /// CPU cap in percent of one CPU (100 = one CPU); uncapped when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_cap: Option<u32>,
+    /// Relative CPU weight (v1 `cpu.shares` scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u32>,
+    /// Most processes plus threads (`pids.max`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lwps: Option<u32>,
+    /// Relative I/O weight (v1 `blkio.weight` scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_priority: Option<u32>,
+    /// Size of the zone's writable filesystem in GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u32>,
+    /// Size of the zone's `/tmp` in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs: Option<u32>,
+    /// The zone's capability bounding set; the default set when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_priv: Option<Vec<Capability>>,
+    /// Network interfaces, at most 32.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nics: Vec<Nic>,
+    /// The zone's hostname (a DNS label); the alias or uuid when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// DNS resolvers for `/etc/resolv.conf`, at most 3.
+    #[serde(default, with = "text::list", skip_serializing_if = "Vec::is_empty")]
+    pub resolvers: Vec<IpAddr>,
+    /// The search domain for `/etc/resolv.conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_domain: Option<String>,
+    /// Operator-supplied data served to the zone read-only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub customer_metadata: BTreeMap<String, String>,
+    /// Labels of the zone, also served to it; affinity rules can name them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// The zone's PID 1 as an argv; `["/sbin/init"]` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<Vec<String>>,
+    /// Boot the zone again after its host reboots (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoboot: Option<bool>,
+    /// Who owns the zone (a short identifier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// `wait` (default) or `reschedule` when the zone's host is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_host_lost: Option<OnHostLost>,
+    /// Scheduler rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+impl ZoneSpec {
+    /// A spec of `image` with nothing else set.
+    pub fn new(image: ImageRef) -> Self {
+        ZoneSpec {
+            uuid: None,
+            alias: None,
+            brand: None,
+            image,
+            max_physical_memory: None,
+            max_swap: None,
+            cpu_cap: None,
+            cpu_shares: None,
+            max_lwps: None,
+            io_priority: None,
+            quota: None,
+            tmpfs: None,
+            limit_priv: None,
+            nics: Vec::new(),
+            hostname: None,
+            resolvers: Vec::new(),
+            dns_domain: None,
+            customer_metadata: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            init: None,
+            autoboot: None,
+            owner: None,
+            on_host_lost: None,
+            placement: None,
+        }
+    }
+
+    /// Reads a spec from JSON. Unknown fields and malformed values are refused with
+    /// their JSON path (`nics[0]: unknown field ...`); ranges are left to
+    /// [`ZoneSpec::validate`].
+    pub fn from_json(json: &str) -> Result<Self, SpecError> {
+        text::from_json(json)
+    }
+
+    /// Reads a spec from JSON, as [`ZoneSpec::from_json`] does.
+    pub fn from_reader(reader: impl std::io::Read) -> Result<Self, SpecError> {
+        text::from_reader(reader)
+    }
+
+    /// Writes the spec as indented JSON; absent fields and empty lists are left out.
+    pub fn to_json_pretty(&self) -> String {
+        text::to_json_pretty(self)
+    }
+}
