@@ -3,3 +3,4 @@
 //! `zonefleet-agent zone …` commands both drive it.
 
 pub mod disk;
+pub mod sysinfo;

@@ -96,7 +96,7 @@ fn mkfs_ext4(path: &Path) -> Result<(), DiskError> {
 
 /// `mkfs.ext4` from `PATH`, else from the sbin directories a non-login
 /// root shell may lack in its `PATH`.
-fn mkfs_program() -> PathBuf {
+pub(crate) fn mkfs_program() -> PathBuf {
     let in_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())

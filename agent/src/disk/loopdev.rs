@@ -333,3 +333,24 @@ pub fn sweep(data_dir: &Path) -> Result<Vec<AttachedLoop>, DiskError> {
         .filter(|l| l.backing_file.starts_with(&root))
         .collect())
 }
+
+/// Asks `/dev/loop-control` for a free loop device number (the kernel may
+/// create a device node to answer). Used by the host's feature probe.
+pub(crate) fn free_loop_number() -> Result<u32, DiskError> {
+    let control = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(LOOP_CONTROL)
+        .map_err(|e| DiskError::io("open", LOOP_CONTROL, e))?;
+    // SAFETY: `control` is an open fd of /dev/loop-control; this ioctl
+    // takes no argument and only returns a device number.
+    let n = unsafe { sys::loop_ctl_get_free(control.as_raw_fd()) }.map_err(|source| {
+        DiskError::Loop {
+            op: "LOOP_CTL_GET_FREE",
+            device: LOOP_CONTROL.into(),
+            source,
+        }
+    })?;
+    Ok(n as u32)
+}
