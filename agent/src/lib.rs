@@ -2,7 +2,9 @@
 //! isolation, the zone lifecycle). The fleet daemon and the standalone
 //! `zonefleet-agent zone …` commands both drive it.
 
+pub mod disk;
 pub mod image;
 pub mod isolation;
+pub mod sysinfo;
 pub mod zone;
 pub mod zsched;
