@@ -1,3 +1,5 @@
 //! The zone library: everything an agent does on its host (images, cgroups,
 //! isolation, the zone lifecycle). The fleet daemon and the standalone
 //! `zonefleet-agent zone …` commands both drive it.
+
+pub mod cgroup;
