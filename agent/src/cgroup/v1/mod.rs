@@ -43,6 +43,11 @@ impl V1Manager {
                     .iter()
                     .any(|c| CONTROLLERS.contains(&c.as_str()))
             })
+            .map(|mut h| {
+                // zone_of_pid compares sorted controller lists.
+                h.controllers.sort();
+                h
+            })
             .collect();
         Ok(V1Manager {
             hierarchies,
