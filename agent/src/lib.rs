@@ -2,6 +2,7 @@
 //! isolation, the zone lifecycle). The fleet daemon and the standalone
 //! `zonefleet-agent zone …` commands both drive it.
 
+pub mod cgroup;
 pub mod disk;
 pub mod image;
 pub mod isolation;

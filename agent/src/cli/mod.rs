@@ -56,7 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(cmd) => image::run(&cli.data_dir, cmd),
         Command::Zone(cmd) => zone::run(&cli.data_dir, cmd),
         Command::Sysinfo { output } => {
-            let info = zonefleet_agent::sysinfo::collect(&cli.data_dir)?;
+            let info = zonefleet_agent::sysinfo::Sysinfo::collect(&cli.data_dir)?;
             output::sysinfo(&info, output);
             Ok(0)
         }

@@ -129,7 +129,7 @@ pub fn sysinfo(info: &Sysinfo, format: Format) {
             println!("cpus      {}", info.cpus);
             println!("memory    {} MiB", info.memory_mib);
             println!("kernel    {}", info.kernel);
-            println!("cgroup    {} ({})", info.cgroup_version, info.cgroup_controllers.join(","));
+            println!("cgroup    {} ({})", info.cgroup_version.as_str(), info.cgroup_controllers.join(","));
             table(
                 &["FEATURE", "AVAILABLE", "DETAIL"],
                 info.features

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::paths::ZonePaths;
 use super::record::{LifecycleState, ZoneRecord};
 use super::status::ZoneStatus;
-use super::{features, limits, lock, Result, ZoneError, ZoneHost};
+use super::{limits, lock, Result, ZoneError, ZoneHost};
 use crate::zsched::plan::{BootPlan, ZoneFile};
 use crate::zsched::runtime::Runtime;
 
@@ -36,7 +36,7 @@ impl ZoneHost {
                 verb: "boot",
             });
         }
-        features::check(&record.spec, &self.features())?;
+        self.check_features(&record.spec)?;
         let lower = self.images.rootfs_path(&record.image_sha256)?;
 
         // A cgroup left by a crash (zsched killed before it cleaned up).

@@ -9,7 +9,7 @@ use zonefleet_proto::spec::{SpecError, ZoneSpec};
 use super::paths::ZonePaths;
 use super::record::{LifecycleState, ZoneRecord};
 use super::status::ZoneStatus;
-use super::{features, lock, Result, ZoneError, ZoneHost};
+use super::{lock, Result, ZoneError, ZoneHost};
 use crate::zsched::runtime::{now_unix_ms, write_atomic};
 
 impl ZoneHost {
@@ -29,7 +29,7 @@ impl ZoneHost {
                 ),
             });
         }
-        features::check(&spec, &self.features())?;
+        self.check_features(&spec)?;
 
         let _table = lock::exclusive(&self.table_lock_path())?;
         let uuid = spec.uuid.expect("with_defaults sets the uuid").to_string();

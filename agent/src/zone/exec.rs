@@ -159,10 +159,9 @@ fn confine_and_exec(
     let mut last = nix::Error::ENOENT;
     for path in candidates {
         let Ok(cpath) = CString::new(path) else { continue };
-        if let Err(e) = nix::unistd::execve(&cpath, argv, env) {
-            if e != nix::Error::ENOENT {
-                last = e;
-            }
+        let Err(e) = nix::unistd::execve(&cpath, argv, env);
+        if e != nix::Error::ENOENT {
+            last = e;
         }
     }
     format!("{program}: {last} ({})", last.desc())

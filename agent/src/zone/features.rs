@@ -1,10 +1,15 @@
-//! Refuse rather than weaken: the kernel features a zone needs, checked against
-//! what this host's sysinfo detected, before anything of the zone is made.
+//! Refuse rather than weaken: the kernel features a zone needs, probed on this
+//! host before anything of the zone is made. Only the features a zone needs
+//! are probed (the network probes create links in a throwaway namespace and
+//! cost tens of milliseconds), and each answer is cached per [`ZoneHost`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use zonefleet_proto::spec::ZoneSpec;
 
-use super::{Result, ZoneError};
-use crate::sysinfo::Feature;
+use super::{Result, ZoneError, ZoneHost};
+use crate::sysinfo::{features as probe, CgroupMounts, Feature};
 
 /// The features every zone of brand `os` needs.
 pub const ALWAYS: &[&str] = &["overlayfs", "ext4", "loop_devices", "seccomp", "pidfd"];
@@ -25,25 +30,62 @@ pub fn required(spec: &ZoneSpec) -> Vec<&'static str> {
     needs
 }
 
-/// Checks `spec`'s needs against `features`; the error names the first missing
-/// feature and why it is missing.
-pub fn check(spec: &ZoneSpec, features: &[Feature]) -> Result<()> {
-    for need in required(spec) {
-        match features.iter().find(|f| f.name == need) {
-            Some(f) if f.available => {}
-            Some(f) => {
+/// Cached feature probes of one host.
+#[derive(Debug, Default)]
+pub struct FeatureCache {
+    known: Mutex<HashMap<String, Feature>>,
+}
+
+impl FeatureCache {
+    /// The feature `name`, probed on first use.
+    pub fn get(&self, name: &str) -> Feature {
+        let mut known = self.known.lock().expect("feature cache lock");
+        if let Some(f) = known.get(name) {
+            return f.clone();
+        }
+        let probed = run_probe(name);
+        for f in probed {
+            known.insert(f.name.clone(), f);
+        }
+        known.get(name).cloned().unwrap_or_else(|| Feature {
+            name: name.to_string(),
+            available: false,
+            detail: "no probe for this feature".to_string(),
+        })
+    }
+}
+
+/// Runs the probe that answers `name` (the network probe answers all
+/// network features at once).
+fn run_probe(name: &str) -> Vec<Feature> {
+    let mounts = || CgroupMounts::read().unwrap_or_default();
+    match name {
+        "seccomp" => vec![probe::seccomp()],
+        "user_namespaces" => vec![probe::user_namespaces()],
+        "overlayfs" => vec![probe::overlayfs()],
+        "ext4" => vec![probe::ext4()],
+        "loop_devices" => vec![probe::loop_devices()],
+        "pidfd" => vec![probe::pidfd()],
+        "cgroup_v1" => vec![probe::cgroup_v1(&mounts())],
+        "cgroup_v2" => vec![probe::cgroup_v2(&mounts())],
+        "memory_swap_accounting" => vec![probe::memory_swap_accounting(&mounts())],
+        "cgroup_kill" => vec![probe::cgroup_kill(&mounts())],
+        _ => probe::network(),
+    }
+}
+
+impl ZoneHost {
+    /// Checks `spec`'s needs; the error names the first missing feature and why.
+    pub fn check_features(&self, spec: &ZoneSpec) -> Result<()> {
+        for need in required(spec) {
+            let f = self.features.get(need);
+            if !f.available {
                 return Err(ZoneError::MissingFeature {
                     feature: need.to_string(),
-                    detail: f.detail.clone(),
-                })
-            }
-            None => {
-                return Err(ZoneError::MissingFeature {
-                    feature: need.to_string(),
-                    detail: "not detected on this host".to_string(),
-                })
+                    detail: f.detail,
+                });
             }
         }
+        Ok(())
     }
-    Ok(())
 }

@@ -9,8 +9,6 @@ use super::{Result, ZoneError};
 use crate::cgroup::CgroupManager;
 use crate::image::ImageStore;
 
-/// The cgroup parent every zone's cgroup lives under.
-pub const DEFAULT_CGROUP_PARENT: &str = "zonefleet";
 
 /// How a [`ZoneHost`] is set up.
 #[derive(Debug, Clone)]
@@ -32,7 +30,7 @@ impl HostOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> HostOptions {
         HostOptions {
             data_dir: data_dir.into(),
-            cgroup_parent: DEFAULT_CGROUP_PARENT.to_string(),
+            cgroup_parent: crate::cgroup::DEFAULT_PARENT.to_string(),
             agent_exe: None,
             halt_grace: Duration::from_secs(10),
             console_cap_bytes: crate::zsched::console::DEFAULT_CAP_BYTES,
@@ -57,6 +55,8 @@ pub struct ZoneHost {
     pub halt_grace: Duration,
     /// Cap of one console log file.
     pub console_cap_bytes: u64,
+    /// Kernel features probed so far.
+    pub features: super::features::FeatureCache,
 }
 
 impl ZoneHost {
@@ -66,7 +66,7 @@ impl ZoneHost {
         let zones = options.data_dir.join(ZONES_DIR);
         std::fs::create_dir_all(&zones).map_err(|e| ZoneError::io(&zones, e))?;
         let images = ImageStore::open(&options.data_dir)?;
-        let layout = crate::cgroup::detect().map_err(crate::cgroup::CgroupError::from)?;
+        let layout = crate::cgroup::detect::detect().map_err(crate::cgroup::CgroupError::from)?;
         let cgroups = layout.manager(&options.cgroup_parent)?;
         let agent_exe = match options.agent_exe {
             Some(exe) => exe,
@@ -81,6 +81,7 @@ impl ZoneHost {
             cgroups,
             halt_grace: options.halt_grace,
             console_cap_bytes: options.console_cap_bytes,
+            features: Default::default(),
         })
     }
 

@@ -27,12 +27,16 @@ impl ZoneHost {
             SpecError::Parse {
                 path: ".".into(),
                 message: e.to_string(),
+                line: e.line(),
+                column: e.column(),
             }
         })?;
         let serde_json::Value::Object(patch) = patch else {
             return Err(SpecError::Parse {
                 path: ".".into(),
                 message: "a patch is a JSON object of zone properties".into(),
+                line: 0,
+                column: 0,
             }
             .into());
         };

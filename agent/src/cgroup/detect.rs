@@ -1,0 +1,240 @@
+//! Which cgroup layout this host has: v1 (separate hierarchies), v2 (unified) or
+//! hybrid (both mounted; the v1 hierarchies own the controllers), read from
+//! `/proc/self/mountinfo` and `/proc/cgroups`.
+
+use std::path::PathBuf;
+
+use super::v1::V1Manager;
+use super::v2::V2Manager;
+use super::{CgroupError, CgroupManager};
+
+/// Why the layout could not be detected.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// A `/proc` file could not be read.
+    #[error("read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Neither a v1 hierarchy with controllers nor a cgroup2 mount was found.
+    #[error("no cgroup mount with controllers in /proc/self/mountinfo")]
+    NoCgroups,
+}
+
+/// The host's cgroup layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutKind {
+    /// Only v1 hierarchies.
+    V1,
+    /// Only the unified v2 hierarchy.
+    V2,
+    /// v1 hierarchies own the controllers; a cgroup2 mount exists beside them
+    /// (systemd's `unified`), usually with no controller.
+    Hybrid,
+}
+
+/// One mounted v1 hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Hierarchy {
+    /// Where it is mounted.
+    pub mount: PathBuf,
+    /// The mount's root within the hierarchy (`/` unless a container bind-mounts a
+    /// sub-cgroup); `/proc/<pid>/cgroup` paths start with it.
+    pub root: String,
+    /// Its controllers (`cpu`, `cpuacct` for a co-mount), sorted.
+    pub controllers: Vec<String>,
+}
+
+/// What [`detect`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// The v1 hierarchies that carry at least one enabled controller.
+    pub v1: Vec<V1Hierarchy>,
+    /// The cgroup2 mount point, if any.
+    pub unified: Option<PathBuf>,
+    /// The controllers enabled in the kernel (`/proc/cgroups`), sorted.
+    pub enabled: Vec<String>,
+}
+
+impl Layout {
+    /// V1, V2 or hybrid; `None` without any usable mount.
+    pub fn kind(&self) -> Option<LayoutKind> {
+        match (self.v1.is_empty(), self.unified.is_some()) {
+            (false, false) => Some(LayoutKind::V1),
+            (false, true) => Some(LayoutKind::Hybrid),
+            (true, true) => Some(LayoutKind::V2),
+            (true, false) => None,
+        }
+    }
+
+    /// The v1 hierarchy carrying `controller`.
+    pub fn v1_hierarchy(&self, controller: &str) -> Option<&V1Hierarchy> {
+        self.v1
+            .iter()
+            .find(|h| h.controllers.iter().any(|c| c == controller))
+    }
+
+    /// The manager for this host with zones under `parent`: v1 when v1
+    /// hierarchies carry the controllers (v1 and hybrid), else v2.
+    pub fn manager(&self, parent: &str) -> Result<Box<dyn CgroupManager>, CgroupError> {
+        match self.kind() {
+            Some(LayoutKind::V1 | LayoutKind::Hybrid) => {
+                Ok(Box::new(V1Manager::new(self.v1.clone(), parent)?))
+            }
+            Some(LayoutKind::V2) => {
+                let root = self.unified.clone().ok_or(DetectError::NoCgroups)?;
+                Ok(Box::new(V2Manager::new(root, parent)?))
+            }
+            None => Err(DetectError::NoCgroups.into()),
+        }
+    }
+}
+
+/// Detects this host's layout.
+pub fn detect() -> Result<Layout, DetectError> {
+    let read = |p: &str| {
+        std::fs::read_to_string(p).map_err(|source| DetectError::Read {
+            path: PathBuf::from(p),
+            source,
+        })
+    };
+    let mountinfo = read("/proc/self/mountinfo")?;
+    // A kernel built without v1 support may have no /proc/cgroups: then no
+    // controller is v1-bound, which is what an empty text says.
+    let cgroups = read("/proc/cgroups").unwrap_or_default();
+    let layout = detect_from(&mountinfo, &cgroups);
+    match layout.kind() {
+        Some(_) => Ok(layout),
+        None => Err(DetectError::NoCgroups),
+    }
+}
+
+/// The layout described by the texts of `/proc/self/mountinfo` and `/proc/cgroups`.
+pub fn detect_from(mountinfo: &str, proc_cgroups: &str) -> Layout {
+    let enabled: Vec<String> = {
+        let mut v: Vec<String> = proc_cgroups
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 4 && f[3] == "1").then(|| f[0].to_owned())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let mut layout = Layout {
+        enabled: enabled.clone(),
+        ..Layout::default()
+    };
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let (root, mount) = (unescape(pre[3]), PathBuf::from(unescape(pre[4])));
+        match post[0] {
+            "cgroup2" => {
+                // The first cgroup2 mount wins; later ones are bind mounts.
+                layout.unified.get_or_insert(mount);
+            }
+            "cgroup" => {
+                let mut controllers: Vec<String> = post[2]
+                    .split(',')
+                    .filter(|o| enabled.iter().any(|e| e == o))
+                    .map(str::to_owned)
+                    .collect();
+                controllers.sort();
+                let dup = layout.v1.iter().any(|h| h.controllers == controllers);
+                if !controllers.is_empty() && !dup {
+                    layout.v1.push(V1Hierarchy {
+                        mount,
+                        root,
+                        controllers,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    layout
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const CGROUPS: &str = "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpuset\t3\t1\t1\ncpu\t1\t1\t1\ncpuacct\t2\t1\t1\nblkio\t7\t1\t1\nmemory\t4\t43\t1\ndevices\t5\t1\t1\nfreezer\t6\t1\t1\nnet_cls\t0\t1\t1\npids\t8\t1\t1\n";
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn hybrid_like_this_ci_machine() {
+        let l = detect_from(HYBRID, CGROUPS);
+        assert_eq!(l.kind(), Some(LayoutKind::Hybrid));
+        assert_eq!(l.v1.len(), 3, "name=systemd carries no controller");
+        assert_eq!(
+            l.v1_hierarchy("cpuacct").unwrap().mount,
+            Path::new("/sys/fs/cgroup/cpuacct")
+        );
+        assert_eq!(
+            l.unified.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified"))
+        );
+    }
+
+    #[test]
+    fn pure_v2_and_co_mounted_v1() {
+        let v2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        let l = detect_from(v2, "");
+        assert_eq!(l.kind(), Some(LayoutKind::V2));
+        let v1 =
+            "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw shared:9 - cgroup cgroup rw,cpu,cpuacct\n\
+                  33 31 0:30 /docker/x /sys/fs/cgroup/my\\040mem rw - cgroup cgroup rw,memory\n";
+        let l = detect_from(v1, CGROUPS);
+        assert_eq!(l.kind(), Some(LayoutKind::V1));
+        assert_eq!(l.v1[0].controllers, ["cpu", "cpuacct"]);
+        assert_eq!(
+            l.v1_hierarchy("memory").unwrap().mount,
+            Path::new("/sys/fs/cgroup/my mem")
+        );
+        assert_eq!(l.v1_hierarchy("memory").unwrap().root, "/docker/x");
+        assert_eq!(detect_from("", "").kind(), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! Shared by the privileged cgroup tests: the root check, unique names, sweeping
+//! what a crashed run left, child processes that wait to be moved into a zone, and
+//! a guard that cleans up even when a test fails.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use zonefleet_agent::cgroup::CgroupManager;
+
+/// How long any single wait of a test may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Whether a privileged test may run: root, or else fail under CI and skip
+/// (with the reason printed) elsewhere.
+pub fn privileged(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs root (CI=true, so this is a failure, not a skip)");
+    }
+    eprintln!("SKIP {test}: needs root");
+    false
+}
+
+/// Skips (or, under CI, fails) when the host lacks a layout the test needs.
+pub fn require(test: &str, what: &str, present: bool) -> bool {
+    if !present {
+        eprintln!("SKIP {test}: this host has no {what}");
+    }
+    present
+}
+
+/// `zonefleet-test-<pid>-<n>`: unique per process and call.
+pub fn unique_parent() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "zonefleet-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Removes the test parents under each of `mounts` left by runs whose process is
+/// gone: kills their processes, removes their zones and the parent.
+pub fn sweep_stale(mounts: &[PathBuf], manager: &dyn Fn(&str) -> Box<dyn CgroupManager>) {
+    let mut names = Vec::new();
+    for m in mounts {
+        let Ok(rd) = std::fs::read_dir(m) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("zonefleet-test-") else {
+                continue;
+            };
+            let pid = rest.split('-').next().unwrap_or("");
+            if !Path::new(&format!("/proc/{pid}")).exists() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    for name in names {
+        let mgr = manager(&name);
+        let swept = mgr.sweep(&|_| false, WAIT);
+        let parent = mgr.delete_parent();
+        eprintln!("swept stale {name}: {swept:?} {parent:?}");
+    }
+}
+
+/// A child `sh -c 'read _; <script>'`: it waits on stdin so the test can move it
+/// into a zone before it does anything, then [`go`] lets it run.
+pub fn spawn_waiting(script: &str) -> Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("read _; {script}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sh")
+}
+
+/// Lets a [`spawn_waiting`] child go on.
+pub fn go(child: &mut Child) {
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"\n").expect("write to child");
+}
+
+/// Waits at most [`WAIT`] for the child; kills it if it overstays.
+pub fn wait(child: &mut Child) -> (ExitStatus, String, String) {
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("child {} still running after {WAIT:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (status, out, err)
+}
+
+/// Polls `cond` for at most [`WAIT`].
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not true after {WAIT:?}: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Cleans up a test's zones and processes when dropped, even after a panic:
+/// kills its children, kills what is left in its zones, removes the zones and
+/// the test parent.
+pub struct Guard {
+    /// The manager under the test's own parent.
+    pub mgr: Box<dyn CgroupManager>,
+    /// Children to kill and reap.
+    pub children: Vec<Child>,
+}
+
+impl Guard {
+    /// Guards everything under `mgr`'s parent.
+    pub fn new(mgr: Box<dyn CgroupManager>) -> Self {
+        Guard {
+            mgr,
+            children: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Err(e) = self.mgr.sweep(&|_| false, WAIT) {
+            eprintln!("cleanup sweep: {e}");
+        }
+        if let Err(e) = self.mgr.delete_parent() {
+            eprintln!("cleanup parent: {e}");
+        }
+    }
+}
