@@ -63,7 +63,10 @@ pub fn run(data_dir: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
                     ..ImportOptions::default()
                 },
             )?;
-            println!("{} {}@{} sha256:{}", record.uuid, record.name, record.version, record.sha256);
+            println!(
+                "{} {}@{} sha256:{}",
+                record.uuid, record.name, record.version, record.sha256
+            );
             Ok(0)
         }
         ImageCommand::List { output } => {

@@ -12,10 +12,19 @@ pub use output::Format;
 
 /// Command line of `zonefleet-agent`.
 #[derive(Debug, Parser)]
-#[command(name = "zonefleet-agent", version, about = "zonefleet's agent: zones on this host")]
+#[command(
+    name = "zonefleet-agent",
+    version,
+    about = "zonefleet's agent: zones on this host"
+)]
 pub struct Cli {
     /// The agent's data dir (the host's zone pool).
-    #[arg(long, global = true, env = "ZONEFLEET_DATA_DIR", default_value = "/var/lib/zonefleet")]
+    #[arg(
+        long,
+        global = true,
+        env = "ZONEFLEET_DATA_DIR",
+        default_value = "/var/lib/zonefleet"
+    )]
     pub data_dir: PathBuf,
     /// What to do.
     #[command(subcommand)]
@@ -61,7 +70,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "zonefleet-agent", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "zonefleet-agent",
+                &mut std::io::stdout(),
+            );
             Ok(0)
         }
         Command::Zsched { .. } => unreachable!("dispatched in main"),

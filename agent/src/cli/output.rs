@@ -40,7 +40,10 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
 }
 
 fn json<T: serde::Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
 }
 
 /// `zone list`.
@@ -129,12 +132,22 @@ pub fn sysinfo(info: &Sysinfo, format: Format) {
             println!("cpus      {}", info.cpus);
             println!("memory    {} MiB", info.memory_mib);
             println!("kernel    {}", info.kernel);
-            println!("cgroup    {} ({})", info.cgroup_version.as_str(), info.cgroup_controllers.join(","));
+            println!(
+                "cgroup    {} ({})",
+                info.cgroup_version.as_str(),
+                info.cgroup_controllers.join(",")
+            );
             table(
                 &["FEATURE", "AVAILABLE", "DETAIL"],
                 info.features
                     .iter()
-                    .map(|f| vec![f.name.clone(), if f.available { "yes" } else { "no" }.into(), f.detail.clone()])
+                    .map(|f| {
+                        vec![
+                            f.name.clone(),
+                            if f.available { "yes" } else { "no" }.into(),
+                            f.detail.clone(),
+                        ]
+                    })
                     .collect(),
             );
         }

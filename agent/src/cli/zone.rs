@@ -99,7 +99,9 @@ pub enum ZoneCommand {
 fn read_input(file: &Path) -> anyhow::Result<String> {
     if file == Path::new("-") {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("read stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("read stdin")?;
         Ok(s)
     } else {
         std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))

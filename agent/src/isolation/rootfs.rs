@@ -43,7 +43,11 @@ pub fn make_private() -> Result<()> {
 fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
     if !path.is_dir() {
         fs::create_dir_all(path).map_err(|e| {
-            IsolationError::sys("create mount point", path, nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+            IsolationError::sys(
+                "create mount point",
+                path,
+                nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )
         })?;
         let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
     }
@@ -98,7 +102,14 @@ pub fn mount_pseudo_filesystems(plan: &RootfsPlan) -> Result<()> {
 
     let proc_dir = root.join("proc");
     ensure_dir(&proc_dir, 0o555)?;
-    mount_fs("mount /proc", "proc", &proc_dir, "proc", nosuid_nodev_noexec, None)?;
+    mount_fs(
+        "mount /proc",
+        "proc",
+        &proc_dir,
+        "proc",
+        nosuid_nodev_noexec,
+        None,
+    )?;
 
     dev::populate(root)?;
 

@@ -68,8 +68,9 @@ const NAMESPACE_FLAGS: &[u64] = &[
 ];
 
 fn target_arch() -> Result<TargetArch> {
-    TargetArch::try_from(std::env::consts::ARCH)
-        .map_err(|e| IsolationError::Seccomp(format!("architecture {}: {e:?}", std::env::consts::ARCH)))
+    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| {
+        IsolationError::Seccomp(format!("architecture {}: {e:?}", std::env::consts::ARCH))
+    })
 }
 
 /// One rule per namespace flag: "argument `arg` has this bit set".

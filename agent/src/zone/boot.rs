@@ -44,7 +44,8 @@ impl ZoneHost {
             self.cgroups.kill_all(&uuid, Duration::from_secs(5))?;
             self.cgroups.delete(&uuid)?;
         }
-        self.cgroups.create(&uuid, &limits::from_spec(&record.spec))?;
+        self.cgroups
+            .create(&uuid, &limits::from_spec(&record.spec))?;
         let plan = self.boot_plan(&paths, &record, lower);
         match crate::zsched::spawn(&self.agent_exe, &plan) {
             Ok(_) => {
@@ -63,7 +64,12 @@ impl ZoneHost {
         }
     }
 
-    fn boot_plan(&self, paths: &ZonePaths, record: &ZoneRecord, lower: std::path::PathBuf) -> BootPlan {
+    fn boot_plan(
+        &self,
+        paths: &ZonePaths,
+        record: &ZoneRecord,
+        lower: std::path::PathBuf,
+    ) -> BootPlan {
         let spec = &record.spec;
         let uuid = record.uuid();
         let hostname = spec
@@ -109,7 +115,8 @@ fn config_files(spec: &zonefleet_proto::spec::ZoneSpec, hostname: &str) -> Vec<Z
         Some(domain) => format!("{hostname}.{domain} {hostname}"),
         None => hostname.to_string(),
     };
-    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let addresses: Vec<String> = spec
         .nics
         .iter()
@@ -121,7 +128,8 @@ fn config_files(spec: &zonefleet_proto::spec::ZoneSpec, hostname: &str) -> Vec<Z
     for addr in addresses {
         hosts.push_str(&format!("{addr}\t{fqdn}\n"));
     }
-    let mut resolv = String::from("# written by zonefleet from the zone's resolvers and dns_domain\n");
+    let mut resolv =
+        String::from("# written by zonefleet from the zone's resolvers and dns_domain\n");
     if let Some(domain) = &spec.dns_domain {
         resolv.push_str(&format!("search {domain}\n"));
     }

@@ -154,11 +154,16 @@ fn confine_and_exec(
     let candidates: Vec<String> = if program.contains('/') {
         vec![program.clone()]
     } else {
-        INIT_PATH.split(':').map(|d| format!("{d}/{program}")).collect()
+        INIT_PATH
+            .split(':')
+            .map(|d| format!("{d}/{program}"))
+            .collect()
     };
     let mut last = nix::Error::ENOENT;
     for path in candidates {
-        let Ok(cpath) = CString::new(path) else { continue };
+        let Ok(cpath) = CString::new(path) else {
+            continue;
+        };
         let Err(e) = nix::unistd::execve(&cpath, argv, env);
         if e != nix::Error::ENOENT {
             last = e;

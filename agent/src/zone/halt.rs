@@ -71,10 +71,7 @@ impl ZoneHost {
     /// itself when zsched is gone.
     fn finish_exit(&self, uuid: &str, dir: &std::path::Path) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let Some(mut runtime) = Runtime::load(dir)? else {
-                break;
-            };
+        while let Some(mut runtime) = Runtime::load(dir)? {
             let zsched_alive = runtime.exit.is_none()
                 && process_start_ticks(runtime.zsched_pid).is_some()
                 && !runtime.init_alive();

@@ -9,7 +9,6 @@ use super::{Result, ZoneError};
 use crate::cgroup::CgroupManager;
 use crate::image::ImageStore;
 
-
 /// How a [`ZoneHost`] is set up.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
@@ -70,8 +69,7 @@ impl ZoneHost {
         let cgroups = layout.manager(&options.cgroup_parent)?;
         let agent_exe = match options.agent_exe {
             Some(exe) => exe,
-            None => std::env::current_exe()
-                .map_err(|e| ZoneError::io("/proc/self/exe", e))?,
+            None => std::env::current_exe().map_err(|e| ZoneError::io("/proc/self/exe", e))?,
         };
         Ok(ZoneHost {
             data_dir: options.data_dir,

@@ -30,7 +30,11 @@ impl ZoneHost {
         let mut out = Vec::new();
         let proc = std::fs::read_dir("/proc").map_err(|e| super::ZoneError::io("/proc", e))?;
         for entry in proc.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             // A process may exit while we look: skip it.

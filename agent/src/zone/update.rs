@@ -16,21 +16,23 @@ const IMMUTABLE: &[(&str, &str)] = &[
     ("uuid", "a zone's uuid is its identity"),
     ("brand", "create a new zone of the other brand"),
     ("image", "create a new zone from the other image"),
-    ("quota", "the zone's disk is made at install; create a larger zone"),
+    (
+        "quota",
+        "the zone's disk is made at install; create a larger zone",
+    ),
 ];
 
 impl ZoneHost {
     /// Applies `patch` (a JSON object of spec properties; `null` resets one to
     /// its default) to zone `name`.
     pub fn update(&self, name: &str, patch: &str) -> Result<ZoneStatus> {
-        let patch: serde_json::Value = serde_json::from_str(patch).map_err(|e| {
-            SpecError::Parse {
+        let patch: serde_json::Value =
+            serde_json::from_str(patch).map_err(|e| SpecError::Parse {
                 path: ".".into(),
                 message: e.to_string(),
                 line: e.line(),
                 column: e.column(),
-            }
-        })?;
+            })?;
         let serde_json::Value::Object(patch) = patch else {
             return Err(SpecError::Parse {
                 path: ".".into(),

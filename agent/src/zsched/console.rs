@@ -72,7 +72,10 @@ mod tests {
         let mut log = ConsoleLog::open(&path, 10).unwrap();
         log.append(b"0123456789abcdefghijXYZ").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"XYZ");
-        assert_eq!(fs::read(path.with_extension("log.1")).unwrap(), b"abcdefghij");
+        assert_eq!(
+            fs::read(path.with_extension("log.1")).unwrap(),
+            b"abcdefghij"
+        );
         let total: u64 = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().metadata().unwrap().len())

@@ -33,13 +33,16 @@ impl InitSetup {
     pub fn prepare(plan: BootPlan) -> Result<InitSetup, ZschedError> {
         let caps = isolation::caps::parse_set(&plan.limit_priv)?;
         let seccomp = isolation::seccomp::build_programs()?;
-        let cstring = |s: &str| {
-            CString::new(s).map_err(|_| ZschedError::Plan(format!("NUL byte in {s:?}")))
-        };
+        let cstring =
+            |s: &str| CString::new(s).map_err(|_| ZschedError::Plan(format!("NUL byte in {s:?}")));
         if plan.init.is_empty() {
             return Err(ZschedError::Plan("init is empty".into()));
         }
-        let argv = plan.init.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?;
+        let argv = plan
+            .init
+            .iter()
+            .map(|a| cstring(a))
+            .collect::<Result<_, _>>()?;
         let envp = plan
             .env
             .iter()
@@ -54,11 +57,21 @@ impl InitSetup {
         })
     }
 
-    /// Runs every step and execs init. Returns only on failure.
-    pub fn run(&self, console: &OwnedFd) -> ZschedError {
-        match self.setup(console) {
-            Ok(()) => {}
-            Err(e) => return e,
+    /// First half, before the zone's cgroup is joined: stdio, namespaces, and
+    /// the zone's disk and overlay root (the loop device is outside the zone's
+    /// device allow list, so it must be opened before).
+    pub fn stage_root(&self, console: &OwnedFd) -> Result<(), ZschedError> {
+        redirect_stdio(console)?;
+        isolation::namespaces::enter_new()?;
+        isolation::rootfs::make_private()?;
+        super::mount_zone_root(&self.plan)
+    }
+
+    /// Second half, inside the zone's cgroup: every remaining step, then
+    /// execve of init. Returns only on failure.
+    pub fn finish_and_exec(&self) -> ZschedError {
+        if let Err(e) = self.finish() {
+            return e;
         }
         let err = nix::unistd::execve(&self.argv[0], &self.argv, &self.envp).unwrap_err();
         ZschedError::Exec {
@@ -67,12 +80,9 @@ impl InitSetup {
         }
     }
 
-    fn setup(&self, console: &OwnedFd) -> Result<(), ZschedError> {
+    fn finish(&self) -> Result<(), ZschedError> {
         let plan = &self.plan;
-        redirect_stdio(console)?;
-        isolation::namespaces::enter_new()?;
-        isolation::rootfs::make_private()?;
-        super::mount_zone_root(plan)?;
+        isolation::namespaces::enter_cgroup_namespace()?;
         isolation::rootfs::mount_pseudo_filesystems(&RootfsPlan {
             root: plan.root.clone(),
             tmpfs_mib: plan.tmpfs_mib,

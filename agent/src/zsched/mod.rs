@@ -103,8 +103,9 @@ pub fn spawn(exe: &Path, plan: &BootPlan) -> Result<Runtime, ZschedError> {
         .read_line(&mut line)
         .map_err(ZschedError::Spawn)?;
     match line.trim_end().strip_prefix("error: ") {
-        None if line.trim_end() == "ok" => Runtime::load(&plan.zone_dir)?
-            .ok_or_else(|| ZschedError::Boot("zsched reported ok but wrote no runtime record".into())),
+        None if line.trim_end() == "ok" => Runtime::load(&plan.zone_dir)?.ok_or_else(|| {
+            ZschedError::Boot("zsched reported ok but wrote no runtime record".into())
+        }),
         Some(why) => Err(ZschedError::Boot(why.to_string())),
         None => Err(ZschedError::Boot(format!(
             "zsched ended without a word; see {}",
@@ -155,6 +156,7 @@ fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
     let plan = BootPlan::load(plan_path)?;
     let setup = init::InitSetup::prepare(plan.clone())?;
     let (err_r, err_w) = pipe()?;
+    let (staged_r, staged_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
     let (con_r, con_w) = pipe()?;
 
@@ -163,29 +165,47 @@ fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
     // and execve (or _exit), as init::InitSetup documents.
     let child = match unsafe { fork() }.map_err(process("fork init"))? {
         ForkResult::Child => {
-            drop((err_r, go_w, con_r));
-            // Wait for the parent to place us in the zone's cgroup.
+            drop((err_r, staged_r, go_w, con_r));
+            let fail = |err: ZschedError| -> ! {
+                let _ = nix::unistd::write(&err_w, err.to_string().as_bytes());
+                // SAFETY: _exit in a forked child: no destructors may run.
+                unsafe { libc::_exit(127) }
+            };
+            if let Err(e) = setup.stage_root(&con_w) {
+                fail(e);
+            }
+            // Tell zsched the root is mounted, and wait to be placed in the
+            // zone's cgroup.
+            let _ = nix::unistd::write(&staged_w, b"s");
+            drop(staged_w);
             let mut byte = [0u8; 1];
             if nix::unistd::read(&go_r, &mut byte) != Ok(1) {
                 // SAFETY: _exit in a forked child: no destructors may run.
                 unsafe { libc::_exit(1) };
             }
-            let err = setup.run(&con_w);
-            let _ = nix::unistd::write(&err_w, err.to_string().as_bytes());
-            // SAFETY: as above.
-            unsafe { libc::_exit(127) };
+            fail(setup.finish_and_exec());
         }
         ForkResult::Parent { child } => child,
     };
-    drop((go_r, err_w, con_w));
+    drop((go_r, err_w, con_w, staged_w));
 
-    if let Err(e) = join_cgroup(&plan, child.as_raw()) {
+    let mut byte = [0u8; 1];
+    let staged = nix::unistd::read(&staged_r, &mut byte) == Ok(1);
+    drop(staged_r);
+    let joined = if staged {
+        join_cgroup(&plan, child.as_raw())
+    } else {
+        Ok(())
+    };
+    if let Err(e) = joined {
         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
         let _ = waitpid(child, None);
         remove_cgroup(&plan);
         return Err(e);
     }
-    nix::unistd::write(&go_w, b"g").map_err(process("start init"))?;
+    if staged {
+        nix::unistd::write(&go_w, b"g").map_err(process("start init"))?;
+    }
     drop(go_w);
 
     // EOF on the error pipe means execve succeeded (the pipe is close-on-exec).
@@ -194,7 +214,9 @@ fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
     if !failure.is_empty() {
         let _ = waitpid(child, None);
         remove_cgroup(&plan);
-        return Err(ZschedError::Boot(String::from_utf8_lossy(&failure).into_owned()));
+        return Err(ZschedError::Boot(
+            String::from_utf8_lossy(&failure).into_owned(),
+        ));
     }
 
     let mut record = Runtime {
@@ -234,8 +256,7 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
     let mut buf = vec![0u8; 16 * 1024];
     let mut init_gone = false;
     let mut drain_deadline: Option<std::time::Instant> = None;
-    loop {
-        let Some(source) = console.as_mut() else { break };
+    while let Some(source) = console.as_mut() {
         if let Some(deadline) = drain_deadline {
             if std::time::Instant::now() >= deadline {
                 break;
@@ -246,7 +267,11 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
             fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
         }
         // Without a pidfd (old kernel) fall back to checking init every 100 ms.
-        let timeout = if pidfd.is_none() || init_gone { 100u16 } else { u16::MAX };
+        let timeout = if pidfd.is_none() || init_gone {
+            100u16
+        } else {
+            u16::MAX
+        };
         match poll(&mut fds, PollTimeout::from(timeout)) {
             Err(nix::Error::EINTR) => continue,
             Err(e) => {

@@ -167,7 +167,10 @@ mod tests {
             boot_id: "another-boot".into(),
             ..rt
         };
-        assert!(!rebooted.init_alive(), "a record from another boot is stale");
+        assert!(
+            !rebooted.init_alive(),
+            "a record from another boot is stale"
+        );
     }
 
     #[test]
