@@ -14,8 +14,10 @@ use crate::image::ImageStore;
 pub struct HostOptions {
     /// The agent's data dir (the host's zone pool).
     pub data_dir: PathBuf,
-    /// The cgroup parent of zone cgroups (tests use their own).
-    pub cgroup_parent: String,
+    /// The cgroup parent of zone cgroups. `None`: the one this data dir was
+    /// first opened with (kept in `<data>/cgroup-parent`), else `zonefleet`.
+    /// Tests give their own, so their zones never mix with a real host's.
+    pub cgroup_parent: Option<String>,
     /// The `zonefleet-agent` binary that runs `zsched` (default: this process's).
     pub agent_exe: Option<PathBuf>,
     /// How long `halt` waits after SIGTERM before killing every process.
@@ -29,7 +31,7 @@ impl HostOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> HostOptions {
         HostOptions {
             data_dir: data_dir.into(),
-            cgroup_parent: crate::cgroup::DEFAULT_PARENT.to_string(),
+            cgroup_parent: None,
             agent_exe: None,
             halt_grace: Duration::from_secs(10),
             console_cap_bytes: crate::zsched::console::DEFAULT_CAP_BYTES,
@@ -65,15 +67,16 @@ impl ZoneHost {
         let zones = options.data_dir.join(ZONES_DIR);
         std::fs::create_dir_all(&zones).map_err(|e| ZoneError::io(&zones, e))?;
         let images = ImageStore::open(&options.data_dir)?;
+        let cgroup_parent = cgroup_parent(&options.data_dir, options.cgroup_parent)?;
         let layout = crate::cgroup::detect::detect().map_err(crate::cgroup::CgroupError::from)?;
-        let cgroups = layout.manager(&options.cgroup_parent)?;
+        let cgroups = layout.manager(&cgroup_parent)?;
         let agent_exe = match options.agent_exe {
             Some(exe) => exe,
             None => std::env::current_exe().map_err(|e| ZoneError::io("/proc/self/exe", e))?,
         };
         Ok(ZoneHost {
             data_dir: options.data_dir,
-            cgroup_parent: options.cgroup_parent,
+            cgroup_parent,
             agent_exe,
             images,
             cgroups,
@@ -96,5 +99,35 @@ impl ZoneHost {
     /// The data dir.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+}
+
+/// File in the data dir that names the data dir's cgroup parent.
+pub const CGROUP_PARENT_FILE: &str = "cgroup-parent";
+
+/// The cgroup parent of the data dir: fixed the first time the data dir is
+/// opened, so every later process (CLI, daemon, zsched) finds the same cgroups.
+fn cgroup_parent(data_dir: &Path, wanted: Option<String>) -> Result<String> {
+    let path = data_dir.join(CGROUP_PARENT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(stored) => {
+            let stored = stored.trim().to_string();
+            match wanted {
+                Some(w) if w != stored => Err(ZoneError::io(
+                    &path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("this data dir uses cgroup parent {stored:?}, not {w:?}"),
+                    ),
+                )),
+                _ => Ok(stored),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = wanted.unwrap_or_else(|| crate::cgroup::DEFAULT_PARENT.to_string());
+            crate::zsched::runtime::write_atomic(&path, format!("{parent}\n").as_bytes())?;
+            Ok(parent)
+        }
+        Err(e) => Err(ZoneError::io(&path, e)),
     }
 }

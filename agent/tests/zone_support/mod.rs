@@ -1,0 +1,199 @@
+//! Shared by the privileged zone tests: a [`TestHost`] with its own data dir and
+//! cgroup parent, the busybox image built once per test binary, running commands
+//! in zones through the real `zonefleet-agent` binary, and cleanup of every zone,
+//! process and cgroup when the host is dropped (also after a failed assertion).
+//!
+//! Test files include it next to `cgroup_support` (`mod cgroup_support; mod
+//! zone_support;`), whose root check, unique names and stale sweep it reuses.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use zonefleet_agent::cgroup::detect::detect;
+use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
+use zonefleet_agent::zone::{ZoneState, ZoneStatus};
+use zonefleet_proto::spec::ZoneSpec;
+
+use crate::cgroup_support;
+
+/// The agent binary (runs zsched, and `zone exec` in tests).
+pub const AGENT: &str = env!("CARGO_BIN_EXE_zonefleet-agent");
+
+/// The busybox image archive, built once per test binary.
+pub fn busybox_archive() -> &'static Path {
+    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
+    ARCHIVE.get_or_init(|| {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("zone-busybox-{}.tar.gz", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images/build-busybox.sh");
+        let status = Command::new("bash")
+            .arg(&script)
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run build-busybox.sh");
+        assert!(status.success(), "build-busybox.sh failed: {status}");
+        out
+    })
+}
+
+/// One test's host: its own data dir and cgroup parent; dropping it deletes
+/// every zone and removes the parent cgroup.
+pub struct TestHost {
+    /// The zone library under test.
+    pub host: ZoneHost,
+    /// The data dir (inside `_dir`).
+    pub data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestHost {
+    /// A fresh host with the busybox image imported as `busybox`; `None` when
+    /// the test must skip (not root, outside CI).
+    pub fn new(test: &str) -> Option<TestHost> {
+        if !cgroup_support::privileged(test) {
+            return None;
+        }
+        sweep_stale();
+        let dir = tempfile::Builder::new()
+            .prefix("zonefleet-ztest-")
+            .tempdir()
+            .expect("tempdir");
+        let data = dir.path().join("data");
+        let mut options = HostOptions::new(&data);
+        options.cgroup_parent = Some(cgroup_support::unique_parent());
+        options.agent_exe = Some(PathBuf::from(AGENT));
+        options.halt_grace = Duration::from_secs(5);
+        let host = ZoneHost::open(options).expect("open zone host");
+        host.images
+            .import(
+                busybox_archive(),
+                zonefleet_agent::image::ImportOptions {
+                    name: Some("busybox".into()),
+                    version: Some("1".into()),
+                    ..Default::default()
+                },
+            )
+            .expect("import busybox");
+        Some(TestHost {
+            host,
+            data,
+            _dir: dir,
+        })
+    }
+
+    /// Creates a zone from JSON (an object of spec properties; `image`
+    /// defaults to busybox and small limits are filled in).
+    pub fn create(&self, json: &str) -> ZoneStatus {
+        self.try_create(json).expect("create zone")
+    }
+
+    /// Like [`create`](Self::create), returning the error.
+    pub fn try_create(&self, json: &str) -> Result<ZoneStatus, zonefleet_agent::zone::ZoneError> {
+        let mut value: serde_json::Value = serde_json::from_str(json).expect("test spec is JSON");
+        let obj = value.as_object_mut().expect("test spec is an object");
+        for (k, v) in [
+            ("image", serde_json::json!("busybox")),
+            ("max_physical_memory", serde_json::json!(64)),
+            ("quota", serde_json::json!(1)),
+            ("tmpfs", serde_json::json!(16)),
+        ] {
+            obj.entry(k).or_insert(v);
+        }
+        let spec = ZoneSpec::from_json(&value.to_string()).expect("test spec parses");
+        self.host.create(spec)
+    }
+
+    /// Creates and boots a zone.
+    pub fn running(&self, json: &str) -> ZoneStatus {
+        let zone = self.create(json);
+        let status = self.host.boot(&zone.uuid).expect("boot zone");
+        assert_eq!(status.state, ZoneState::Running);
+        status
+    }
+
+    /// The `zonefleet-agent` command with this host's data dir.
+    pub fn agent(&self) -> Command {
+        let mut cmd = Command::new(AGENT);
+        cmd.arg("--data-dir").arg(&self.data);
+        cmd
+    }
+
+    /// Runs `sh -c script` in the zone through `zonefleet-agent zone exec`,
+    /// bounded in time. Returns (exit status, stdout, stderr).
+    pub fn sh(&self, zone: &str, script: &str) -> (i32, String, String) {
+        let child = self
+            .agent()
+            .args(["zone", "exec", zone, "--", "/bin/sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn zone exec");
+        let out = wait_output(child, Duration::from_secs(60));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The cgroup v1 directory of a zone for `controller`.
+    pub fn cgroup_dir(&self, controller: &str, uuid: &str) -> PathBuf {
+        PathBuf::from("/sys/fs/cgroup")
+            .join(controller)
+            .join(&self.host.cgroup_parent)
+            .join(uuid)
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Ok(zones) = self.host.list() {
+            for z in zones {
+                if let Err(e) = self.host.delete(&z.uuid) {
+                    eprintln!("cleanup: delete zone {}: {e}", z.uuid);
+                }
+            }
+        }
+        let _ = self.host.cgroups.sweep(&|_| false, Duration::from_secs(10));
+        let _ = self.host.cgroups.delete_parent();
+    }
+}
+
+/// Waits for a child at most `limit`, killing it if it overstays.
+pub fn wait_output(mut child: std::process::Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!(
+                "command still running after {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Removes test cgroup parents left by runs whose process is gone (their zone
+/// processes die with them, and with those the zones' mounts and loop devices).
+fn sweep_stale() {
+    let Ok(layout) = detect() else { return };
+    let mounts: Vec<PathBuf> = layout
+        .v1
+        .iter()
+        .map(|h| h.mount.clone())
+        .chain(layout.unified.clone())
+        .collect();
+    cgroup_support::sweep_stale(&mounts, &|parent| {
+        layout.manager(parent).expect("cgroup manager")
+    });
+}
