@@ -4,18 +4,26 @@
 mod cgroup_support;
 mod zone_support;
 
-use zonefleet_proto::spec::{Capability, DEFAULT_LIMIT_PRIV};
 use zone_support::TestHost;
+use zonefleet_proto::spec::{Capability, DEFAULT_LIMIT_PRIV};
 
 #[test]
 fn a_zone_sees_only_its_own_processes_and_its_init_is_pid_1() {
-    let Some(t) = TestHost::new("a_zone_sees_only_its_own_processes") else { return };
+    let Some(t) = TestHost::new("a_zone_sees_only_its_own_processes") else {
+        return;
+    };
     let z = t.running(r#"{"alias": "pids"}"#);
     let (code, out, err) = t.sh("pids", "ps -o pid,args");
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().skip(1).collect();
-    let init = lines.iter().find(|l| l.trim_start().starts_with("1 ")).expect("a PID 1");
-    assert!(init.contains("/sbin/init"), "PID 1 is the zone's init: {out}");
+    let init = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .expect("a PID 1");
+    assert!(
+        init.contains("/sbin/init"),
+        "PID 1 is the zone's init: {out}"
+    );
     // init, its sleep, the exec'd shell and ps: nothing of the host.
     assert!(lines.len() <= 5, "only the zone's processes: {out}");
     assert!(!out.contains("zonefleet-agent"), "no host process: {out}");
@@ -37,7 +45,10 @@ fn processes_of_one_zone_cannot_see_or_signal_another() {
     let b = t.running(r#"{"alias": "zb"}"#);
     let b_init = b.init_pid.expect("b runs");
     let (code, _, err) = t.sh("za", &format!("kill -TERM {b_init}"));
-    assert_ne!(code, 0, "za must not reach zb's init (host pid {b_init}): {err}");
+    assert_ne!(
+        code, 0,
+        "za must not reach zb's init (host pid {b_init}): {err}"
+    );
 
     // Files and /tmp are the zone's own.
     let (code, _, err) = t.sh("za", "echo secret > /tmp/a && echo secret > /root-file");
@@ -52,19 +63,32 @@ fn processes_of_one_zone_cannot_see_or_signal_another() {
 
 #[test]
 fn the_hostname_is_the_zones_own_and_setting_it_leaves_the_hosts() {
-    let Some(t) = TestHost::new("the_hostname_is_the_zones_own") else { return };
+    let Some(t) = TestHost::new("the_hostname_is_the_zones_own") else {
+        return;
+    };
     // CAP_SYS_ADMIN lets root in the zone set its hostname (its own UTS namespace).
-    t.running(r#"{"alias": "named", "hostname": "alpha", "limit_priv": ["CAP_SYS_ADMIN", "CAP_KILL"]}"#);
+    t.running(
+        r#"{"alias": "named", "hostname": "alpha", "limit_priv": ["CAP_SYS_ADMIN", "CAP_KILL"]}"#,
+    );
     let host_name = nix::unistd::gethostname().unwrap();
-    let (code, out, err) = t.sh("named", "hostname; cat /etc/hostname; hostname beta && hostname");
+    let (code, out, err) = t.sh(
+        "named",
+        "hostname; cat /etc/hostname; hostname beta && hostname",
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "alpha\nalpha\nbeta\n");
-    assert_eq!(nix::unistd::gethostname().unwrap(), host_name, "the host's hostname is unchanged");
+    assert_eq!(
+        nix::unistd::gethostname().unwrap(),
+        host_name,
+        "the host's hostname is unchanged"
+    );
 }
 
 #[test]
 fn mount_mknod_and_namespaces_are_refused_even_with_capabilities() {
-    let Some(t) = TestHost::new("mount_mknod_and_namespaces_are_refused") else { return };
+    let Some(t) = TestHost::new("mount_mknod_and_namespaces_are_refused") else {
+        return;
+    };
     t.running(r#"{"alias": "plain"}"#);
     let (code, _, err) = t.sh("plain", "mount -t tmpfs none /mnt");
     assert_ne!(code, 0, "mount must fail: {err}");
@@ -85,7 +109,9 @@ fn mount_mknod_and_namespaces_are_refused_even_with_capabilities() {
 
 #[test]
 fn dev_holds_only_the_allowed_nodes_and_sys_is_read_only() {
-    let Some(t) = TestHost::new("dev_holds_only_the_allowed_nodes") else { return };
+    let Some(t) = TestHost::new("dev_holds_only_the_allowed_nodes") else {
+        return;
+    };
     t.running(r#"{"alias": "devs"}"#);
     let (code, out, err) = t.sh("devs", "ls /dev");
     assert_eq!(code, 0, "{err}");
@@ -98,7 +124,10 @@ fn dev_holds_only_the_allowed_nodes_and_sys_is_read_only() {
             "tty", "urandom", "zero"
         ]
     );
-    let (code, _, _) = t.sh("devs", "head -c 8 /dev/urandom > /dev/null && echo ok > /dev/null");
+    let (code, _, _) = t.sh(
+        "devs",
+        "head -c 8 /dev/urandom > /dev/null && echo ok > /dev/null",
+    );
     assert_eq!(code, 0);
     let (code, _, err) = t.sh("devs", "touch /sys/zonefleet-test");
     assert_ne!(code, 0, "/sys must be read-only: {err}");
@@ -107,13 +136,18 @@ fn dev_holds_only_the_allowed_nodes_and_sys_is_read_only() {
 
 #[test]
 fn sensitive_proc_paths_cannot_be_written() {
-    let Some(t) = TestHost::new("sensitive_proc_paths_cannot_be_written") else { return };
+    let Some(t) = TestHost::new("sensitive_proc_paths_cannot_be_written") else {
+        return;
+    };
     // Even a zone whose limit_priv holds CAP_SYS_ADMIN.
     t.running(r#"{"alias": "procs", "limit_priv": ["CAP_SYS_ADMIN"]}"#);
     let before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
     let (code, _, err) = t.sh("procs", "echo '|/tmp/x' > /proc/sys/kernel/core_pattern");
     assert_ne!(code, 0, "core_pattern must not be writable: {err}");
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        before
+    );
     let (code, _, err) = t.sh("procs", "echo h > /proc/sysrq-trigger");
     assert_ne!(code, 0, "sysrq-trigger must not be writable: {err}");
     let (code, out, _) = t.sh("procs", "wc -c < /proc/kcore");
@@ -122,7 +156,9 @@ fn sensitive_proc_paths_cannot_be_written() {
 
 #[test]
 fn the_capability_bounding_set_equals_limit_priv() {
-    let Some(t) = TestHost::new("the_capability_bounding_set_equals_limit_priv") else { return };
+    let Some(t) = TestHost::new("the_capability_bounding_set_equals_limit_priv") else {
+        return;
+    };
     let mask = |caps: &[Capability]| caps.iter().fold(0u64, |m, c| m | 1u64 << c.number());
     t.running(r#"{"alias": "dflt"}"#);
     t.running(r#"{"alias": "two", "limit_priv": ["CAP_NET_RAW", "CAP_KILL"]}"#);
@@ -134,16 +170,25 @@ fn the_capability_bounding_set_equals_limit_priv() {
             let (code, out, err) = t.sh(zone, &format!("grep CapBnd /proc/{pid}/status"));
             assert_eq!(code, 0, "{err}");
             let got = u64::from_str_radix(out.split_whitespace().nth(1).unwrap(), 16).unwrap();
-            assert_eq!(got, want, "{zone}: CapBnd of {pid} is {got:x}, limit_priv is {want:x}");
+            assert_eq!(
+                got, want,
+                "{zone}: CapBnd of {pid} is {got:x}, limit_priv is {want:x}"
+            );
         }
         let (_, out, _) = t.sh(zone, "grep NoNewPrivs /proc/self/status");
-        assert_eq!(out.split_whitespace().nth(1), Some("1"), "no_new_privs is set");
+        assert_eq!(
+            out.split_whitespace().nth(1),
+            Some("1"),
+            "no_new_privs is set"
+        );
     }
 }
 
 #[test]
 fn no_descriptor_of_the_agent_leaks_into_a_zone() {
-    let Some(t) = TestHost::new("no_descriptor_of_the_agent_leaks_into_a_zone") else { return };
+    let Some(t) = TestHost::new("no_descriptor_of_the_agent_leaks_into_a_zone") else {
+        return;
+    };
     // An init that opens nothing itself (a shell init holds its script open).
     t.running(r#"{"alias": "fds", "init": ["/bin/sleep", "3600"]}"#);
     let (code, out, err) = t.sh("fds", "ls /proc/1/fd");
@@ -154,16 +199,24 @@ fn no_descriptor_of_the_agent_leaks_into_a_zone() {
     let (_, out, _) = t.sh("fds", "for f in 0 1 2; do readlink /proc/1/fd/$f; done");
     let links: Vec<&str> = out.lines().collect();
     assert_eq!(links[0], "/dev/null");
-    assert!(links[1].starts_with("pipe:") && links[1] == links[2], "console pipe: {links:?}");
+    assert!(
+        links[1].starts_with("pipe:") && links[1] == links[2],
+        "console pipe: {links:?}"
+    );
     // The exec'd shell: stdio plus the directory `ls` itself opens.
     let (_, out, _) = t.sh("fds", "ls /proc/$$/fd");
     let fds: Vec<u32> = out.split_whitespace().map(|f| f.parse().unwrap()).collect();
-    assert!(fds.iter().all(|&fd| fd <= 3), "only stdio in exec'd processes: {fds:?}");
+    assert!(
+        fds.iter().all(|&fd| fd <= 3),
+        "only stdio in exec'd processes: {fds:?}"
+    );
 }
 
 #[test]
 fn zone_ps_names_the_zone_of_each_process() {
-    let Some(t) = TestHost::new("zone_ps_names_the_zone_of_each_process") else { return };
+    let Some(t) = TestHost::new("zone_ps_names_the_zone_of_each_process") else {
+        return;
+    };
     let a = t.running(r#"{"alias": "psa"}"#);
     let b = t.running(r#"{"alias": "psb"}"#);
     let procs = t.host.ps(None).expect("ps");
@@ -175,7 +228,10 @@ fn zone_ps_names_the_zone_of_each_process() {
         assert!(p.command.contains("/sbin/init"));
     }
     assert!(procs.iter().all(|p| p.zone == a.uuid || p.zone == b.uuid));
-    assert!(!procs.iter().any(|p| p.pid == std::process::id()), "the host is in no zone");
+    assert!(
+        !procs.iter().any(|p| p.pid == std::process::id()),
+        "the host is in no zone"
+    );
     let only_a = t.host.ps(Some("psa")).unwrap();
     assert!(!only_a.is_empty() && only_a.iter().all(|p| p.zone == a.uuid));
     // The CLI table names the alias.

@@ -46,6 +46,16 @@ pub(crate) fn kill_loop(
     path: &Path,
     timeout: Duration,
 ) -> Result<(), CgroupError> {
+    // Another process (the zone's zsched) may remove the cgroup while we kill:
+    // the kernel only lets an empty cgroup be removed, so a cgroup that vanished
+    // mid-way has no process left, which is what was asked.
+    match kill_rounds(zone, path, timeout) {
+        Err(_) if !path.exists() => Ok(()),
+        result => result,
+    }
+}
+
+fn kill_rounds(zone: &dyn Freezable, path: &Path, timeout: Duration) -> Result<(), CgroupError> {
     let deadline = Instant::now() + timeout;
     loop {
         if zone.pids()?.is_empty() {

@@ -16,6 +16,7 @@ use crate::zsched::runtime::{now_unix_ms, process_start_ticks, ExitRecord, Runti
 pub const HALTING_MARK: &str = "halting";
 
 const POLL: Duration = Duration::from_millis(10);
+const RESEND: Duration = Duration::from_millis(250);
 
 impl ZoneHost {
     /// Halts the zone `name`. Halting a zone that is not running is a no-op
@@ -56,9 +57,15 @@ impl ZoneHost {
         let init = Pid::from_raw(runtime.init_pid);
         // init only gets SIGTERM if it installed a handler (PID namespace rule);
         // otherwise the grace period runs out and the kill below does the job.
-        let _ = kill(init, Signal::SIGTERM);
+        // A signal sent before init installed its handler is lost, so it is
+        // sent again every RESEND until the grace period ends.
         let deadline = Instant::now() + self.halt_grace;
+        let mut next_term = Instant::now();
         while Instant::now() < deadline && still_running(dir)? {
+            if Instant::now() >= next_term {
+                let _ = kill(init, Signal::SIGTERM);
+                next_term = Instant::now() + RESEND;
+            }
             std::thread::sleep(POLL);
         }
         if still_running(dir)? {

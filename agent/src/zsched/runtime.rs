@@ -89,6 +89,7 @@ impl Runtime {
         self.exit.is_none()
             && current_boot_id().as_deref() == Some(self.boot_id.as_str())
             && process_start_ticks(self.init_pid) == Some(self.init_start_ticks)
+            && !is_zombie(self.init_pid)
     }
 }
 
@@ -119,6 +120,17 @@ pub fn process_start_ticks(pid: i32) -> Option<u64> {
     // the last ')' are unambiguous. starttime is field 22, the 20th after it.
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether a process has exited and waits to be reaped (state `Z` or `X`).
+pub fn is_zombie(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    matches!(state, Some("Z" | "X"))
 }
 
 /// Milliseconds since the Unix epoch.

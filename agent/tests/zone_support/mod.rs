@@ -28,7 +28,8 @@ pub fn busybox_archive() -> &'static Path {
     ARCHIVE.get_or_init(|| {
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("zone-busybox-{}.tar.gz", std::process::id()));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images/build-busybox.sh");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images/build-busybox.sh");
         let status = Command::new("bash")
             .arg(&script)
             .arg(&out)

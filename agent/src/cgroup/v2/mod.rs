@@ -230,8 +230,11 @@ impl CgroupManager for V2Manager {
     fn kill_all(&self, zone: &str, timeout: Duration) -> Result<(), CgroupError> {
         check_name(zone)?;
         let dir = self.zone_dir(zone);
-        if !dir.exists() || freezer::kill(&dir, timeout)? {
-            return Ok(());
+        match freezer::kill(&dir, timeout) {
+            _ if !dir.exists() => return Ok(()),
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(e),
         }
         killer::kill_loop(&Zone(&dir), &dir, timeout)
     }
