@@ -84,7 +84,7 @@ fn a_zone_goes_through_its_lifecycle_and_bad_requests_change_nothing() {
     assert!(err.to_string().contains("nothere"), "{err}");
     assert_eq!(
         zone_dirs(&t),
-        [z.uuid.clone()],
+        std::slice::from_ref(&z.uuid),
         "refused creates left nothing"
     );
 
