@@ -1,5 +1,6 @@
 //! The command line of `zonefleet-agent`: one module per command group.
 
+mod bench;
 mod image;
 mod output;
 mod zone;
@@ -40,6 +41,9 @@ pub enum Command {
     /// Zones on this host.
     #[command(subcommand)]
     Zone(zone::ZoneCommand),
+    /// Measure the zone lifecycle on this host.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// This host: id, CPUs, memory, kernel, cgroup layout and isolation features.
     Sysinfo {
         /// Output format.
@@ -64,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Image(cmd) => image::run(&cli.data_dir, cmd),
         Command::Zone(cmd) => zone::run(&cli.data_dir, cmd),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Sysinfo { output } => {
             let info = zonefleet_agent::sysinfo::Sysinfo::collect(&cli.data_dir)?;
             output::sysinfo(&info, output);

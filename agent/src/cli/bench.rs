@@ -1,0 +1,239 @@
+//! `zonefleet-agent bench`: measures the zone lifecycle on this host, next to
+//! Debian's `runc` running the same root filesystem with the same memory and
+//! pids limits.
+//!
+//! - boot: installed → init running (our `boot` returns once init has exec'd;
+//!   `runc run -d` once the container's process has started);
+//! - cycle: boot an init that exits at once → the zone is halted again (zsched
+//!   recorded the exit and removed the cgroup); for runc, `runc run` of
+//!   `/bin/true` in the foreground (create, start, wait, delete).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use zonefleet_agent::image::ImportOptions;
+use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
+use zonefleet_agent::zone::ZoneState;
+use zonefleet_proto::spec::ZoneSpec;
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Zone boot and full-cycle times, p50 and p99, next to runc.
+    Boot {
+        /// A root filesystem archive (e.g. from deploy/images/build-busybox.sh).
+        #[arg(long)]
+        image: PathBuf,
+        /// Runs of each measurement.
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        /// Skip the runc comparison.
+        #[arg(long)]
+        no_runc: bool,
+    },
+}
+
+const MEMORY_MIB: u64 = 256;
+const PIDS: u64 = 2000;
+
+/// Runs a benchmark; returns the exit code.
+pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
+    match cmd {
+        BenchCommand::Boot { image, runs, no_runc } => boot(&image, runs, !no_runc),
+    }
+}
+
+/// Durations of one measurement.
+struct Samples {
+    name: String,
+    times: Vec<Duration>,
+}
+
+impl Samples {
+    fn new(name: &str) -> Samples {
+        Samples {
+            name: name.to_string(),
+            times: Vec::new(),
+        }
+    }
+
+    fn time<T>(&mut self, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let start = Instant::now();
+        let out = f()?;
+        self.times.push(start.elapsed());
+        Ok(out)
+    }
+
+    fn quantile(&self, q: f64) -> Duration {
+        let mut sorted = self.times.clone();
+        sorted.sort();
+        let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted[i]
+    }
+
+    fn print(&self) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "{:<28} runs {:>4}  p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms",
+            self.name,
+            self.times.len(),
+            ms(self.quantile(0.5)),
+            ms(self.quantile(0.99)),
+            ms(self.quantile(1.0)),
+        );
+    }
+}
+
+/// Removes the benchmark's zones, cgroup parent and data dir when dropped.
+struct Scratch {
+    host: ZoneHost,
+    dir: PathBuf,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Ok(zones) = self.host.list() {
+            for z in zones {
+                let _ = self.host.delete(&z.uuid);
+            }
+        }
+        let _ = self.host.cgroups.delete_parent();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn boot(image: &Path, runs: usize, with_runc: bool) -> anyhow::Result<i32> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let dir = std::env::temp_dir().join(format!("zonefleet-bench-{}", std::process::id()));
+    let mut options = HostOptions::new(dir.join("data"));
+    options.cgroup_parent = Some(format!("zonefleet-bench-{}", std::process::id()));
+    let scratch = Scratch {
+        host: ZoneHost::open(options)?,
+        dir,
+    };
+    let host = &scratch.host;
+    let record = host.images.import(
+        image,
+        ImportOptions {
+            name: Some("bench".into()),
+            ..Default::default()
+        },
+    )?;
+    let spec = |alias: &str, init: &[&str]| -> anyhow::Result<ZoneSpec> {
+        let init = serde_json::to_string(init)?;
+        Ok(ZoneSpec::from_json(&format!(
+            r#"{{"alias": "{alias}", "image": "bench", "max_physical_memory": {MEMORY_MIB},
+                "max_lwps": {PIDS}, "quota": 1, "init": {init}}}"#
+        ))?)
+    };
+    let sleeper = host.create(spec("bench-boot", &["/sbin/init"])?)?;
+    let oneshot = host.create(spec("bench-cycle", &["/bin/true"])?)?;
+
+    println!("zone boot and cycle, {runs} runs each (debug builds are slower; use --release)");
+    let mut boot = Samples::new("zonefleet boot");
+    let mut cycle = Samples::new("zonefleet cycle");
+    for _ in 0..runs {
+        boot.time(|| Ok(host.boot(&sleeper.uuid)?))?;
+        host.halt(&sleeper.uuid)?;
+        cycle.time(|| {
+            host.boot(&oneshot.uuid)?;
+            wait_halted(host, &oneshot.uuid)
+        })?;
+    }
+    boot.print();
+    cycle.print();
+
+    if with_runc {
+        let rootfs = host.images.rootfs_path(&record.sha256)?;
+        let (run_boot, run_cycle) = runc(&scratch.dir, &rootfs, runs)?;
+        run_boot.print();
+        run_cycle.print();
+        let ratio = cycle.quantile(0.5).as_secs_f64() / run_cycle.quantile(0.5).as_secs_f64();
+        println!("cycle p50 ratio zonefleet/runc: {ratio:.2}");
+    }
+    Ok(0)
+}
+
+fn wait_halted(host: &ZoneHost, uuid: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = host.get(uuid)?;
+        if status.state == ZoneState::Installed
+            && status.last_exit.is_some()
+            && !host.cgroups.exists(uuid)?
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("zone {uuid} did not halt after its init exited");
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// An OCI bundle for runc over `rootfs` (read-only, as our image layer is) with
+/// the same limits.
+fn runc_bundle(dir: &Path, rootfs: &Path, args: &[&str]) -> anyhow::Result<PathBuf> {
+    let bundle = dir.join(format!("bundle-{}", args[0].replace('/', "_")));
+    std::fs::create_dir_all(&bundle)?;
+    let out = Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(&bundle)
+        .output()
+        .context("run `runc spec` (install Debian's runc)")?;
+    if !out.status.success() {
+        bail!("runc spec: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    config["root"]["path"] = rootfs.to_string_lossy().into();
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(args);
+    config["linux"]["resources"]["memory"] = serde_json::json!({"limit": MEMORY_MIB << 20});
+    config["linux"]["resources"]["pids"] = serde_json::json!({"limit": PIDS});
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(bundle)
+}
+
+fn runc_cmd(log: &Path, args: &[&str]) -> anyhow::Result<()> {
+    // Output goes to a file, not a pipe: a detached container's process
+    // inherits runc's stdio and would hold a pipe open.
+    let file = || std::fs::OpenOptions::new().create(true).append(true).open(log);
+    let status = Command::new("runc")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file()?)
+        .stderr(file()?)
+        .status()
+        .with_context(|| format!("runc {}", args.join(" ")))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(3).collect();
+        bail!("runc {}: {status}: {}", args.join(" "), tail.join(" / "));
+    }
+    Ok(())
+}
+
+fn runc(dir: &Path, rootfs: &Path, runs: usize) -> anyhow::Result<(Samples, Samples)> {
+    let sleeper = runc_bundle(dir, rootfs, &["/sbin/init"])?;
+    let oneshot = runc_bundle(dir, rootfs, &["/bin/true"])?;
+    let (sleeper, oneshot) = (sleeper.to_string_lossy(), oneshot.to_string_lossy());
+    let mut boot = Samples::new("runc run -d (boot)");
+    let mut cycle = Samples::new("runc run (cycle)");
+    let id = format!("zonefleet-bench-{}", std::process::id());
+    let log = dir.join("runc.log");
+    let runc_cmd = |args: &[&str]| runc_cmd(&log, args);
+    for _ in 0..runs {
+        let result = boot.time(|| runc_cmd(&["run", "-d", "--bundle", &sleeper, &id]));
+        let _ = runc_cmd(&["kill", &id, "KILL"]);
+        let _ = runc_cmd(&["delete", "--force", &id]);
+        result?;
+        cycle.time(|| runc_cmd(&["run", "--bundle", &oneshot, &id]))?;
+    }
+    Ok((boot, cycle))
+}
