@@ -26,6 +26,12 @@ pub struct Cli {
         default_value = "/var/lib/zonefleet"
     )]
     pub data_dir: PathBuf,
+    /// The host bridge zone NICs are ports of (created if missing).
+    #[arg(long, global = true, env = "ZONEFLEET_BRIDGE", default_value = zonefleet_agent::net::DEFAULT_BRIDGE)]
+    pub bridge: String,
+    /// An interface the agent makes a port of the bridge (the zones' way out).
+    #[arg(long, global = true, env = "ZONEFLEET_UPLINK")]
+    pub uplink: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -63,7 +69,13 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Image(cmd) => image::run(&cli.data_dir, cmd),
-        Command::Zone(cmd) => zone::run(&cli.data_dir, cmd),
+        Command::Zone(cmd) => {
+            let bridge = zonefleet_agent::net::BridgeOptions {
+                name: cli.bridge.clone(),
+                uplink: cli.uplink.clone(),
+            };
+            zone::run(&cli.data_dir, &bridge, cmd)
+        }
         Command::Sysinfo { output } => {
             let info = zonefleet_agent::sysinfo::Sysinfo::collect(&cli.data_dir)?;
             output::sysinfo(&info, output);
