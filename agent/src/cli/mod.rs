@@ -32,6 +32,14 @@ pub struct Cli {
     /// An interface the agent makes a port of the bridge (the zones' way out).
     #[arg(long, global = true, env = "ZONEFLEET_UPLINK")]
     pub uplink: Option<String>,
+    /// The cgroup parent of zone cgroups (tests use their own).
+    #[arg(
+        long,
+        global = true,
+        env = "ZONEFLEET_CGROUP_PARENT",
+        default_value = "zonefleet"
+    )]
+    pub cgroup_parent: String,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -65,17 +73,25 @@ pub enum Command {
     },
 }
 
+impl Cli {
+    /// The zone library's options from the global flags.
+    pub fn host_options(&self) -> zonefleet_agent::zone::host::HostOptions {
+        let mut options = zonefleet_agent::zone::host::HostOptions::new(&self.data_dir);
+        options.cgroup_parent = self.cgroup_parent.clone();
+        options.bridge = zonefleet_agent::net::BridgeOptions {
+            name: self.bridge.clone(),
+            uplink: self.uplink.clone(),
+        };
+        options
+    }
+}
+
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let options = cli.host_options();
     match cli.command {
         Command::Image(cmd) => image::run(&cli.data_dir, cmd),
-        Command::Zone(cmd) => {
-            let bridge = zonefleet_agent::net::BridgeOptions {
-                name: cli.bridge.clone(),
-                uplink: cli.uplink.clone(),
-            };
-            zone::run(&cli.data_dir, &bridge, cmd)
-        }
+        Command::Zone(cmd) => zone::run(&options, cmd),
         Command::Sysinfo { output } => {
             let info = zonefleet_agent::sysinfo::Sysinfo::collect(&cli.data_dir)?;
             output::sysinfo(&info, output);
