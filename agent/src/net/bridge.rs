@@ -51,8 +51,9 @@ pub fn bridge_mac(name: &str) -> [u8; 6] {
     [0x02, d[0], d[1], d[2], d[3], d[4]]
 }
 
-/// Creates the bridge if missing (and its host-protection rules), sets it up,
-/// and makes the uplink a port. Idempotent; cheap when all is in place.
+/// Creates the bridge if missing (with its host-protection rules, which every
+/// zone boot asserts again), sets it up, and makes the uplink a port.
+/// Idempotent; netlink only when the bridge exists.
 pub fn ensure_bridge(options: &BridgeOptions) -> Result<(), NetError> {
     check_name(&options.name)?;
     let mut nl = Netlink::open()?;
@@ -78,12 +79,12 @@ pub fn ensure_bridge(options: &BridgeOptions) -> Result<(), NetError> {
                 | Ok(()) => {}
                 Err(e) => return Err(e),
             }
+            nft::run(&nft::add_host_script(&options.name))?;
             nl.link_index(&options.name)?.ok_or_else(|| {
                 NetError::Plan(format!("bridge {} vanished after creation", options.name))
             })?
         }
     };
-    nft::run(&nft::add_host_script(&options.name))?;
     nl.set_up(index, None)?;
     if let Some(uplink) = &options.uplink {
         check_name(uplink)?;

@@ -165,9 +165,14 @@ pub fn remove_zone_script(plan: &NetPlan) -> String {
     s
 }
 
-/// Installs zone `plan`'s rules.
+/// Installs zone `plan`'s rules, and (re)asserts its bridge's host rules in
+/// the same transaction: one `nft` run per boot.
 pub fn add_zone(plan: &NetPlan) -> Result<(), NetError> {
-    run(&add_zone_script(plan))
+    run(&format!(
+        "{}{}",
+        add_host_script(&plan.bridge),
+        add_zone_script(plan)
+    ))
 }
 
 /// Removes zone `plan`'s rules (idempotent).

@@ -104,6 +104,13 @@ pub fn resolve(spec: &ZoneSpec, uuid: &str, bridge: &str) -> Result<Option<NetPl
                 nic.network.as_deref().unwrap_or("")
             )));
         };
+        if let Some(vlan) = nic.vlan_id {
+            // Refuse rather than run untagged.
+            return Err(NetError::Plan(format!(
+                "nics[{index}].vlan_id = {vlan}: VLAN tagging of zone ports is not \
+                 implemented by this agent yet"
+            )));
+        }
         nics.push(NicPlan {
             index,
             host_if: host_if_name(uuid, index),
