@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod disk;
 pub mod image;
 pub mod isolation;
+pub mod net;
 pub mod sysinfo;
 pub mod zone;
 pub mod zsched;

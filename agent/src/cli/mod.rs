@@ -27,6 +27,16 @@ pub struct Cli {
         default_value = "/var/lib/zonefleet"
     )]
     pub data_dir: PathBuf,
+    /// The host bridge zone NICs are ports of (created if missing).
+    #[arg(long, global = true, env = "ZONEFLEET_BRIDGE", default_value = zonefleet_agent::net::DEFAULT_BRIDGE)]
+    pub bridge: String,
+    /// An interface the agent makes a port of the bridge (the zones' way out).
+    #[arg(long, global = true, env = "ZONEFLEET_UPLINK")]
+    pub uplink: Option<String>,
+    /// The cgroup parent of zone cgroups. Fixed when the data dir is first
+    /// used (default `zonefleet`); later runs may leave it out.
+    #[arg(long, global = true, env = "ZONEFLEET_CGROUP_PARENT")]
+    pub cgroup_parent: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -63,11 +73,25 @@ pub enum Command {
     },
 }
 
+impl Cli {
+    /// The zone library's options from the global flags.
+    pub fn host_options(&self) -> zonefleet_agent::zone::host::HostOptions {
+        let mut options = zonefleet_agent::zone::host::HostOptions::new(&self.data_dir);
+        options.cgroup_parent = self.cgroup_parent.clone();
+        options.bridge = zonefleet_agent::net::BridgeOptions {
+            name: self.bridge.clone(),
+            uplink: self.uplink.clone(),
+        };
+        options
+    }
+}
+
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let options = cli.host_options();
     match cli.command {
         Command::Image(cmd) => image::run(&cli.data_dir, cmd),
-        Command::Zone(cmd) => zone::run(&cli.data_dir, cmd),
+        Command::Zone(cmd) => zone::run(&options, cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Sysinfo { output } => {
             let info = zonefleet_agent::sysinfo::Sysinfo::collect(&cli.data_dir)?;

@@ -108,8 +108,8 @@ fn read_input(file: &Path) -> anyhow::Result<String> {
     }
 }
 
-fn host(data_dir: &Path, grace: Option<u64>) -> anyhow::Result<ZoneHost> {
-    let mut options = HostOptions::new(data_dir);
+fn host(options: &HostOptions, grace: Option<u64>) -> anyhow::Result<ZoneHost> {
+    let mut options = options.clone();
     if let Some(secs) = grace {
         options.halt_grace = std::time::Duration::from_secs(secs);
     }
@@ -117,7 +117,7 @@ fn host(data_dir: &Path, grace: Option<u64>) -> anyhow::Result<ZoneHost> {
 }
 
 /// Runs a zone command; returns the exit code.
-pub fn run(data_dir: &Path, cmd: ZoneCommand) -> anyhow::Result<i32> {
+pub fn run(options: &HostOptions, cmd: ZoneCommand) -> anyhow::Result<i32> {
     match cmd {
         ZoneCommand::Validate { file } => {
             let spec = ZoneSpec::from_json(&read_input(&file)?)?;
@@ -128,52 +128,52 @@ pub fn run(data_dir: &Path, cmd: ZoneCommand) -> anyhow::Result<i32> {
         }
         ZoneCommand::Create { file } => {
             let spec = ZoneSpec::from_json(&read_input(&file)?)?;
-            let status = host(data_dir, None)?.create(spec)?;
+            let status = host(options, None)?.create(spec)?;
             println!("{}", status.uuid);
             Ok(0)
         }
         ZoneCommand::Boot { zone } => {
-            host(data_dir, None)?.boot(&zone)?;
+            host(options, None)?.boot(&zone)?;
             Ok(0)
         }
         ZoneCommand::Halt { zone, grace } => {
-            host(data_dir, Some(grace))?.halt(&zone)?;
+            host(options, Some(grace))?.halt(&zone)?;
             Ok(0)
         }
         ZoneCommand::Reboot { zone } => {
-            host(data_dir, None)?.reboot(&zone)?;
+            host(options, None)?.reboot(&zone)?;
             Ok(0)
         }
         ZoneCommand::Delete { zone } => {
-            let uuid = host(data_dir, None)?.delete(&zone)?;
+            let uuid = host(options, None)?.delete(&zone)?;
             println!("deleted {uuid}");
             Ok(0)
         }
         ZoneCommand::Update { zone, file } => {
-            host(data_dir, None)?.update(&zone, &read_input(&file)?)?;
+            host(options, None)?.update(&zone, &read_input(&file)?)?;
             Ok(0)
         }
         ZoneCommand::List { output } => {
-            output::zones(&host(data_dir, None)?.list()?, output);
+            output::zones(&host(options, None)?.list()?, output);
             Ok(0)
         }
         ZoneCommand::Get { zone, output } => {
-            output::zone(&host(data_dir, None)?.get(&zone)?, output);
+            output::zone(&host(options, None)?.get(&zone)?, output);
             Ok(0)
         }
         ZoneCommand::Logs { zone } => {
             use std::io::Write;
-            let bytes = host(data_dir, None)?.logs(&zone)?;
+            let bytes = host(options, None)?.logs(&zone)?;
             std::io::stdout().write_all(&bytes)?;
             Ok(0)
         }
-        ZoneCommand::Exec { zone, command } => Ok(host(data_dir, None)?.exec(&zone, &command)?),
+        ZoneCommand::Exec { zone, command } => Ok(host(options, None)?.exec(&zone, &command)?),
         ZoneCommand::Ps { zone, output } => {
-            output::processes(&host(data_dir, None)?.ps(zone.as_deref())?, output);
+            output::processes(&host(options, None)?.ps(zone.as_deref())?, output);
             Ok(0)
         }
         ZoneCommand::Autoboot => {
-            let host = host(data_dir, None)?;
+            let host = host(options, None)?;
             let mut failed = 0;
             for (uuid, result) in host.autoboot()? {
                 match result {

@@ -37,6 +37,11 @@ impl ZoneHost {
             });
         }
         self.check_features(&record.spec)?;
+        let net = self.net_plan(&uuid, &record.spec)?;
+        if net.is_some() {
+            self.check_addresses(&uuid, &record.spec)?;
+            crate::net::ensure_bridge(&self.bridge)?;
+        }
         let lower = self.images.rootfs_path(&record.image_sha256)?;
 
         // A cgroup left by a crash (zsched killed before it cleaned up).
@@ -46,7 +51,8 @@ impl ZoneHost {
         }
         self.cgroups
             .create(&uuid, &limits::from_spec(&record.spec))?;
-        let plan = self.boot_plan(&paths, &record, lower);
+        let mut plan = self.boot_plan(&paths, &record, lower);
+        plan.net = net;
         match crate::zsched::spawn(&self.agent_exe, &plan) {
             Ok(_) => {
                 record.desired_running = true;
@@ -55,6 +61,7 @@ impl ZoneHost {
                 ZoneStatus::observe(record, &paths)
             }
             Err(e) => {
+                let _ = self.teardown_network(&paths);
                 let _ = self.cgroups.kill_all(&uuid, Duration::from_secs(5));
                 let _ = self.cgroups.delete(&uuid);
                 record.message = Some(format!("boot failed: {e}"));
@@ -105,6 +112,7 @@ impl ZoneHost {
             console_cap_bytes: self.console_cap_bytes,
             cgroup_parent: self.cgroup_parent.clone(),
             files: config_files(spec, &hostname),
+            net: None,
         }
     }
 }

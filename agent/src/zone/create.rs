@@ -34,6 +34,8 @@ impl ZoneHost {
         let _table = lock::exclusive(&self.table_lock_path())?;
         let uuid = spec.uuid.expect("with_defaults sets the uuid").to_string();
         self.check_unique(&uuid, spec.alias.as_deref())?;
+        self.net_plan(&uuid, &spec)?;
+        self.check_addresses(&uuid, &spec)?;
 
         let paths = self.paths(&uuid);
         std::fs::DirBuilder::new()

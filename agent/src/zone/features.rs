@@ -24,6 +24,9 @@ pub fn required(spec: &ZoneSpec) -> Vec<&'static str> {
             needs.push("memory_swap_accounting");
         }
     }
+    if !spec.nics.is_empty() {
+        needs.extend(["veth", "bridge", "nftables"]);
+    }
     if spec.nics.iter().any(|n| n.vlan_id.is_some()) {
         needs.push("bridge_vlan_filtering");
     }
@@ -80,12 +83,34 @@ impl ZoneHost {
         for need in required(spec) {
             let f = self.features.get(need);
             if !f.available {
+                let detail = match vlan_nic(spec) {
+                    // Name the property that asked for it.
+                    Some(i) if need == "bridge_vlan_filtering" => format!(
+                        "nics[{i}].vlan_id = {} needs VLAN filtering on the host bridge: {}",
+                        spec.nics[i].vlan_id.unwrap_or_default(),
+                        f.detail
+                    ),
+                    _ => f.detail,
+                };
                 return Err(ZoneError::MissingFeature {
                     feature: need.to_string(),
-                    detail: f.detail,
+                    detail,
                 });
             }
         }
+        if !spec.nics.is_empty() && crate::net::nft::binary().is_none() {
+            return Err(ZoneError::MissingFeature {
+                feature: "nftables".into(),
+                detail: "the nft command is not installed (Debian package nftables); zone NICs \
+                         need it for their anti-spoofing rules"
+                    .into(),
+            });
+        }
         Ok(())
     }
+}
+
+/// The first NIC of `spec` with a `vlan_id`.
+fn vlan_nic(spec: &ZoneSpec) -> Option<usize> {
+    spec.nics.iter().position(|n| n.vlan_id.is_some())
 }

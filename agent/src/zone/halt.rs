@@ -38,8 +38,14 @@ impl ZoneHost {
         self.boot(name)
     }
 
-    /// Stops the zone's processes (caller holds the zone lock).
+    /// Stops the zone's processes and removes its network (caller holds the
+    /// zone lock).
     pub(crate) fn stop_locked(&self, uuid: &str, dir: &std::path::Path) -> Result<()> {
+        self.stop_processes(uuid, dir)?;
+        self.teardown_network(&self.paths(uuid))
+    }
+
+    fn stop_processes(&self, uuid: &str, dir: &std::path::Path) -> Result<()> {
         let Some(runtime) = Runtime::load(dir)? else {
             return self.clear_cgroup(uuid);
         };

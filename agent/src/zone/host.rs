@@ -24,6 +24,8 @@ pub struct HostOptions {
     pub halt_grace: Duration,
     /// Cap of one console log file.
     pub console_cap_bytes: u64,
+    /// The host bridge zone NICs are ports of (and its uplink).
+    pub bridge: crate::net::BridgeOptions,
 }
 
 impl HostOptions {
@@ -35,6 +37,7 @@ impl HostOptions {
             agent_exe: None,
             halt_grace: Duration::from_secs(10),
             console_cap_bytes: crate::zsched::console::DEFAULT_CAP_BYTES,
+            bridge: crate::net::BridgeOptions::default(),
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct ZoneHost {
     pub console_cap_bytes: u64,
     /// Kernel features probed so far.
     pub features: super::features::FeatureCache,
+    /// The host bridge of zone NICs.
+    pub bridge: crate::net::BridgeOptions,
 }
 
 impl ZoneHost {
@@ -83,6 +88,7 @@ impl ZoneHost {
             halt_grace: options.halt_grace,
             console_cap_bytes: options.console_cap_bytes,
             features: Default::default(),
+            bridge: options.bridge,
         })
     }
 

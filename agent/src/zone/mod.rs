@@ -19,6 +19,7 @@ pub mod host;
 pub mod limits;
 pub mod lock;
 pub mod logs;
+pub mod net;
 pub mod paths;
 pub mod ps;
 pub mod record;
@@ -100,6 +101,19 @@ pub enum ZoneError {
     /// A zone file failed.
     #[error(transparent)]
     Runtime(#[from] crate::zsched::runtime::RuntimeError),
+    /// The zone's network could not be planned, built or removed.
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
+    /// One of the zone's addresses is already used by another zone here.
+    #[error("nics[{nic}].ip: {ip} is already used by zone {uuid} on this host")]
+    AddressInUse {
+        /// The NIC of the refused zone.
+        nic: usize,
+        /// The address.
+        ip: String,
+        /// The zone that holds it.
+        uuid: String,
+    },
     /// A file operation failed.
     #[error("{path}: {source}")]
     Io {

@@ -69,6 +69,9 @@ pub enum ZschedError {
     /// zsched reported a failure, or said nothing, to the boot verb.
     #[error("{0}")]
     Boot(String),
+    /// The zone's network could not be set up.
+    #[error("zone network: {0}")]
+    Net(#[from] crate::net::NetError),
     /// Starting zsched failed.
     #[error("start zsched: {0}")]
     Spawn(std::io::Error),
@@ -159,6 +162,13 @@ fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
     let (staged_r, staged_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
     let (con_r, con_w) = pipe()?;
+    // zsched's own PID namespace, to put its later children (nft) back in:
+    // after init exits, the zone's namespace accepts no new process.
+    let host_pid_ns = std::fs::File::open("/proc/self/ns/pid").map_err(|e| {
+        process("open /proc/self/ns/pid")(nix::Error::from_raw(
+            e.raw_os_error().unwrap_or(libc::EIO),
+        ))
+    })?;
 
     isolation::namespaces::new_pid_namespace()?;
     // SAFETY: zsched is single-threaded; the child only runs the setup steps
@@ -188,18 +198,28 @@ fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
         ForkResult::Parent { child } => child,
     };
     drop((go_r, err_w, con_w, staged_w));
+    // Init is forked: zsched's next children (the nft command) belong in the
+    // host's PID namespace, where they can be made whether init lives or not.
+    // This also lifts the kernel's ban on threads in zsched.
+    if let Err(e) = nix::sched::setns(&host_pid_ns, nix::sched::CloneFlags::CLONE_NEWPID) {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(process("setns back to the host's PID namespace")(e));
+    }
+    drop(host_pid_ns);
 
     let mut byte = [0u8; 1];
     let staged = nix::unistd::read(&staged_r, &mut byte) == Ok(1);
     drop(staged_r);
     let joined = if staged {
-        join_cgroup(&plan, child.as_raw())
+        join_cgroup(&plan, child.as_raw()).and_then(|()| attach_network(&plan, child.as_raw()))
     } else {
         Ok(())
     };
     if let Err(e) = joined {
         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
         let _ = waitpid(child, None);
+        detach_network(&plan);
         remove_cgroup(&plan);
         return Err(e);
     }
@@ -213,6 +233,7 @@ fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
     let _ = std::io::Read::read_to_end(&mut std::fs::File::from(err_r), &mut failure);
     if !failure.is_empty() {
         let _ = waitpid(child, None);
+        detach_network(&plan);
         remove_cgroup(&plan);
         return Err(ZschedError::Boot(
             String::from_utf8_lossy(&failure).into_owned(),
@@ -234,14 +255,37 @@ fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
     record.exit = Some(exit);
     record.store(&plan.zone_dir)?;
     eprintln!("zsched: init exited with status {}", exit.status);
+    detach_network(&plan);
     remove_cgroup(&plan);
     Ok(())
 }
 
+/// Builds the zone's NICs from the host side while init waits for `go`: its
+/// network namespace exists, nothing of the zone runs yet, and zsched (in the
+/// host's network namespace, with every capability) can make the host ends,
+/// the rules and configure the zone ends through a netlink socket opened in
+/// the zone's namespace. The zone's init starts with its network complete.
+fn attach_network(plan: &BootPlan, pid: i32) -> Result<(), ZschedError> {
+    match &plan.net {
+        Some(net) => Ok(crate::net::attach(net, pid)?),
+        None => Ok(()),
+    }
+}
+
+/// Removes the zone's host links and rules; best effort (halt and delete
+/// try again if this fails).
+fn detach_network(plan: &BootPlan) {
+    if let Some(net) = &plan.net {
+        if let Err(e) = crate::net::detach(net) {
+            eprintln!("zsched: remove the network of {}: {e}", plan.uuid);
+        }
+    }
+}
+
 /// Copies init's console into the log until init exits, then reaps it. Single
-/// threaded on purpose: after `unshare(CLONE_NEWPID)` the kernel refuses to
-/// create threads in this process, so the console and init's exit are waited
-/// for together with `poll` on the console pipe and a pidfd.
+/// threaded on purpose (zsched stays one small process): the console and
+/// init's exit are waited for together with `poll` on the console pipe and a
+/// pidfd.
 fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
     let path = plan.zone_dir.join(console::CONSOLE_FILE);
     let mut log = match console::ConsoleLog::open(&path, plan.console_cap_bytes) {

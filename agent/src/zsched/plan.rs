@@ -46,6 +46,10 @@ pub struct BootPlan {
     /// resolv.conf): written from inside, so a symlink the zone planted can
     /// only point within the zone.
     pub files: Vec<ZoneFile>,
+    /// The zone's NICs, resolved (absent: the zone has only `lo`). zsched
+    /// builds them between init's `staged` and `go`, and removes them at exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<crate::net::NetPlan>,
 }
 
 /// A file the boot writes inside the zone.
