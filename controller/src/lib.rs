@@ -4,5 +4,8 @@
 //!   state machine store with its snapshots, and the mTLS gRPC network.
 //! * `state`: the fleet state machine: typed commands applied deterministically.
 
+pub mod api;
+pub mod node;
 pub mod raft;
+pub mod server;
 pub mod state;
