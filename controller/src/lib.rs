@@ -5,6 +5,7 @@
 //! * `state`: the fleet state machine: typed commands applied deterministically.
 
 pub mod api;
+pub mod config;
 pub mod node;
 pub mod raft;
 pub mod server;
