@@ -116,6 +116,12 @@ impl Raft for TestRaft {
     ) -> Result<Response<ForwardWriteResponse>, Status> {
         Err(Status::unimplemented("forward_write"))
     }
+    async fn read_index(
+        &self,
+        _request: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
+        Err(Status::unimplemented("read_index"))
+    }
 }
 
 struct TestControl;
@@ -276,7 +282,7 @@ async fn cluster_status(
         .await
         .map_err(|e| Status::unavailable(format!("connect: {e}")))?;
     OperatorClient::new(channel)
-        .cluster_status(ClusterStatusRequest {})
+        .cluster_status(ClusterStatusRequest::default())
         .await
         .map(Response::into_inner)
 }
@@ -486,7 +492,7 @@ async fn without_a_client_certificate_only_enroll_is_reachable() {
             .unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
         let status = OperatorClient::new(channel.clone())
-            .cluster_status(ClusterStatusRequest {})
+            .cluster_status(ClusterStatusRequest::default())
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");

@@ -4,6 +4,9 @@
 //! writing its report to the given output; errors are `anyhow` errors naming what was
 //! wrong, printed by [`main`] with a non-zero exit status.
 
+mod bench;
+mod connect;
+mod fleet;
 mod pki;
 
 use std::io::Write;
@@ -15,6 +18,19 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "zfadm", version, about, propagate_version = true)]
 pub struct Cli {
+    /// How to reach the controllers (flags, environment or
+    /// `~/.config/zonefleet/config.toml`).
+    #[command(flatten)]
+    pub connect: connect::ConnectArgs,
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        default_value_t
+    )]
+    pub output: fleet::Output,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -26,6 +42,27 @@ pub enum Command {
     /// Manage the fleet PKI: the CA and the controller, operator and agent certificates.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
+    /// Zones: create, get, list, update, stop, start, reboot, delete.
+    #[command(subcommand)]
+    Zone(fleet::ZoneCommand),
+    /// Hosts: list, get, cordon, uncordon.
+    #[command(subcommand)]
+    Host(fleet::HostCommand),
+    /// Images the fleet knows.
+    #[command(subcommand)]
+    Image(fleet::ImageCommand),
+    /// Networks: create, list, delete.
+    #[command(subcommand)]
+    Network(fleet::NetworkCommand),
+    /// The controllers' Raft group.
+    #[command(subcommand)]
+    Cluster(fleet::ClusterCommand),
+    /// Add or remove a controller.
+    #[command(subcommand)]
+    Controller(fleet::ControllerCommand),
+    /// Commit small operations through the cluster at several concurrencies and report
+    /// throughput and latency.
+    Bench(bench::BenchArgs),
     /// Print a shell completion script to standard output.
     Completions {
         /// The shell to complete for.
@@ -36,11 +73,62 @@ pub enum Command {
 
 /// Runs a parsed command line, writing its report to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
+    let output = cli.output;
+    let remote = |f: &mut dyn FnMut(
+        &connect::Connection,
+        &tokio::runtime::Runtime,
+    ) -> anyhow::Result<()>| {
+        let conn = cli.connect.resolve()?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        f(&conn, &runtime)
+    };
     match cli.command {
         Command::Pki(command) => pki::run(command, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "zfadm", out);
             Ok(())
+        }
+        Command::Zone(c) => {
+            let mut c = Some(c);
+            remote(&mut |conn, rt| {
+                rt.block_on(fleet::zone(conn, output, c.take().expect("once"), out))
+            })
+        }
+        Command::Host(c) => {
+            let mut c = Some(c);
+            remote(&mut |conn, rt| {
+                rt.block_on(fleet::host(conn, output, c.take().expect("once"), out))
+            })
+        }
+        Command::Image(c) => {
+            let mut c = Some(c);
+            remote(&mut |conn, rt| {
+                rt.block_on(fleet::image(conn, output, c.take().expect("once"), out))
+            })
+        }
+        Command::Network(c) => {
+            let mut c = Some(c);
+            remote(&mut |conn, rt| {
+                rt.block_on(fleet::network(conn, output, c.take().expect("once"), out))
+            })
+        }
+        Command::Controller(c) => {
+            let mut c = Some(c);
+            remote(&mut |conn, rt| {
+                rt.block_on(fleet::controller(
+                    conn,
+                    output,
+                    c.take().expect("once"),
+                    out,
+                ))
+            })
+        }
+        Command::Cluster(fleet::ClusterCommand::Status) => remote(&mut |conn, rt| {
+            let status = rt.block_on(fleet::cluster_status(conn))?;
+            fleet::print_status(out, output, &status)
+        }),
+        Command::Bench(args) => {
+            remote(&mut |conn, rt| rt.block_on(bench::run(conn, &args, output, out)))
         }
     }
 }

@@ -85,6 +85,7 @@ pub const RPC_RULES: &[RpcRule] = &[
     rule("/zonefleet.v1.Raft/Vote", CONTROLLERS),
     rule("/zonefleet.v1.Raft/InstallSnapshot", CONTROLLERS),
     rule("/zonefleet.v1.Raft/ForwardWrite", CONTROLLERS),
+    rule("/zonefleet.v1.Raft/ReadIndex", CONTROLLERS),
 ];
 
 /// The rule for a full method path, if the method is known.

@@ -1,0 +1,470 @@
+//! The `Operator` gRPC service: what `zfadm` calls. Any controller answers any call:
+//! writes are committed through the leader ([`Controller::write`]), reads are
+//! linearizable unless the request asks for a stale read ([`Controller::read_barrier`]).
+//! Specs are validated here, at the edge, before anything is proposed.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+use zonefleet_proto::pb;
+use zonefleet_proto::pb::command_result::Result as R;
+use zonefleet_proto::pb::fleet_command::Kind;
+use zonefleet_proto::spec::ZoneSpec;
+
+use crate::node::Controller;
+use crate::state::patch::merge_patch;
+use crate::state::{zone_uuid, StateError};
+
+/// The largest operator request a controller accepts (4 MiB).
+pub const MAX_OPERATOR_MESSAGE: usize = 4 * 1024 * 1024;
+/// Most zones one create may ask for.
+pub const MAX_ZONES_PER_CREATE: u32 = 1000;
+
+/// The `Operator` service of one controller.
+#[derive(Debug, Clone)]
+pub struct OperatorService {
+    node: Controller,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A command stamped with this controller's clock.
+pub fn command(kind: Kind) -> pb::FleetCommand {
+    pb::FleetCommand {
+        at_unix_ms: now_ms(),
+        kind: Some(kind),
+    }
+}
+
+fn state_err(e: StateError) -> Status {
+    Status::new(e.code(), e.to_string())
+}
+
+fn stale(consistency: i32) -> bool {
+    consistency == pb::ReadConsistency::Stale as i32
+}
+
+fn unexpected(result: &pb::CommandResult) -> Status {
+    Status::internal(format!("unexpected command result {result:?}"))
+}
+
+/// Validates an operator's spec and fills in defaults (uuid excepted: chosen per zone).
+pub fn checked_spec(spec: pb::ZoneSpec) -> Result<pb::ZoneSpec, Status> {
+    let domain = ZoneSpec::try_from(spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let had_uuid = domain.uuid.is_some();
+    let domain = domain.with_defaults();
+    domain
+        .validate()
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let mut out = pb::ZoneSpec::from(domain);
+    if !had_uuid {
+        out.uuid = None;
+    }
+    Ok(out)
+}
+
+impl OperatorService {
+    /// Serves `node`.
+    pub fn new(node: Controller) -> Self {
+        OperatorService { node }
+    }
+
+    async fn zone_uuid_of(&self, reference: &str) -> Result<(String, pb::Zone), Status> {
+        self.node.read_barrier(false).await?;
+        let state = self.node.state();
+        let zone = state.fleet.resolve_zone(reference).map_err(state_err)?;
+        Ok((zone_uuid(zone).to_owned(), zone.clone()))
+    }
+
+    async fn zone_write(&self, kind: Kind) -> Result<Response<pb::Zone>, Status> {
+        match self.node.write(command(kind)).await?.result {
+            Some(R::Zone(zone)) => Ok(Response::new(zone)),
+            other => Err(unexpected(&pb::CommandResult { result: other })),
+        }
+    }
+
+    async fn set_state(
+        &self,
+        reference: &str,
+        state: pb::ZoneState,
+        reboot: bool,
+    ) -> Result<Response<pb::Zone>, Status> {
+        let (uuid, _) = self.zone_uuid_of(reference).await?;
+        self.zone_write(Kind::SetZoneState(pb::SetZoneStateCommand {
+            uuid,
+            desired_state: state as i32,
+            reboot,
+        }))
+        .await
+    }
+
+    async fn host_write(
+        &self,
+        host_id: String,
+        status: pb::HostStatus,
+    ) -> Result<Response<pb::Host>, Status> {
+        match self
+            .node
+            .write(command(Kind::SetHostStatus(pb::SetHostStatusCommand {
+                host_id,
+                status: status as i32,
+            })))
+            .await?
+            .result
+        {
+            Some(R::Host(host)) => Ok(Response::new(host)),
+            other => Err(unexpected(&pb::CommandResult { result: other })),
+        }
+    }
+
+    async fn status_after_change(&self) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        self.node.read_barrier(false).await?;
+        Ok(Response::new(self.node.cluster_status().await))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::operator_server::Operator for OperatorService {
+    async fn create_zones(
+        &self,
+        request: Request<pb::CreateZonesRequest>,
+    ) -> Result<Response<pb::CreateZonesResponse>, Status> {
+        let request = request.into_inner();
+        let spec = request
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec: missing"))?;
+        let spec = checked_spec(spec)?;
+        let count = request.count.max(1);
+        if count > MAX_ZONES_PER_CREATE {
+            return Err(Status::invalid_argument(format!(
+                "count: {count} is more than {MAX_ZONES_PER_CREATE}"
+            )));
+        }
+        let uuids: Vec<String> = match (&spec.uuid, count) {
+            (Some(uuid), 1) => vec![uuid.clone()],
+            (Some(_), _) => {
+                return Err(Status::invalid_argument(
+                    "uuid: cannot be given when creating more than one zone",
+                ))
+            }
+            (None, n) => (0..n).map(|_| Uuid::new_v4().to_string()).collect(),
+        };
+        if request.dry_run {
+            let state = self.node.state();
+            let mut fleet = state.fleet.clone();
+            drop(state);
+            let result = fleet.apply(&command(Kind::CreateZones(pb::CreateZonesCommand {
+                spec: Some(spec),
+                uuids,
+                idempotency_key: String::new(),
+            })));
+            return match result.result {
+                Some(R::Zones(zones)) => Ok(Response::new(zones)),
+                Some(R::Error(e)) => Err(Status::new(tonic::Code::from_i32(e.code), e.message)),
+                other => Err(unexpected(&pb::CommandResult { result: other })),
+            };
+        }
+        let result = self
+            .node
+            .write(command(Kind::CreateZones(pb::CreateZonesCommand {
+                spec: Some(spec),
+                uuids,
+                idempotency_key: request.idempotency_key,
+            })))
+            .await?;
+        match result.result {
+            Some(R::Zones(zones)) => Ok(Response::new(zones)),
+            other => Err(unexpected(&pb::CommandResult { result: other })),
+        }
+    }
+
+    async fn get_zone(
+        &self,
+        request: Request<pb::GetZoneRequest>,
+    ) -> Result<Response<pb::Zone>, Status> {
+        let request = request.into_inner();
+        self.node.read_barrier(stale(request.consistency)).await?;
+        let state = self.node.state();
+        let zone = state.fleet.resolve_zone(&request.zone).map_err(state_err)?;
+        Ok(Response::new(zone.clone()))
+    }
+
+    async fn list_zones(
+        &self,
+        request: Request<pb::ListZonesRequest>,
+    ) -> Result<Response<pb::ListZonesResponse>, Status> {
+        let request = request.into_inner();
+        self.node.read_barrier(stale(request.consistency)).await?;
+        let state = self.node.state();
+        Ok(Response::new(pb::ListZonesResponse {
+            zones: state
+                .fleet
+                .list_zones(request.host_id.as_deref(), request.state),
+        }))
+    }
+
+    async fn update_zone(
+        &self,
+        request: Request<pb::UpdateZoneRequest>,
+    ) -> Result<Response<pb::Zone>, Status> {
+        let request = request.into_inner();
+        let patch = request
+            .patch
+            .ok_or_else(|| Status::invalid_argument("patch: missing"))?;
+        let (uuid, zone) = self.zone_uuid_of(&request.zone).await?;
+        let merged =
+            merge_patch(&zone.spec.clone().unwrap_or_default(), &patch).map_err(state_err)?;
+        let merged = checked_spec(merged)?;
+        self.zone_write(Kind::UpdateZone(pb::UpdateZoneCommand {
+            uuid,
+            spec: Some(merged),
+            expected_generation: zone.generation,
+        }))
+        .await
+    }
+
+    async fn stop_zone(&self, request: Request<pb::ZoneRef>) -> Result<Response<pb::Zone>, Status> {
+        self.set_state(&request.get_ref().zone, pb::ZoneState::Installed, false)
+            .await
+    }
+
+    async fn start_zone(
+        &self,
+        request: Request<pb::ZoneRef>,
+    ) -> Result<Response<pb::Zone>, Status> {
+        self.set_state(&request.get_ref().zone, pb::ZoneState::Running, false)
+            .await
+    }
+
+    async fn reboot_zone(
+        &self,
+        request: Request<pb::ZoneRef>,
+    ) -> Result<Response<pb::Zone>, Status> {
+        self.set_state(&request.get_ref().zone, pb::ZoneState::Running, true)
+            .await
+    }
+
+    async fn delete_zone(
+        &self,
+        request: Request<pb::ZoneRef>,
+    ) -> Result<Response<pb::Zone>, Status> {
+        let (uuid, _) = self.zone_uuid_of(&request.get_ref().zone).await?;
+        self.zone_write(Kind::DeleteZone(pb::DeleteZoneCommand { uuid }))
+            .await
+    }
+
+    async fn list_hosts(
+        &self,
+        request: Request<pb::ListHostsRequest>,
+    ) -> Result<Response<pb::ListHostsResponse>, Status> {
+        let request = request.into_inner();
+        self.node.read_barrier(stale(request.consistency)).await?;
+        let state = self.node.state();
+        Ok(Response::new(pb::ListHostsResponse {
+            hosts: state
+                .fleet
+                .hosts
+                .values()
+                .filter(|h| request.status.is_none_or(|s| h.status == s))
+                .cloned()
+                .collect(),
+        }))
+    }
+
+    async fn get_host(&self, request: Request<pb::HostRef>) -> Result<Response<pb::Host>, Status> {
+        self.node.read_barrier(false).await?;
+        let state = self.node.state();
+        let id = &request.get_ref().host_id;
+        state
+            .fleet
+            .hosts
+            .get(id)
+            .cloned()
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("host {id} does not exist")))
+    }
+
+    async fn cordon_host(
+        &self,
+        request: Request<pb::HostRef>,
+    ) -> Result<Response<pb::Host>, Status> {
+        self.host_write(request.into_inner().host_id, pb::HostStatus::Cordoned)
+            .await
+    }
+
+    async fn uncordon_host(
+        &self,
+        request: Request<pb::HostRef>,
+    ) -> Result<Response<pb::Host>, Status> {
+        self.host_write(request.into_inner().host_id, pb::HostStatus::Ready)
+            .await
+    }
+
+    async fn drain_host(
+        &self,
+        request: Request<pb::DrainHostRequest>,
+    ) -> Result<Response<pb::Host>, Status> {
+        // Moving the zones off is the scheduler's (a later issue); draining already
+        // stops new placements.
+        self.host_write(request.into_inner().host_id, pb::HostStatus::Draining)
+            .await
+    }
+
+    async fn list_images(
+        &self,
+        request: Request<pb::ListImagesRequest>,
+    ) -> Result<Response<pb::ListImagesResponse>, Status> {
+        self.node
+            .read_barrier(stale(request.get_ref().consistency))
+            .await?;
+        let state = self.node.state();
+        Ok(Response::new(pb::ListImagesResponse {
+            images: state.fleet.images.values().cloned().collect(),
+        }))
+    }
+
+    async fn create_network(
+        &self,
+        request: Request<pb::Network>,
+    ) -> Result<Response<pb::Network>, Status> {
+        let mut network = request.into_inner();
+        if network.uuid.is_empty() {
+            network.uuid = Uuid::new_v4().to_string();
+        }
+        let domain = zonefleet_proto::network::Network::try_from(network)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        domain
+            .validate()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match self
+            .node
+            .write(command(Kind::PutNetwork(pb::PutNetworkCommand {
+                network: Some(domain.into()),
+            })))
+            .await?
+            .result
+        {
+            Some(R::Network(network)) => Ok(Response::new(network)),
+            other => Err(unexpected(&pb::CommandResult { result: other })),
+        }
+    }
+
+    async fn list_networks(
+        &self,
+        request: Request<pb::ListNetworksRequest>,
+    ) -> Result<Response<pb::ListNetworksResponse>, Status> {
+        self.node
+            .read_barrier(stale(request.get_ref().consistency))
+            .await?;
+        let state = self.node.state();
+        Ok(Response::new(pb::ListNetworksResponse {
+            networks: state.fleet.networks.values().cloned().collect(),
+        }))
+    }
+
+    async fn delete_network(
+        &self,
+        request: Request<pb::NetworkRef>,
+    ) -> Result<Response<pb::Network>, Status> {
+        self.node.read_barrier(false).await?;
+        let reference = &request.get_ref().network;
+        let uuid = {
+            let state = self.node.state();
+            state
+                .fleet
+                .find_network(reference)
+                .map(|n| n.uuid.clone())
+                .ok_or_else(|| Status::not_found(format!("network {reference:?} does not exist")))?
+        };
+        match self
+            .node
+            .write(command(Kind::DeleteNetwork(pb::DeleteNetworkCommand {
+                uuid,
+            })))
+            .await?
+            .result
+        {
+            Some(R::Network(network)) => Ok(Response::new(network)),
+            other => Err(unexpected(&pb::CommandResult { result: other })),
+        }
+    }
+
+    async fn create_join_token(
+        &self,
+        request: Request<pb::CreateJoinTokenRequest>,
+    ) -> Result<Response<pb::CreateJoinTokenResponse>, Status> {
+        let request = request.into_inner();
+        let ttl = if request.ttl_seconds == 0 {
+            3600
+        } else {
+            request.ttl_seconds
+        };
+        let ttl =
+            i64::try_from(ttl).map_err(|_| Status::invalid_argument("ttl_seconds: too large"))?;
+        let mut secret = Vec::with_capacity(32);
+        secret.extend_from_slice(Uuid::new_v4().as_bytes());
+        secret.extend_from_slice(Uuid::new_v4().as_bytes());
+        let token = format!("zft_{}", hex::encode(secret));
+        let expires_unix = now_ms() / 1000 + ttl;
+        self.node
+            .write(command(Kind::CreateJoinToken(pb::CreateJoinTokenCommand {
+                token: Some(pb::JoinToken {
+                    sha256: hex::encode(Sha256::digest(token.as_bytes())),
+                    rack: request.rack,
+                    labels: request.labels,
+                    expires_unix,
+                    used: false,
+                }),
+            })))
+            .await?;
+        Ok(Response::new(pb::CreateJoinTokenResponse {
+            token,
+            expires_unix,
+            ca_fingerprint: self
+                .node
+                .trust()
+                .fingerprints()
+                .first()
+                .cloned()
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        Ok(Response::new(self.node.cluster_status().await))
+    }
+
+    async fn add_controller(
+        &self,
+        request: Request<pb::AddControllerRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        self.node
+            .change_membership(pb::MembershipChange {
+                change: Some(pb::membership_change::Change::Add(request.into_inner())),
+            })
+            .await?;
+        self.status_after_change().await
+    }
+
+    async fn remove_controller(
+        &self,
+        request: Request<pb::RemoveControllerRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        self.node
+            .change_membership(pb::MembershipChange {
+                change: Some(pb::membership_change::Change::Remove(request.into_inner())),
+            })
+            .await?;
+        self.status_after_change().await
+    }
+}

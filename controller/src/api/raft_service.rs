@@ -1,0 +1,129 @@
+//! The `Raft` gRPC service: openraft's RPCs from peers, writes forwarded by followers,
+//! and read indexes for their linearizable reads. Callable only by controllers (the
+//! role layer refuses anyone else); malformed messages are `INVALID_ARGUMENT`.
+
+use tonic::{Request, Response, Status};
+use zonefleet_proto::auth::Role;
+use zonefleet_proto::pb;
+
+use crate::node::Controller;
+use crate::raft::codec;
+
+/// The `Raft` service of one controller.
+#[derive(Debug, Clone)]
+pub struct RaftService {
+    node: Controller,
+}
+
+impl RaftService {
+    /// Serves `node`.
+    pub fn new(node: Controller) -> Self {
+        RaftService { node }
+    }
+
+    /// The calling controller, refused when tests have cut it off.
+    fn caller<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match Role::from_request(request)? {
+            Role::Controller(id) => {
+                if let Ok(id) = id.parse() {
+                    if self.node.net().is_blocked(id) {
+                        return Err(Status::unavailable("partitioned"));
+                    }
+                }
+                Ok(())
+            }
+            other => Err(Status::permission_denied(format!(
+                "{other} is not a controller"
+            ))),
+        }
+    }
+}
+
+fn bad(e: codec::CodecError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn raft_err(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(e.to_string())
+}
+
+#[tonic::async_trait]
+impl pb::raft_server::Raft for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        self.caller(&request)?;
+        let rpc = codec::append_request_from_pb(request.into_inner()).map_err(bad)?;
+        let response = self
+            .node
+            .raft()
+            .append_entries(rpc)
+            .await
+            .map_err(raft_err)?;
+        Ok(Response::new(codec::append_response_to_pb(&response)))
+    }
+
+    async fn vote(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        self.caller(&request)?;
+        let rpc = codec::vote_request_from_pb(request.get_ref()).map_err(bad)?;
+        let response = self.node.raft().vote(rpc).await.map_err(raft_err)?;
+        Ok(Response::new(codec::vote_response_to_pb(&response)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<pb::InstallSnapshotRequest>,
+    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        self.caller(&request)?;
+        let rpc = codec::snapshot_request_from_pb(request.into_inner()).map_err(bad)?;
+        let response = self
+            .node
+            .raft()
+            .install_snapshot(rpc)
+            .await
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(pb::InstallSnapshotResponse {
+            vote: Some(codec::vote_to_pb(&response.vote)),
+        }))
+    }
+
+    async fn forward_write(
+        &self,
+        request: Request<pb::ForwardWriteRequest>,
+    ) -> Result<Response<pb::ForwardWriteResponse>, Status> {
+        self.caller(&request)?;
+        let request = request.into_inner();
+        match (request.command, request.membership_change) {
+            (Some(command), None) => {
+                let result = self.node.write_as_leader(command).await?;
+                Ok(Response::new(pb::ForwardWriteResponse {
+                    result: Some(result),
+                }))
+            }
+            (None, Some(change)) => {
+                self.node.change_membership_as_leader(change).await?;
+                Ok(Response::new(pb::ForwardWriteResponse {
+                    result: Some(crate::state::ok(pb::command_result::Result::Done(true))),
+                }))
+            }
+            _ => Err(Status::invalid_argument(
+                "exactly one of command and membership_change must be set",
+            )),
+        }
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        self.caller(&request)?;
+        let read = self.node.read_index_as_leader().await?;
+        Ok(Response::new(pb::ReadIndexResponse {
+            read_log_id: codec::opt_log_id_to_pb(read.as_ref()),
+        }))
+    }
+}

@@ -1,0 +1,270 @@
+//! `controller.toml`: one controller's configuration. See `docs/controller.md`.
+//!
+//! ```toml
+//! id = 1
+//! cluster = "prod"
+//! listen = "0.0.0.0:7000"
+//! advertise = "10.0.0.1:7000"      # what peers and zfadm dial; default: listen
+//! data_dir = "/var/lib/zonefleet/controller"
+//!
+//! [tls]                            # relative paths are relative to this file
+//! ca = "ca.crt"
+//! cert = "controller-1.crt"
+//! key = "controller-1.key"
+//!
+//! [initial_members]                # only for a brand-new cluster; omit to join one
+//! 1 = "10.0.0.1:7000"
+//! 2 = "10.0.0.2:7000"
+//! 3 = "10.0.0.3:7000"
+//!
+//! [raft]                           # all optional
+//! heartbeat_ms = 50
+//! election_timeout_min_ms = 200
+//! election_timeout_max_ms = 400
+//! snapshot_every = 10000
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::raft::NodeId;
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        error: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {error}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its place in the file.
+        error: Box<toml::de::Error>,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("{path}: {field}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Certificate paths.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPaths {
+    /// The fleet CA certificate.
+    pub ca: PathBuf,
+    /// This controller's certificate.
+    pub cert: PathBuf,
+    /// This controller's private key.
+    pub key: PathBuf,
+}
+
+/// Raft timings and snapshot policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTimings {
+    /// Leader heartbeat interval in milliseconds.
+    pub heartbeat_ms: u64,
+    /// Shortest election timeout in milliseconds.
+    pub election_timeout_min_ms: u64,
+    /// Longest election timeout in milliseconds.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and purge the log before it) every this many entries.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot (for lagging followers).
+    pub keep_after_snapshot: u64,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        RaftTimings {
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 400,
+            snapshot_every: 10_000,
+            keep_after_snapshot: 1_000,
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// This controller's id (its certificate's controller id).
+    pub id: NodeId,
+    /// The cluster name.
+    pub cluster: String,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The address others dial (default: `listen`).
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// The store directory.
+    pub data_dir: PathBuf,
+    /// Certificates.
+    pub tls: TlsPaths,
+    /// Members of a brand-new cluster: id → `HOST:PORT`.
+    #[serde(default)]
+    pub initial_members: BTreeMap<String, String>,
+    /// Raft timings.
+    #[serde(default)]
+    pub raft: RaftTimings,
+}
+
+impl ControllerConfig {
+    /// Reads and checks `path`; relative paths in it become relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        let mut config: ControllerConfig =
+            toml::from_str(&text).map_err(|error| ConfigError::Parse {
+                path: path.to_owned(),
+                error: Box::new(error),
+            })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.data_dir,
+            &mut config.tls.ca,
+            &mut config.tls.cert,
+            &mut config.tls.key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        self.initial_members()
+            .map_err(|reason| invalid("initial_members", reason))?;
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
+            return Err(invalid(
+                "raft.election_timeout_min_ms",
+                "must be more than heartbeat_ms (> 0)".to_owned(),
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election_timeout_max_ms",
+                "must be more than election_timeout_min_ms".to_owned(),
+            ));
+        }
+        if r.snapshot_every == 0 {
+            return Err(invalid(
+                "raft.snapshot_every",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        zonefleet_proto::pki::validate_cluster(&self.cluster)
+            .map_err(|e| invalid("cluster", e.to_string()))?;
+        Ok(())
+    }
+
+    /// `initial_members` with numeric ids.
+    pub fn initial_members(&self) -> Result<BTreeMap<NodeId, String>, String> {
+        let members = self
+            .initial_members
+            .iter()
+            .map(|(id, addr)| {
+                id.parse::<NodeId>()
+                    .map(|id| (id, addr.clone()))
+                    .map_err(|_| format!("member id {id:?} is not a number"))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        if !members.is_empty() && !members.contains_key(&self.id) {
+            return Err(format!("does not include this controller ({})", self.id));
+        }
+        Ok(members)
+    }
+
+    /// The address others dial.
+    pub fn advertise(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// openraft's configuration from the timings.
+    pub fn raft_config(&self) -> openraft::Config {
+        openraft::Config {
+            cluster_name: self.cluster.clone(),
+            heartbeat_interval: self.raft.heartbeat_ms,
+            election_timeout_min: self.raft.election_timeout_min_ms,
+            election_timeout_max: self.raft.election_timeout_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.raft.snapshot_every),
+            max_in_snapshot_log_to_keep: self.raft.keep_after_snapshot,
+            // Chunks stay well under the Raft message limit.
+            snapshot_max_chunk_size: 1024 * 1024,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_file_and_resolves_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("controller.toml");
+        std::fs::write(
+            &path,
+            r#"
+id = 2
+cluster = "prod"
+listen = "127.0.0.1:7002"
+data_dir = "data"
+[tls]
+ca = "ca.crt"
+cert = "c.crt"
+key = "/abs/c.key"
+[initial_members]
+1 = "127.0.0.1:7001"
+2 = "127.0.0.1:7002"
+[raft]
+heartbeat_ms = 100
+election_timeout_min_ms = 300
+election_timeout_max_ms = 600
+"#,
+        )
+        .unwrap();
+        let c = ControllerConfig::load(&path).unwrap();
+        assert_eq!(c.data_dir, dir.path().join("data"));
+        assert_eq!(c.tls.key, PathBuf::from("/abs/c.key"));
+        assert_eq!(c.advertise(), "127.0.0.1:7002");
+        assert_eq!(c.initial_members().unwrap().len(), 2);
+        assert_eq!(c.raft_config().heartbeat_interval, 100);
+
+        std::fs::write(&path, "id = 1\ncluster = \"prod\"\nlisten = \"x\"\n").unwrap();
+        let err = ControllerConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("listen") || err.contains("invalid"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! zonefleet's controllers: the Raft-replicated fleet state and the operator API.
+//!
+//! * `raft`: openraft 0.9 wiring: the type configuration, the redb log store, the
+//!   state machine store with its snapshots, and the mTLS gRPC network.
+//! * `state`: the fleet state machine: typed commands applied deterministically.
+
+pub mod api;
+pub mod config;
+pub mod node;
+pub mod raft;
+pub mod server;
+pub mod state;

@@ -1,0 +1,255 @@
+//! The Raft network: openraft's RPCs as gRPC calls to the peer's `Raft` service over
+//! mTLS, presenting this controller's certificate and insisting that the server is
+//! the controller with the target's id.
+//!
+//! [`NetControl`] lets tests cut this controller off from chosen peers in both
+//! directions (outgoing calls fail as unreachable, incoming ones are refused by the
+//! service), which is how in-process tests make a partition on real sockets.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::{AnyError, BasicNode};
+use tonic::transport::{Channel, Endpoint};
+use zonefleet_proto::pb;
+use zonefleet_proto::pb::raft_client::RaftClient;
+use zonefleet_proto::tls::{client_config, CertKey, ExpectedPeer, FleetTrust, TlsConnector};
+
+use super::codec;
+use super::{NodeId, TypeConfig};
+
+/// The largest Raft message a controller sends or accepts (16 MiB).
+pub const MAX_RAFT_MESSAGE: usize = 16 * 1024 * 1024;
+/// How long a connection attempt to a peer may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Errors building a peer client.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkSetupError {
+    /// The TLS client configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] zonefleet_proto::tls::TlsError),
+    /// The peer address is malformed.
+    #[error("peer address {0:?}: {1}")]
+    Address(String, String),
+}
+
+/// Which peers this controller is cut off from (tests' partitions).
+#[derive(Debug, Clone, Default)]
+pub struct NetControl {
+    blocked: Arc<RwLock<BTreeSet<NodeId>>>,
+}
+
+impl NetControl {
+    /// Cuts this controller off from `peers` (replacing any earlier cut).
+    pub fn block(&self, peers: impl IntoIterator<Item = NodeId>) {
+        *self.blocked.write().unwrap_or_else(|p| p.into_inner()) = peers.into_iter().collect();
+    }
+
+    /// Heals every cut.
+    pub fn heal(&self) {
+        self.block([]);
+    }
+
+    /// Whether traffic with `peer` is cut.
+    pub fn is_blocked(&self, peer: NodeId) -> bool {
+        self.blocked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&peer)
+    }
+}
+
+type ChannelMap = HashMap<(NodeId, String), RaftClient<Channel>>;
+
+/// Makes and caches gRPC channels to other controllers.
+#[derive(Clone)]
+pub struct PeerChannels {
+    trust: FleetTrust,
+    own: CertKey,
+    channels: Arc<Mutex<ChannelMap>>,
+}
+
+impl std::fmt::Debug for PeerChannels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerChannels").finish_non_exhaustive()
+    }
+}
+
+impl PeerChannels {
+    /// Channels authenticated as `own`, trusting `trust`.
+    pub fn new(trust: FleetTrust, own: CertKey) -> Self {
+        PeerChannels {
+            trust,
+            own,
+            channels: Arc::default(),
+        }
+    }
+
+    /// A `Raft` client for controller `id` at `addr` (lazily connected; reconnects).
+    pub fn client(&self, id: NodeId, addr: &str) -> Result<RaftClient<Channel>, NetworkSetupError> {
+        let key = (id, addr.to_owned());
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = channels.get(&key) {
+            return Ok(client.clone());
+        }
+        let config = client_config(
+            &self.trust,
+            ExpectedPeer::Controller(id.to_string()),
+            Some(&self.own),
+        )?;
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| NetworkSetupError::Address(addr.to_owned(), e.to_string()))?
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint
+            .connect_with_connector_lazy(TlsConnector::new(config).with_timeout(CONNECT_TIMEOUT));
+        let client = RaftClient::new(channel)
+            .max_decoding_message_size(MAX_RAFT_MESSAGE)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE);
+        channels.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+/// openraft's network factory.
+#[derive(Debug, Clone)]
+pub struct Network {
+    channels: PeerChannels,
+    control: NetControl,
+}
+
+impl Network {
+    /// A factory over `channels`, obeying `control`.
+    pub fn new(channels: PeerChannels, control: NetControl) -> Self {
+        Network { channels, control }
+    }
+}
+
+/// The client for one peer.
+pub struct PeerClient {
+    target: NodeId,
+    client: Result<RaftClient<Channel>, String>,
+    control: NetControl,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            target,
+            client: self
+                .channels
+                .client(target, &node.addr)
+                .map_err(|e| e.to_string()),
+            control: self.control.clone(),
+        }
+    }
+}
+
+type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+
+fn unreachable<E: std::error::Error>(why: impl std::fmt::Display) -> RpcErr<E> {
+    RPCError::Unreachable(Unreachable::new(&AnyError::error(why.to_string())))
+}
+
+fn status_err<E: std::error::Error>(status: tonic::Status) -> RpcErr<E> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown => unreachable(status.message()),
+        _ => RPCError::Network(NetworkError::new(&AnyError::error(format!(
+            "{:?}: {}",
+            status.code(),
+            status.message()
+        )))),
+    }
+}
+
+fn decode_err<E: std::error::Error>(e: codec::CodecError) -> RpcErr<E> {
+    RPCError::Network(NetworkError::new(&AnyError::new(&e)))
+}
+
+impl PeerClient {
+    // openraft's error type is what the trait returns; boxing it here would not help.
+    #[allow(clippy::result_large_err)]
+    fn client<E: std::error::Error>(&self) -> Result<RaftClient<Channel>, RpcErr<E>> {
+        if self.control.is_blocked(self.target) {
+            return Err(unreachable(format!(
+                "controller {} is partitioned away",
+                self.target
+            )));
+        }
+        self.client.clone().map_err(unreachable)
+    }
+
+    fn request<T>(message: T, option: &RPCOption) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(option.hard_ttl());
+        request
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: openraft::raft::AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<openraft::raft::AppendEntriesResponse<NodeId>, RpcErr> {
+        let mut client = self.client()?;
+        let response = client
+            .append_entries(Self::request(codec::append_request_to_pb(&rpc), &option))
+            .await
+            .map_err(status_err)?;
+        codec::append_response_from_pb(response.get_ref()).map_err(decode_err)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: openraft::raft::InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<openraft::raft::InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        let mut client = self.client()?;
+        let response = client
+            .install_snapshot(Self::request(codec::snapshot_request_to_pb(&rpc), &option))
+            .await
+            .map_err(status_err)?;
+        let vote = response
+            .get_ref()
+            .vote
+            .as_ref()
+            .map(codec::vote_from_pb)
+            .ok_or_else(|| {
+                decode_err(codec::CodecError {
+                    what: "InstallSnapshotResponse",
+                    reason: "vote is missing".to_owned(),
+                })
+            })?;
+        Ok(openraft::raft::InstallSnapshotResponse { vote })
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: openraft::raft::VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<openraft::raft::VoteResponse<NodeId>, RpcErr> {
+        let mut client = self.client()?;
+        let response = client
+            .vote(Self::request(codec::vote_request_to_pb(&rpc), &option))
+            .await
+            .map_err(status_err)?;
+        codec::vote_response_from_pb(response.get_ref()).map_err(decode_err)
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(100)))
+    }
+}
+
+/// The result of a forwarded write, as the leader returned it.
+pub fn forwarded_result(response: pb::ForwardWriteResponse) -> pb::CommandResult {
+    response.result.unwrap_or_default()
+}

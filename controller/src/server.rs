@@ -1,0 +1,39 @@
+//! The controller's listener: the `Raft` and `Operator` services on one mTLS port,
+//! behind the role layer (only controllers may call `Raft`, only operators
+//! `Operator`), with explicit message size limits.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tonic::transport::Server;
+use zonefleet_proto::auth::RoleLayer;
+use zonefleet_proto::pb::operator_server::OperatorServer;
+use zonefleet_proto::pb::raft_server::RaftServer;
+use zonefleet_proto::tls::TlsIncoming;
+
+use crate::api::operator::{OperatorService, MAX_OPERATOR_MESSAGE};
+use crate::api::raft_service::RaftService;
+use crate::node::Controller;
+use crate::raft::network::MAX_RAFT_MESSAGE;
+
+/// Serves `node` on `incoming` until `shutdown` completes.
+pub async fn serve(
+    node: Controller,
+    incoming: TlsIncoming,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let raft = RaftServer::new(RaftService::new(node.clone()))
+        .max_decoding_message_size(MAX_RAFT_MESSAGE)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE);
+    let operator = OperatorServer::new(OperatorService::new(node.clone()))
+        .max_decoding_message_size(MAX_OPERATOR_MESSAGE)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE);
+    Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .layer(RoleLayer::new(node.cluster()))
+        .add_service(raft)
+        .add_service(operator)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}

@@ -1,0 +1,324 @@
+//! In-process controller clusters on loopback: elections, forwarding, failover,
+//! partitions, snapshots for a wiped member, and membership changes under writes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use zonefleet_proto::pb;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn zone_aliases(cluster: &Cluster, id: u64) -> BTreeSet<String> {
+    let mut client = cluster.operator(id).await;
+    client
+        .list_zones(pb::ListZonesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .zones
+        .into_iter()
+        .filter_map(|z| z.spec.and_then(|s| s.alias))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_elect_a_leader_and_writes_through_a_follower_land() {
+    bounded(LIMIT, async {
+        let cluster = Cluster::start(3).await;
+        let leader = cluster.leader().await;
+        let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+        let mut via_follower = cluster.operator(followers[0]).await;
+        let uuid = create_zone(&mut via_follower, "web").await;
+        // A linearizable read on the other follower sees it at once.
+        let mut other = cluster.operator(followers[1]).await;
+        let zone = other
+            .get_zone(pb::GetZoneRequest {
+                zone: "web".into(),
+                consistency: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(zone.spec.unwrap().uuid.unwrap(), uuid);
+        assert_eq!(zone.desired_state, pb::ZoneState::Running as i32);
+        // No host registered: the zone is pending, and says why.
+        assert!(
+            zone.message.contains("no host is registered"),
+            "{}",
+            zone.message
+        );
+        let status = other
+            .cluster_status(pb::ClusterStatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(status.leader_id, leader.to_string());
+        assert_eq!(status.members.len(), 3);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_create_with_the_same_key_creates_once() {
+    bounded(LIMIT, async {
+        let cluster = Cluster::start(3).await;
+        cluster.leader().await;
+        let mut client = cluster.operator(2).await;
+        let request = pb::CreateZonesRequest {
+            spec: Some(spec("db")),
+            count: 2,
+            idempotency_key: "retry-me".into(),
+            dry_run: false,
+        };
+        let first = client
+            .create_zones(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        let mut other = cluster.operator(3).await;
+        let second = other.create_zones(request).await.unwrap().into_inner();
+        assert_eq!(first, second);
+        assert_eq!(first.zones.len(), 2);
+        let all = other
+            .list_zones(pb::ListZonesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(all.zones.len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_leader_elects_another_and_writes_continue() {
+    bounded(LIMIT, async {
+        let mut cluster = Cluster::start(3).await;
+        let first = cluster.leader().await;
+        let mut client = cluster.operator(first).await;
+        create_zone(&mut client, "before").await;
+        cluster.kill(first).await;
+        let rest: Vec<u64> = cluster.members.keys().copied().collect();
+        let second = cluster.leader_among(&rest, Duration::from_secs(10)).await;
+        assert_ne!(first, second);
+        let follower = *rest.iter().find(|id| **id != second).unwrap();
+        let mut client = cluster.operator(follower).await;
+        create_zone(&mut client, "after").await;
+        let aliases = zone_aliases(&cluster, second).await;
+        assert_eq!(aliases, ["after".to_owned(), "before".to_owned()].into());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_partition_cannot_commit() {
+    bounded(LIMIT, async {
+        let cluster = Cluster::start(3).await;
+        let old = cluster.leader().await;
+        let majority: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+        // Cut the leader off from both others, both directions.
+        cluster.node(old).net().block(majority.clone());
+        for id in &majority {
+            cluster.node(*id).net().block([old]);
+        }
+        let isolated_write = cluster
+            .node(old)
+            .write(zonefleet_controller::api::operator::command(
+                pb::fleet_command::Kind::Noop(pb::NoopCommand {
+                    payload: b"minority".to_vec(),
+                }),
+            ));
+        let outcome = tokio::time::timeout(Duration::from_millis(1500), isolated_write).await;
+        assert!(
+            !matches!(outcome, Ok(Ok(_))),
+            "the isolated leader committed a write: {outcome:?}"
+        );
+        // The majority elects a leader and commits.
+        let new = cluster
+            .leader_among(&majority, Duration::from_secs(10))
+            .await;
+        assert_ne!(new, old);
+        let mut client = cluster.operator(majority[0]).await;
+        create_zone(&mut client, "majority").await;
+        // Healed, the old leader follows and catches up.
+        for id in 1..=3 {
+            cluster.node(id).net().heal();
+        }
+        let mut client = cluster.operator(old).await;
+        let zone = client
+            .get_zone(pb::GetZoneRequest {
+                zone: "majority".into(),
+                consistency: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(zone.spec.unwrap().alias.unwrap(), "majority");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_member_re_added_catches_up_by_snapshot() {
+    bounded(LIMIT, async {
+        let mut cluster = Cluster::start(3).await;
+        let leader = cluster.leader().await;
+        let victim = (1..=3).find(|id| *id != leader).unwrap();
+        let mut client = cluster.operator(leader).await;
+        // Enough writes for snapshots and a purged log (every 50 entries).
+        let created = client
+            .create_zones(pb::CreateZonesRequest {
+                spec: Some(spec("bulk")),
+                count: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(created.zones.len(), 5);
+        for i in 0..120 {
+            client
+                .create_network(pb::Network {
+                    name: format!("net{i}"),
+                    subnet: format!("10.{}.{}.0/24", i / 200, i % 200),
+                    provision_start: format!("10.{}.{}.10", i / 200, i % 200),
+                    provision_end: format!("10.{}.{}.20", i / 200, i % 200),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        let member = cluster.kill(victim).await;
+        drop(member);
+        client
+            .remove_controller(pb::RemoveControllerRequest {
+                id: victim.to_string(),
+            })
+            .await
+            .unwrap();
+        std::fs::remove_dir_all(cluster.data_dir(victim)).unwrap();
+        let addr = cluster.start_joining(victim).await;
+        let status = client
+            .add_controller(pb::AddControllerRequest {
+                id: victim.to_string(),
+                address: addr.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let me = status
+            .members
+            .iter()
+            .find(|m| m.id == victim.to_string())
+            .unwrap();
+        assert!(me.voter, "{status:?}");
+        let target = cluster.node(leader).raft().metrics().borrow().last_applied;
+        cluster
+            .node(victim)
+            .raft()
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(target.map(|l| l.index), "caught up")
+            .await
+            .unwrap();
+        let m = cluster.node(victim).raft().metrics().borrow().clone();
+        assert!(
+            m.snapshot.is_some(),
+            "the re-added member got no snapshot: {m:?}"
+        );
+        let state = cluster.node(victim).state();
+        assert_eq!(state.fleet.networks.len(), 120);
+        assert_eq!(state.fleet.zones.len(), 5);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_three_to_five_to_three_under_writes() {
+    bounded(LIMIT, async {
+        let mut cluster = Cluster::start(3).await;
+        cluster.leader().await;
+        // A writer going through member 3 the whole time.
+        let mut writer = cluster.operator(3).await;
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let writes = tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0.. {
+                if stop_rx.try_recv().is_ok() {
+                    break;
+                }
+                let alias = format!("w{i}");
+                let request = pb::CreateZonesRequest {
+                    spec: Some(spec(&alias)),
+                    count: 1,
+                    idempotency_key: alias.clone(),
+                    dry_run: false,
+                };
+                if writer.create_zones(request).await.is_ok() {
+                    acknowledged.push(alias);
+                }
+            }
+            acknowledged
+        });
+        let mut admin = cluster.operator(3).await;
+        for id in [4, 5] {
+            let addr = cluster.start_joining(id).await;
+            admin
+                .add_controller(pb::AddControllerRequest {
+                    id: id.to_string(),
+                    address: addr.to_string(),
+                })
+                .await
+                .unwrap();
+        }
+        let status = admin
+            .cluster_status(pb::ClusterStatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            status.members.iter().filter(|m| m.voter).count(),
+            5,
+            "{status:?}"
+        );
+        for id in [1, 2] {
+            admin
+                .remove_controller(pb::RemoveControllerRequest { id: id.to_string() })
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop_tx.send(()).unwrap();
+        let acknowledged = writes.await.unwrap();
+        assert!(
+            acknowledged.len() > 5,
+            "too few writes went through: {}",
+            acknowledged.len()
+        );
+        for id in [1, 2] {
+            cluster.kill(id).await;
+        }
+        let leader = cluster
+            .leader_among(&[3, 4, 5], Duration::from_secs(10))
+            .await;
+        let status = cluster.node(leader).cluster_status().await;
+        let voters: BTreeSet<String> = status
+            .members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.id.clone())
+            .collect();
+        assert_eq!(voters, ["3", "4", "5"].map(String::from).into());
+        for id in [3, 4, 5] {
+            let aliases = zone_aliases(&cluster, id).await;
+            for alias in &acknowledged {
+                assert!(
+                    aliases.contains(alias),
+                    "member {id} lacks acknowledged {alias}"
+                );
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,268 @@
+//! An in-process controller cluster on loopback: real redb stores in a temporary
+//! directory, real mTLS listeners on port 0, real Raft traffic between them.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use uuid::Uuid;
+use zonefleet_controller::node::{Controller, NodeOptions};
+use zonefleet_controller::raft::NodeId;
+use zonefleet_proto::pb;
+use zonefleet_proto::pb::operator_client::OperatorClient;
+use zonefleet_proto::pki::{FleetCa, HostName, IssuedCert, Validity};
+use zonefleet_proto::tls::{
+    client_config, connect_channel, server_config, CertKey, ExpectedPeer, FleetTrust,
+    IncomingOptions, TlsIncoming,
+};
+
+pub const CLUSTER: &str = "test";
+
+pub fn cert_key(issued: &IssuedCert) -> CertKey {
+    CertKey::from_pem(&issued.cert_pem, issued.key_pem.as_ref().unwrap()).unwrap()
+}
+
+/// Raft timings for tests: fast elections, a snapshot every 50 entries, no log kept
+/// behind a snapshot (so a lagging member needs the snapshot).
+pub fn test_raft_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: CLUSTER.to_owned(),
+        heartbeat_interval: 50,
+        election_timeout_min: 200,
+        election_timeout_max: 400,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(50),
+        max_in_snapshot_log_to_keep: 0,
+        ..Default::default()
+    }
+}
+
+pub struct Member {
+    pub node: Controller,
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+pub struct Cluster {
+    pub ca: FleetCa,
+    pub trust: FleetTrust,
+    pub dir: TempDir,
+    pub members: BTreeMap<NodeId, Member>,
+}
+
+impl Cluster {
+    /// `n` members (ids 1..=n) that initialize a new cluster together.
+    pub async fn start(n: u64) -> Cluster {
+        let ca = FleetCa::generate(CLUSTER).unwrap();
+        let trust = FleetTrust::new(CLUSTER, vec![ca.cert_der().clone()]).unwrap();
+        let mut cluster = Cluster {
+            ca,
+            trust,
+            dir: TempDir::new().unwrap(),
+            members: BTreeMap::new(),
+        };
+        let mut listeners = BTreeMap::new();
+        for id in 1..=n {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listeners.insert(id, listener);
+        }
+        let initial: BTreeMap<NodeId, String> = listeners
+            .iter()
+            .map(|(id, l)| (*id, l.local_addr().unwrap().to_string()))
+            .collect();
+        for (id, listener) in listeners {
+            cluster.start_member(id, listener, initial.clone()).await;
+        }
+        cluster
+    }
+
+    pub fn data_dir(&self, id: NodeId) -> PathBuf {
+        self.dir.path().join(format!("c{id}"))
+    }
+
+    pub fn options(&self, id: NodeId, initial: BTreeMap<NodeId, String>) -> NodeOptions {
+        let loopback: HostName = "127.0.0.1".parse().unwrap();
+        let own = cert_key(
+            &self
+                .ca
+                .issue_controller(&id.to_string(), &[loopback], Validity::days(1).unwrap())
+                .unwrap(),
+        );
+        NodeOptions {
+            id,
+            cluster: CLUSTER.to_owned(),
+            data_dir: self.data_dir(id),
+            trust: self.trust.clone(),
+            own,
+            raft: test_raft_config(),
+            initial_members: initial,
+        }
+    }
+
+    /// Starts member `id` on `listener` (joining: `initial` empty).
+    pub async fn start_member(
+        &mut self,
+        id: NodeId,
+        listener: TcpListener,
+        initial: BTreeMap<NodeId, String>,
+    ) {
+        let options = self.options(id, initial);
+        let tls = server_config(&self.trust, &options.own).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let node = Controller::start(options).await.unwrap();
+        let incoming = TlsIncoming::new(listener, tls, IncomingOptions::default()).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server_node = node.clone();
+        let server = tokio::spawn(async move {
+            let _ = zonefleet_controller::server::serve(server_node, incoming, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        self.members.insert(
+            id,
+            Member {
+                node,
+                addr,
+                stop: Some(stop),
+                server,
+            },
+        );
+    }
+
+    /// Starts a new, empty member `id` on a fresh port (to be added by membership).
+    pub async fn start_joining(&mut self, id: NodeId) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        self.start_member(id, listener, BTreeMap::new()).await;
+        addr
+    }
+
+    /// Stops member `id` as a crash would (its Raft and its listener), keeping its data.
+    pub async fn kill(&mut self, id: NodeId) -> Member {
+        let mut member = self.members.remove(&id).expect("member");
+        member.node.shutdown().await;
+        if let Some(stop) = member.stop.take() {
+            let _ = stop.send(());
+        }
+        member.server.abort();
+        member
+    }
+
+    pub fn node(&self, id: NodeId) -> &Controller {
+        &self.members[&id].node
+    }
+
+    /// Waits until the members in `among` agree on one leader among them.
+    pub async fn leader_among(&self, among: &[NodeId], within: Duration) -> NodeId {
+        let deadline = Instant::now() + within;
+        loop {
+            let leaders: Vec<Option<NodeId>> = among
+                .iter()
+                .map(|id| self.node(*id).raft().metrics().borrow().current_leader)
+                .collect();
+            if let Some(Some(leader)) = leaders.first() {
+                if among.contains(leader) && leaders.iter().all(|l| *l == Some(*leader)) {
+                    let m = self.node(*leader).raft().metrics().borrow().clone();
+                    if m.state == openraft::ServerState::Leader {
+                        return *leader;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader among {among:?}: {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn leader(&self) -> NodeId {
+        let ids: Vec<NodeId> = self.members.keys().copied().collect();
+        self.leader_among(&ids, Duration::from_secs(10)).await
+    }
+
+    pub fn operator_cert(&self) -> CertKey {
+        cert_key(
+            &self
+                .ca
+                .issue_operator("admin", Validity::days(1).unwrap())
+                .unwrap(),
+        )
+    }
+
+    pub async fn channel_as(&self, id: NodeId, who: &CertKey) -> Channel {
+        let config = client_config(&self.trust, ExpectedPeer::AnyController, Some(who)).unwrap();
+        connect_channel(&self.members[&id].addr.to_string(), config)
+            .await
+            .unwrap()
+    }
+
+    pub async fn operator(&self, id: NodeId) -> OperatorClient<Channel> {
+        OperatorClient::new(self.channel_as(id, &self.operator_cert()).await)
+    }
+
+    pub fn agent_cert(&self) -> CertKey {
+        cert_key(
+            &self
+                .ca
+                .issue_agent(Uuid::new_v4(), &[], Validity::days(1).unwrap())
+                .unwrap(),
+        )
+    }
+
+    pub fn other_controller_cert(&self, id: &str) -> CertKey {
+        let loopback: HostName = "127.0.0.1".parse().unwrap();
+        cert_key(
+            &self
+                .ca
+                .issue_controller(id, &[loopback], Validity::days(1).unwrap())
+                .unwrap(),
+        )
+    }
+}
+
+/// A minimal valid zone spec.
+pub fn spec(alias: &str) -> pb::ZoneSpec {
+    pb::ZoneSpec {
+        alias: Some(alias.to_owned()),
+        image: "base@1".to_owned(),
+        max_physical_memory_mib: Some(256),
+        ..Default::default()
+    }
+}
+
+/// Creates one zone through `client` and returns its uuid.
+pub async fn create_zone(client: &mut OperatorClient<Channel>, alias: &str) -> String {
+    let response = client
+        .create_zones(pb::CreateZonesRequest {
+            spec: Some(spec(alias)),
+            count: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create {alias}: {e}"))
+        .into_inner();
+    response.zones[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .uuid
+        .clone()
+        .unwrap()
+}
+
+/// Runs a test body under a deadline.
+pub async fn bounded<F: std::future::Future<Output = ()>>(limit: Duration, body: F) {
+    tokio::time::timeout(limit, body)
+        .await
+        .expect("test timed out");
+}

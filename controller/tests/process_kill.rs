@@ -1,0 +1,225 @@
+//! The real `zonefleet-controller` binary, three processes on loopback: SIGKILL all of
+//! them during a stream of writes, restart them, and every acknowledged write is there.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bounded, cert_key, spec};
+use tempfile::TempDir;
+use zonefleet_proto::pb;
+use zonefleet_proto::pb::operator_client::OperatorClient;
+use zonefleet_proto::pki::{FleetCa, HostName, Validity};
+use zonefleet_proto::tls::{client_config, connect_channel, CertKey, ExpectedPeer, FleetTrust};
+
+/// Kills every child it holds when dropped, even when the test panics.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Processes {
+    fn sigkill_all(&mut self) {
+        for mut child in self.0.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Fleet {
+    dir: TempDir,
+    addrs: Vec<String>,
+    trust: FleetTrust,
+    operator: CertKey,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let dir = TempDir::new().unwrap();
+        let ca = FleetCa::generate("proc").unwrap();
+        std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).unwrap();
+        let addrs: Vec<String> = (0..3)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let loopback: HostName = "127.0.0.1".parse().unwrap();
+        let members: String = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{} = \"{a}\"\n", i + 1))
+            .collect();
+        for (i, addr) in addrs.iter().enumerate() {
+            let id = i + 1;
+            let issued = ca
+                .issue_controller(
+                    &id.to_string(),
+                    std::slice::from_ref(&loopback),
+                    Validity::days(1).unwrap(),
+                )
+                .unwrap();
+            std::fs::write(dir.path().join(format!("c{id}.crt")), &issued.cert_pem).unwrap();
+            std::fs::write(
+                dir.path().join(format!("c{id}.key")),
+                issued.key_pem.as_ref().unwrap().expose_pem(),
+            )
+            .unwrap();
+            std::fs::write(
+                dir.path().join(format!("c{id}.toml")),
+                format!(
+                    "id = {id}\ncluster = \"proc\"\nlisten = \"{addr}\"\ndata_dir = \"data{id}\"\n\
+                     [tls]\nca = \"ca.crt\"\ncert = \"c{id}.crt\"\nkey = \"c{id}.key\"\n\
+                     [initial_members]\n{members}"
+                ),
+            )
+            .unwrap();
+        }
+        let operator = cert_key(
+            &ca.issue_operator("admin", Validity::days(1).unwrap())
+                .unwrap(),
+        );
+        let trust = FleetTrust::new("proc", vec![ca.cert_der().clone()]).unwrap();
+        Fleet {
+            dir,
+            addrs,
+            trust,
+            operator,
+        }
+    }
+
+    fn config(&self, id: usize) -> PathBuf {
+        self.dir.path().join(format!("c{id}.toml"))
+    }
+
+    fn start_all(&self) -> Processes {
+        Processes(
+            (1..=3)
+                .map(|id| spawn(&self.config(id), self.dir.path()))
+                .collect(),
+        )
+    }
+
+    async fn client(&self, i: usize) -> Option<OperatorClient<tonic::transport::Channel>> {
+        let config = client_config(
+            &self.trust,
+            ExpectedPeer::AnyController,
+            Some(&self.operator),
+        )
+        .unwrap();
+        connect_channel(&self.addrs[i % 3], config)
+            .await
+            .ok()
+            .map(OperatorClient::new)
+    }
+
+    /// Waits until some controller reports a leader.
+    async fn wait_for_leader(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for i in 0..3 {
+                if let Some(mut c) = self.client(i).await {
+                    if let Ok(s) = c.cluster_status(pb::ClusterStatusRequest::default()).await {
+                        if !s.get_ref().leader_id.is_empty() {
+                            return;
+                        }
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn spawn(config: &Path, dir: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_zonefleet-controller"))
+        .arg("--config")
+        .arg(config)
+        .current_dir(dir)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_all_three_during_writes_loses_no_acknowledged_write() {
+    bounded(Duration::from_secs(90), async {
+        let fleet = Fleet::new();
+        let mut processes = fleet.start_all();
+        fleet.wait_for_leader().await;
+        // Four writers through different controllers.
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let mut client = fleet.client(w).await.unwrap();
+            writers.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let alias = format!("w{w}-{i}");
+                    let request = pb::CreateZonesRequest {
+                        spec: Some(spec(&alias)),
+                        count: 1,
+                        idempotency_key: alias.clone(),
+                        dry_run: false,
+                    };
+                    let call = client.create_zones(request);
+                    match tokio::time::timeout(Duration::from_secs(2), call).await {
+                        Ok(Ok(_)) => acked.push(alias),
+                        _ => break,
+                    }
+                }
+                acked
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        processes.sigkill_all();
+        let mut acked = BTreeSet::new();
+        for w in writers {
+            acked.extend(w.await.unwrap());
+        }
+        assert!(
+            acked.len() >= 10,
+            "too few writes before the kill: {}",
+            acked.len()
+        );
+        let _processes = fleet.start_all();
+        fleet.wait_for_leader().await;
+        let mut client = fleet.client(1).await.unwrap();
+        let zones = client
+            .list_zones(pb::ListZonesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .zones;
+        let present: BTreeSet<String> = zones
+            .into_iter()
+            .filter_map(|z| z.spec.and_then(|s| s.alias))
+            .collect();
+        let lost: Vec<&String> = acked.difference(&present).collect();
+        assert!(
+            lost.is_empty(),
+            "{} of {} acknowledged writes lost: {lost:?}",
+            lost.len(),
+            acked.len()
+        );
+    })
+    .await;
+}
