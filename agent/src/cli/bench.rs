@@ -42,7 +42,11 @@ const PIDS: u64 = 2000;
 /// Runs a benchmark; returns the exit code.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
     match cmd {
-        BenchCommand::Boot { image, runs, no_runc } => boot(&image, runs, !no_runc),
+        BenchCommand::Boot {
+            image,
+            runs,
+            no_runc,
+        } => boot(&image, runs, !no_runc),
     }
 }
 
@@ -203,7 +207,12 @@ fn runc_bundle(dir: &Path, rootfs: &Path, args: &[&str]) -> anyhow::Result<PathB
 fn runc_cmd(log: &Path, args: &[&str]) -> anyhow::Result<()> {
     // Output goes to a file, not a pipe: a detached container's process
     // inherits runc's stdio and would hold a pipe open.
-    let file = || std::fs::OpenOptions::new().create(true).append(true).open(log);
+    let file = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+    };
     let status = Command::new("runc")
         .args(args)
         .stdin(Stdio::null())

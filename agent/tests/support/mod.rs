@@ -109,7 +109,7 @@ impl NetLab {
         let bridge = format!("zft{pid}n{n}");
         assert!(bridge.len() <= 15, "{bridge} is too long for an ifname");
         let mut options = HostOptions::new(dir.path());
-        options.cgroup_parent = format!("zonefleet-test-{pid}-{n}");
+        options.cgroup_parent = Some(format!("zonefleet-test-{pid}-{n}"));
         options.agent_exe = Some(PathBuf::from(AGENT));
         options.halt_grace = Duration::from_millis(200);
         options.bridge = BridgeOptions {
