@@ -51,6 +51,9 @@ pub enum Command {
     /// Zones on this host.
     #[command(subcommand)]
     Zone(zone::ZoneCommand),
+    /// The host bridge zones' NICs attach to (made at the first boot that needs it).
+    #[command(subcommand)]
+    Bridge(BridgeCommand),
     /// Measure the zone lifecycle on this host.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -86,6 +89,13 @@ impl Cli {
     }
 }
 
+/// Bridge commands (the bridge is `--bridge`).
+#[derive(Debug, Subcommand)]
+pub enum BridgeCommand {
+    /// Remove the bridge and its host rules (no zone may still use it).
+    Delete,
+}
+
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let options = cli.host_options();
@@ -93,6 +103,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(cmd) => image::run(&cli.data_dir, cmd),
         Command::Zone(cmd) => zone::run(&options, cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Bridge(BridgeCommand::Delete) => {
+            zonefleet_agent::net::remove_bridge(&cli.bridge)?;
+            println!("deleted bridge {}", cli.bridge);
+            Ok(0)
+        }
         Command::Sysinfo { output } => {
             let info = zonefleet_agent::sysinfo::Sysinfo::collect(&cli.data_dir)?;
             output::sysinfo(&info, output);
