@@ -7,6 +7,7 @@ pub mod disk;
 pub mod image;
 pub mod isolation;
 pub mod net;
+pub mod process;
 pub mod sysinfo;
 pub mod zone;
 pub mod zsched;

@@ -111,25 +111,9 @@ impl CgroupMounts {
     }
 }
 
-/// Undoes mountinfo's octal escapes (`\040` for a space, …).
+/// Undoes mountinfo's octal escapes (shared with the cgroup layer's parser).
 fn unescape(field: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
+    PathBuf::from(crate::cgroup::detect::unescape(field))
 }
 
 #[cfg(test)]

@@ -7,10 +7,9 @@
 //! Rust code in the child): the standalone CLI is; the daemon runs the CLI.
 
 use std::ffi::CString;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use nix::sched::CloneFlags;
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
 use super::boot::INIT_PATH;
@@ -42,7 +41,11 @@ impl ZoneHost {
                 source: nix::Error::EINVAL,
             });
         }
-        let pidfd = pidfd_open(runtime.init_pid)?;
+        let pidfd = crate::process::pidfd_open(nix::unistd::Pid::from_raw(runtime.init_pid))
+            .map_err(|source| ZoneError::Sys {
+                what: format!("pidfd_open {}", runtime.init_pid),
+                source,
+            })?;
         // The pidfd pins the process; make sure it is still the zone's init.
         if process_start_ticks(runtime.init_pid) != Some(runtime.init_start_ticks) {
             return Err(ZoneError::WrongState {
@@ -173,27 +176,7 @@ fn confine_and_exec(
 }
 
 fn wait_status(child: nix::unistd::Pid) -> i32 {
-    loop {
-        match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-            Ok(_) | Err(nix::Error::EINTR) => continue,
-            Err(_) => return 126,
-        }
-    }
-}
-
-fn pidfd_open(pid: i32) -> Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(ZoneError::Sys {
-            what: format!("pidfd_open {pid}"),
-            source: nix::Error::last(),
-        });
-    }
-    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    crate::process::reap(child).map_or(126, |exit| exit.status)
 }
 
 fn sys(what: &'static str) -> impl Fn(isolation::IsolationError) -> ZoneError {

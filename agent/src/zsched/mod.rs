@@ -16,7 +16,7 @@ pub mod plan;
 pub mod runtime;
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -296,7 +296,7 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
         }
     };
     let mut console = Some(std::fs::File::from(console));
-    let pidfd = pidfd_open(child);
+    let pidfd = crate::process::pidfd_open(child).ok();
     let mut buf = vec![0u8; 16 * 1024];
     let mut init_gone = false;
     let mut drain_deadline: Option<std::time::Instant> = None;
@@ -363,44 +363,22 @@ fn alive(child: Pid) -> bool {
     )
 }
 
-fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor that
-    // we take ownership of below.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 fn pipe() -> Result<(OwnedFd, OwnedFd), ZschedError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(process("pipe"))
 }
 
 fn wait_for(child: Pid) -> ExitRecord {
     loop {
-        match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => {
-                return ExitRecord {
-                    status: code,
-                    signal: None,
-                    at_unix_ms: runtime::now_unix_ms(),
-                }
-            }
-            Ok(WaitStatus::Signaled(_, sig, _)) => {
-                return ExitRecord {
-                    status: 128 + sig as i32,
-                    signal: Some(sig as i32),
-                    at_unix_ms: runtime::now_unix_ms(),
-                }
-            }
-            Ok(_) | Err(nix::Error::EINTR) => continue,
-            Err(e) => {
-                eprintln!("zsched: waitpid: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
+        if let Some(exit) = crate::process::reap(child) {
+            return ExitRecord {
+                status: exit.status,
+                signal: exit.signal,
+                at_unix_ms: runtime::now_unix_ms(),
+            };
         }
+        // Not reapable (should not happen for our own child): do not spin.
+        eprintln!("zsched: waitpid {child}: {}", nix::Error::last());
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
