@@ -34,6 +34,8 @@ pub mod filters;
 pub mod ipam;
 pub mod score;
 pub mod snapshot;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
