@@ -133,27 +133,24 @@ pub fn decide(
 /// passes every filter.
 fn first_fit(view: &FleetView, rules: &Rules) -> Option<u32> {
     let need = i64::try_from(rules.need.memory).unwrap_or(i64::MAX);
-    let from = (need, Arc::<str>::from(""));
-    let passes = |id: &Arc<str>| {
-        let slot = view.slot(id)?;
-        rules.check(view, slot).ok().map(|()| slot)
-    };
+    let from = (need, Arc::<str>::from(""), 0);
+    let passes = |slot: u32| rules.check(view, slot).ok().map(|()| slot);
     if rules.strategy == pb::PlacementStrategy::Spread {
-        let (free, _) = view
+        let (free, _, _) = view
             .ready_by_free()
             .range(from..)
             .rev()
-            .find(|(_, id)| passes(id).is_some())?;
+            .find(|(_, _, slot)| passes(*slot).is_some())?;
         // Among hosts with the same free memory, the smallest host_id.
         let free = *free;
         view.ready_by_free()
-            .range((free, Arc::<str>::from(""))..)
-            .take_while(|(f, _)| *f == free)
-            .find_map(|(_, id)| passes(id))
+            .range((free, Arc::<str>::from(""), 0)..)
+            .take_while(|(f, _, _)| *f == free)
+            .find_map(|(_, _, slot)| passes(*slot))
     } else {
         view.ready_by_free()
             .range(from..)
-            .find_map(|(_, id)| passes(id))
+            .find_map(|(_, _, slot)| passes(*slot))
     }
 }
 

@@ -170,8 +170,8 @@ pub struct FleetView {
     racks: Vec<String>,
     rack_of: HashMap<String, u32>,
     settings: Settings,
-    /// Ready hosts ordered by (free usable memory, host_id).
-    ready_by_free: BTreeSet<(i64, Arc<str>)>,
+    /// Ready hosts ordered by (free usable memory, host_id), with their slot.
+    ready_by_free: BTreeSet<(i64, Arc<str>, u32)>,
     groups: HashMap<String, GroupCounts>,
     /// Placed live zones by alias, per host slot.
     by_alias: HashMap<String, HostCounts>,
@@ -265,8 +265,8 @@ impl FleetView {
         &self.racks[rack as usize]
     }
 
-    /// The ready hosts by (free usable memory, host_id).
-    pub fn ready_by_free(&self) -> &BTreeSet<(i64, Arc<str>)> {
+    /// The ready hosts by (free usable memory, host_id), with their slot.
+    pub fn ready_by_free(&self) -> &BTreeSet<(i64, Arc<str>, u32)> {
         &self.ready_by_free
     }
 
@@ -308,14 +308,16 @@ impl FleetView {
     fn unindex(&mut self, slot: u32) {
         let h = &self.hosts[slot as usize];
         if h.status == pb::HostStatus::Ready as i32 {
-            self.ready_by_free.remove(&(h.free_memory(), h.id.clone()));
+            self.ready_by_free
+                .remove(&(h.free_memory(), h.id.clone(), slot));
         }
     }
 
     fn index(&mut self, slot: u32) {
         let h = &self.hosts[slot as usize];
         if h.status == pb::HostStatus::Ready as i32 {
-            self.ready_by_free.insert((h.free_memory(), h.id.clone()));
+            self.ready_by_free
+                .insert((h.free_memory(), h.id.clone(), slot));
         }
     }
 
