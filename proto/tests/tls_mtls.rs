@@ -88,6 +88,10 @@ operator_impl! {
     create_join_token(CreateJoinTokenRequest) -> CreateJoinTokenResponse;
     add_controller(AddControllerRequest) -> ClusterStatusResponse;
     remove_controller(RemoveControllerRequest) -> ClusterStatusResponse;
+    set_host_inventory(SetHostInventoryRequest) -> Host;
+    get_fleet_settings(GetFleetSettingsRequest) -> FleetSettings;
+    set_fleet_settings(FleetSettings) -> FleetSettings;
+    reschedule_zone(ZoneRef) -> Zone;
 }
 
 struct TestRaft;

@@ -157,19 +157,19 @@ impl pb::operator_server::Operator for OperatorService {
             (None, n) => (0..n).map(|_| Uuid::new_v4().to_string()).collect(),
         };
         if request.dry_run {
+            // The same decision the commit would make, on this controller's applied
+            // state (after a read barrier), without a Raft write.
+            self.node.read_barrier(false).await?;
             let state = self.node.state();
-            let mut fleet = state.fleet.clone();
-            drop(state);
-            let result = fleet.apply(&command(Kind::CreateZones(pb::CreateZonesCommand {
-                spec: Some(spec),
-                uuids,
-                idempotency_key: String::new(),
-            })));
-            return match result.result {
-                Some(R::Zones(zones)) => Ok(Response::new(zones)),
-                Some(R::Error(e)) => Err(Status::new(tonic::Code::from_i32(e.code), e.message)),
-                other => Err(unexpected(&pb::CommandResult { result: other })),
-            };
+            return state
+                .fleet
+                .dry_run_create(&pb::CreateZonesCommand {
+                    spec: Some(spec),
+                    uuids,
+                    idempotency_key: String::new(),
+                })
+                .map(Response::new)
+                .map_err(state_err);
         }
         let result = self
             .node
@@ -317,6 +317,55 @@ impl pb::operator_server::Operator for OperatorService {
             .await
     }
 
+    async fn set_host_inventory(
+        &self,
+        request: Request<pb::SetHostInventoryRequest>,
+    ) -> Result<Response<pb::Host>, Status> {
+        let inventory = request.into_inner();
+        let words = inventory
+            .rack
+            .iter()
+            .map(|r| ("rack", r))
+            .chain(
+                inventory
+                    .labels
+                    .iter()
+                    .flat_map(|(k, v)| [("label", k), ("label", v)]),
+            )
+            .chain(inventory.remove_labels.iter().map(|k| ("label", k)));
+        for (what, word) in words {
+            let ok = !word.is_empty()
+                && word.len() <= 63
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+            if !ok {
+                return Err(Status::invalid_argument(format!(
+                    "{what}: {word:?} is not a label word; allowed 1 to 63 letters, digits, \
+                     '.', '_', '-' or '/'"
+                )));
+            }
+        }
+        if inventory.labels.contains_key("rack") {
+            return Err(Status::invalid_argument(
+                "label: \"rack\" is the host's rack; set it with rack",
+            ));
+        }
+        match self
+            .node
+            .write(command(Kind::SetHostInventory(
+                pb::SetHostInventoryCommand {
+                    inventory: Some(inventory),
+                },
+            )))
+            .await?
+            .result
+        {
+            Some(R::Host(host)) => Ok(Response::new(host)),
+            other => Err(unexpected(&pb::CommandResult { result: other })),
+        }
+    }
+
     async fn list_images(
         &self,
         request: Request<pb::ListImagesRequest>,
@@ -454,6 +503,40 @@ impl pb::operator_server::Operator for OperatorService {
             })
             .await?;
         self.status_after_change().await
+    }
+
+    async fn get_fleet_settings(
+        &self,
+        request: Request<pb::GetFleetSettingsRequest>,
+    ) -> Result<Response<pb::FleetSettings>, Status> {
+        self.node
+            .read_barrier(stale(request.get_ref().consistency))
+            .await?;
+        Ok(Response::new(self.node.state().fleet.settings))
+    }
+
+    async fn set_fleet_settings(
+        &self,
+        request: Request<pb::FleetSettings>,
+    ) -> Result<Response<pb::FleetSettings>, Status> {
+        let settings = request.into_inner();
+        self.node
+            .write(command(Kind::SetFleetSettings(
+                pb::SetFleetSettingsCommand {
+                    settings: Some(settings),
+                },
+            )))
+            .await?;
+        Ok(Response::new(settings))
+    }
+
+    async fn reschedule_zone(
+        &self,
+        request: Request<pb::ZoneRef>,
+    ) -> Result<Response<pb::Zone>, Status> {
+        let (uuid, _) = self.zone_uuid_of(&request.get_ref().zone).await?;
+        self.zone_write(Kind::RescheduleZone(pb::RescheduleZoneCommand { uuid }))
+            .await
     }
 
     async fn remove_controller(

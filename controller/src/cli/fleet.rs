@@ -84,6 +84,12 @@ pub enum ZoneCommand {
         /// The zone.
         zone: String,
     },
+    /// Place a zone again, off its current host (a pending zone, or one whose host is
+    /// down or draining); every hard rule holds on the new host.
+    Reschedule {
+        /// The zone.
+        zone: String,
+    },
 }
 
 /// `zfadm host …`
@@ -106,6 +112,28 @@ pub enum HostCommand {
         /// The host id.
         host_id: String,
     },
+    /// Set a host's rack and labels (the controllers' inventory, which placement
+    /// constraints and rack spread read; what an agent reports never changes it).
+    SetInventory {
+        /// The host id.
+        host_id: String,
+        /// The host's rack.
+        #[arg(long)]
+        rack: Option<String>,
+        /// A label to set, `key=value` (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// A label key to remove (repeatable).
+        #[arg(long = "remove-label")]
+        remove_labels: Vec<String>,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
 }
 
 /// `zfadm image …`
@@ -347,12 +375,17 @@ fn print_hosts(out: &mut dyn Write, output: Output, hosts: &[pb::Host]) -> anyho
                 host_status_name(h.status),
                 format!("{}/{}", c.allocated_memory_mib, c.memory_mib),
                 h.zone_count.to_string(),
+                h.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
             ]
         })
         .collect();
     table(
         out,
-        &["HOST", "RACK", "STATUS", "RAM USED/MIB", "ZONES"],
+        &["HOST", "RACK", "STATUS", "RAM USED/MIB", "ZONES", "LABELS"],
         rows,
     )
 }
@@ -489,8 +522,27 @@ pub async fn zone(
                     async move { c.create_zones(r).await.map(|r| r.into_inner()) }
                 })
                 .await?;
-            if !response.explanation.is_empty() && output == Output::Table {
-                writeln!(out, "note: {}", response.explanation)?;
+            if output == Output::Json && dry_run {
+                let v = json!({
+                    "zones": response.zones.iter().map(zone_json).collect::<Vec<_>>(),
+                    "top_scores": response.top_scores.iter()
+                        .map(|t| json!({ "host_id": t.host_id, "score": t.score }))
+                        .collect::<Vec<_>>(),
+                    "explanation": response.explanation,
+                });
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                return Ok(());
+            }
+            if output == Output::Table {
+                if dry_run {
+                    writeln!(out, "dry run: nothing was created")?;
+                    for t in &response.top_scores {
+                        writeln!(out, "  score {:>7.1}  {}", t.score, t.host_id)?;
+                    }
+                }
+                if !response.explanation.is_empty() {
+                    writeln!(out, "note: {}", response.explanation)?;
+                }
             }
             response.zones
         }
@@ -553,6 +605,7 @@ pub async fn zone(
                 ZoneCommand::Start { zone } => (zone, 1),
                 ZoneCommand::Reboot { zone } => (zone, 2),
                 ZoneCommand::Delete { zone } => (zone, 3),
+                ZoneCommand::Reschedule { zone } => (zone, 4),
                 ZoneCommand::Create { .. }
                 | ZoneCommand::Get { .. }
                 | ZoneCommand::List { .. }
@@ -567,7 +620,8 @@ pub async fn zone(
                             0 => c.stop_zone(r).await,
                             1 => c.start_zone(r).await,
                             2 => c.reboot_zone(r).await,
-                            _ => c.delete_zone(r).await,
+                            3 => c.delete_zone(r).await,
+                            _ => c.reschedule_zone(r).await,
                         }
                         .map(|r| r.into_inner())
                     }
@@ -595,12 +649,34 @@ pub async fn host(
             })
             .await?
         }
+        HostCommand::SetInventory {
+            host_id,
+            rack,
+            labels,
+            remove_labels,
+        } => {
+            let r = pb::SetHostInventoryRequest {
+                host_id,
+                rack,
+                labels: labels.into_iter().collect(),
+                remove_labels,
+            };
+            vec![
+                conn.call(|mut c| {
+                    let r = r.clone();
+                    async move { c.set_host_inventory(r).await.map(|r| r.into_inner()) }
+                })
+                .await?,
+            ]
+        }
         verb => {
             let (host_id, which) = match verb {
                 HostCommand::Get { host_id } => (host_id, 0),
                 HostCommand::Cordon { host_id } => (host_id, 1),
                 HostCommand::Uncordon { host_id } => (host_id, 2),
-                HostCommand::List => unreachable!("handled above"),
+                HostCommand::List | HostCommand::SetInventory { .. } => {
+                    unreachable!("handled above")
+                }
             };
             let r = pb::HostRef { host_id };
             vec![

@@ -23,7 +23,6 @@ use super::codec::{
 };
 use super::log_store::{seal, unseal, StoreError};
 use super::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use crate::state::placement::{MostFreeMemory, Placer};
 use crate::state::FleetState;
 
 /// The latest snapshot: `meta` and `data`, each checksummed.
@@ -47,7 +46,6 @@ pub struct Applied {
 #[derive(Clone)]
 pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
-    placer: Arc<dyn Placer>,
     db: Arc<Database>,
     path: PathBuf,
     snapshot_seq: Arc<AtomicU64>,
@@ -71,7 +69,6 @@ impl StateMachineStore {
     pub fn open(db: Arc<Database>, path: &Path) -> Result<Self, StoreError> {
         let store = StateMachineStore {
             applied: Arc::default(),
-            placer: Arc::new(MostFreeMemory),
             db,
             path: path.to_owned(),
             snapshot_seq: Arc::default(),
@@ -180,16 +177,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let placer = self.placer.clone();
         let mut applied = self.write();
         let mut results = Vec::new();
         for entry in entries {
             applied.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => crate::state::ok(pb::command_result::Result::Done(true)),
-                EntryPayload::Normal(command) => {
-                    applied.fleet.apply_with(&command, placer.as_ref())
-                }
+                EntryPayload::Normal(command) => applied.fleet.apply(&command),
                 EntryPayload::Membership(m) => {
                     applied.last_membership = StoredMembership::new(Some(entry.log_id), m);
                     crate::state::ok(pb::command_result::Result::Done(true))

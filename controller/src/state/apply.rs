@@ -2,34 +2,28 @@
 //! changes the state only when the whole command succeeds: a refused command leaves
 //! nothing half-done behind.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::collections::BTreeSet;
 
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::command_result::Result as R;
 use zonefleet_proto::pb::fleet_command::Kind;
 
-use super::placement::{MostFreeMemory, Placer};
-use super::{ok, zone_memory_mib, FleetState, StateError, IDEMPOTENCY_TTL_MS};
+use super::{ok, FleetState, StateError, IDEMPOTENCY_TTL_MS};
+use crate::scheduler::snapshot::Resources;
+use crate::scheduler::{self, Context};
 
 /// Message of a zone created without a host.
 pub const PENDING_PREFIX: &str = "pending: ";
 
-impl FleetState {
-    /// Applies `command` with the interim placer ([`MostFreeMemory`]).
-    pub fn apply(&mut self, command: &pb::FleetCommand) -> pb::CommandResult {
-        self.apply_with(command, &MostFreeMemory)
-    }
+/// Largest overprovision ratio accepted, percent.
+pub const MAX_RATIO_PERCENT: u32 = 10_000;
 
-    /// Applies `command`, placing new zones with `placer`.
-    pub fn apply_with(
-        &mut self,
-        command: &pb::FleetCommand,
-        placer: &dyn Placer,
-    ) -> pb::CommandResult {
+impl FleetState {
+    /// Applies `command`: a pure function of the state and the command.
+    pub fn apply(&mut self, command: &pb::FleetCommand) -> pb::CommandResult {
         let at = command.at_unix_ms;
         let outcome = match &command.kind {
-            Some(Kind::CreateZones(c)) => self.create_zones(c, at, placer),
+            Some(Kind::CreateZones(c)) => self.create_zones(c, at),
             Some(Kind::UpdateZone(c)) => self.update_zone(c),
             Some(Kind::SetZoneState(c)) => self.set_zone_state(c),
             Some(Kind::DeleteZone(c)) => self.delete_zone(&c.uuid),
@@ -39,6 +33,9 @@ impl FleetState {
             Some(Kind::DeleteNetwork(c)) => self.delete_network(&c.uuid),
             Some(Kind::PutImage(c)) => self.put_image(c),
             Some(Kind::CreateJoinToken(c)) => self.create_join_token(c, at),
+            Some(Kind::SetFleetSettings(c)) => self.set_fleet_settings(c),
+            Some(Kind::SetHostInventory(c)) => self.set_host_inventory(c),
+            Some(Kind::RescheduleZone(c)) => self.reschedule_zone(&c.uuid),
             Some(Kind::Noop(_)) => Ok(ok(R::Done(true))),
             // A command kind from a newer controller version: refuse it the same way
             // everywhere rather than diverge.
@@ -49,17 +46,17 @@ impl FleetState {
         outcome.unwrap_or_else(|e| e.to_result())
     }
 
-    fn create_zones(
-        &mut self,
-        c: &pb::CreateZonesCommand,
-        at: i64,
-        placer: &dyn Placer,
-    ) -> Result<pb::CommandResult, StateError> {
-        if !c.idempotency_key.is_empty() {
-            if let Some(record) = self.idempotency.get(&c.idempotency_key) {
-                return Ok(ok(R::Zones(record.response.clone().unwrap_or_default())));
-            }
+    fn context(&self) -> Context<'_> {
+        Context {
+            zones: &self.zones,
+            networks: &self.networks,
+            images: &self.images,
         }
+    }
+
+    /// The specs of the zones a create makes: one per uuid; a batch's aliases get
+    /// `-0`, `-1`… suffixes. Refuses a uuid or an alias already in use.
+    fn batch_specs(&self, c: &pb::CreateZonesCommand) -> Result<Vec<pb::ZoneSpec>, StateError> {
         let spec = c
             .spec
             .as_ref()
@@ -68,26 +65,13 @@ impl FleetState {
             return Err(StateError::InvalidArgument("no zone uuid".to_owned()));
         }
         let mut seen = BTreeSet::new();
-        for uuid in &c.uuids {
+        let mut specs = Vec::with_capacity(c.uuids.len());
+        for (i, uuid) in c.uuids.iter().enumerate() {
             if self.zones.contains_key(uuid) || !seen.insert(uuid) {
                 return Err(StateError::AlreadyExists(format!(
                     "zone {uuid} already exists"
                 )));
             }
-        }
-        if let Some(alias) = &spec.alias {
-            if c.uuids.len() == 1 && self.live_zone_with_alias(alias).is_some() {
-                return Err(StateError::AlreadyExists(format!(
-                    "a zone with alias {alias:?} already exists"
-                )));
-            }
-        }
-        // Decide everything first, then change the state.
-        let mut pending: BTreeMap<String, u64> = BTreeMap::new();
-        let mut taken: BTreeSet<(String, String)> = BTreeSet::new();
-        let mut zones = Vec::with_capacity(c.uuids.len());
-        let mut explanation = String::new();
-        for (i, uuid) in c.uuids.iter().enumerate() {
             let mut zone_spec = spec.clone();
             zone_spec.uuid = Some(uuid.clone());
             if c.uuids.len() > 1 {
@@ -95,30 +79,83 @@ impl FleetState {
                     zone_spec.alias = Some(format!("{alias}-{i}"));
                 }
             }
-            let mut addresses = Vec::new();
-            for nic in &zone_spec.nics {
-                let Some(network) = nic.network.as_deref().filter(|n| !n.is_empty()) else {
-                    continue;
-                };
-                let net = self.find_network(network).ok_or_else(|| {
-                    StateError::NotFound(format!("network {network:?} does not exist"))
-                })?;
-                let address = self.free_address(net, &taken)?;
-                taken.insert((net.uuid.clone(), address.clone()));
-                addresses.push(address);
+            if let Some(alias) = &zone_spec.alias {
+                if self.derived.view.alias_in_use(alias) {
+                    return Err(StateError::AlreadyExists(format!(
+                        "a zone with alias {alias:?} already exists"
+                    )));
+                }
             }
-            let (host_id, message) = match placer.place(&self.hosts, &zone_spec, &pending) {
-                Ok(host) => {
-                    *pending.entry(host.clone()).or_default() += zone_memory_mib(&zone_spec);
-                    (host, String::new())
-                }
-                Err(why) => {
-                    explanation = why.clone();
-                    (String::new(), format!("{PENDING_PREFIX}{why}"))
-                }
+            specs.push(zone_spec);
+        }
+        Ok(specs)
+    }
+
+    /// Where a create would put its zones and why, changing nothing (a dry run). A
+    /// refusal is the explanation of a response whose zones have no host.
+    pub fn dry_run_create(
+        &self,
+        c: &pb::CreateZonesCommand,
+    ) -> Result<pb::CreateZonesResponse, StateError> {
+        const TOP: usize = 5;
+        let specs = self.batch_specs(c)?;
+        let mut view = self.derived.view.clone();
+        let (hosts, top_scores, explanation) =
+            match scheduler::place_batch(&mut view, &self.context(), &specs, TOP) {
+                Ok(batch) => (batch.hosts, batch.top_scores, batch.explanation),
+                Err(why) => (vec![String::new(); specs.len()], Vec::new(), why),
             };
-            zones.push(pb::Zone {
-                spec: Some(zone_spec),
+        Ok(pb::CreateZonesResponse {
+            zones: specs
+                .into_iter()
+                .zip(hosts)
+                .map(|(spec, host_id)| pb::Zone {
+                    spec: Some(spec),
+                    host_id,
+                    desired_state: pb::ZoneState::Running as i32,
+                    ..Default::default()
+                })
+                .collect(),
+            top_scores,
+            explanation,
+        })
+    }
+
+    fn create_zones(
+        &mut self,
+        c: &pb::CreateZonesCommand,
+        at: i64,
+    ) -> Result<pb::CommandResult, StateError> {
+        if !c.idempotency_key.is_empty() {
+            if let Some(record) = self.idempotency.get(&c.idempotency_key) {
+                return Ok(ok(R::Zones(record.response.clone().unwrap_or_default())));
+            }
+        }
+        let specs = self.batch_specs(c)?;
+        // Addresses first (an exhausted network refuses the whole command), then the
+        // hosts; nothing is changed until both are decided.
+        let addresses = self.assign_addresses(&specs)?;
+        let placed = {
+            let ctx = Context {
+                zones: &self.zones,
+                networks: &self.networks,
+                images: &self.images,
+            };
+            scheduler::place_batch(&mut self.derived.view, &ctx, &specs, 0)
+        };
+        let (hosts, explanation) = match placed {
+            Ok(batch) => (batch.hosts, String::new()),
+            Err(why) => (vec![String::new(); specs.len()], why),
+        };
+        let mut zones = Vec::with_capacity(specs.len());
+        for ((spec, host_id), addresses) in specs.into_iter().zip(hosts).zip(addresses) {
+            let message = if host_id.is_empty() {
+                format!("{PENDING_PREFIX}{explanation}")
+            } else {
+                String::new()
+            };
+            let zone = pb::Zone {
+                spec: Some(spec),
                 generation: 1,
                 host_id,
                 desired_state: pb::ZoneState::Running as i32,
@@ -126,27 +163,9 @@ impl FleetState {
                 addresses,
                 message,
                 init_exit_status: None,
-            });
-        }
-        for zone in &zones {
-            let uuid = super::zone_uuid(zone).to_owned();
-            self.hold(zone, 1);
-            let nets = zone
-                .spec
-                .as_ref()
-                .map(|s| s.nics.clone())
-                .unwrap_or_default();
-            let mut addresses = zone.addresses.iter();
-            for nic in nets {
-                if let Some(network) = nic.network.as_deref().filter(|n| !n.is_empty()) {
-                    if let (Some(net), Some(addr)) = (self.find_network(network), addresses.next())
-                    {
-                        let key = (net.uuid.clone(), addr.clone());
-                        self.leases.insert(key, uuid.clone());
-                    }
-                }
-            }
-            self.zones.insert(uuid, zone.clone());
+            };
+            self.store_new_zone(&zone);
+            zones.push(zone);
         }
         let response = pb::CreateZonesResponse {
             zones,
@@ -168,66 +187,131 @@ impl FleetState {
         Ok(ok(R::Zones(response)))
     }
 
-    fn live_zone_with_alias(&self, alias: &str) -> Option<&pb::Zone> {
-        self.zones.values().find(|z| {
-            z.desired_state != pb::ZoneState::Deleted as i32
-                && z.spec.as_ref().and_then(|s| s.alias.as_deref()) == Some(alias)
-        })
+    /// The lowest free address of each network NIC of each spec, all or none.
+    fn assign_addresses(&mut self, specs: &[pb::ZoneSpec]) -> Result<Vec<Vec<String>>, StateError> {
+        let mut taken: Vec<(String, String)> = Vec::new();
+        let mut out = Vec::with_capacity(specs.len());
+        let mut outcome = Ok(());
+        'zones: for spec in specs {
+            let mut addresses = Vec::new();
+            for nic in &spec.nics {
+                let Some(network) = nic.network.as_deref().filter(|n| !n.is_empty()) else {
+                    continue;
+                };
+                let Some(net) = self.find_network(network) else {
+                    outcome = Err(StateError::NotFound(format!(
+                        "network {network:?} does not exist"
+                    )));
+                    break 'zones;
+                };
+                match self.derived.pools.lowest_free(net) {
+                    Ok(address) => {
+                        let uuid = net.uuid.clone();
+                        self.derived.pools.take(&uuid, &address);
+                        taken.push((uuid, address.clone()));
+                        addresses.push(address);
+                    }
+                    Err(why) => {
+                        outcome = Err(StateError::FailedPrecondition(why));
+                        break 'zones;
+                    }
+                }
+            }
+            out.push(addresses);
+        }
+        // The pools follow the leases, which the caller records; give back what this
+        // took either way.
+        for (network, address) in &taken {
+            self.derived.pools.release(network, address);
+        }
+        outcome.map(|()| out)
     }
 
-    /// Adds (`sign` 1) or removes (`sign` -1) a zone's memory and count on its host.
+    /// The (network uuid, address) leases of a zone, in NIC order.
+    fn zone_leases(&self, zone: &pb::Zone) -> Vec<(String, String)> {
+        let nics = zone.spec.as_ref().map(|s| s.nics.as_slice()).unwrap_or(&[]);
+        let mut addresses = zone.addresses.iter();
+        let mut out = Vec::new();
+        for nic in nics {
+            if let Some(network) = nic.network.as_deref().filter(|n| !n.is_empty()) {
+                if let (Some(net), Some(addr)) = (self.find_network(network), addresses.next()) {
+                    out.push((net.uuid.clone(), addr.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Stores a new zone: its host's capacity, the scheduler's view, its leases.
+    fn store_new_zone(&mut self, zone: &pb::Zone) {
+        let uuid = super::zone_uuid(zone).to_owned();
+        self.hold(zone, 1);
+        self.derived.view.add_zone(zone);
+        for (network, address) in self.zone_leases(zone) {
+            self.derived.pools.take(&network, &address);
+            self.leases.insert((network, address), uuid.clone());
+        }
+        self.zones.insert(uuid, zone.clone());
+    }
+
+    /// Adds (`sign` 1) or removes (`sign` -1) a zone's resources and count on its
+    /// host's reported capacity.
     fn hold(&mut self, zone: &pb::Zone, sign: i64) {
-        let memory = zone.spec.as_ref().map(zone_memory_mib).unwrap_or(0);
+        let need = zone
+            .spec
+            .as_ref()
+            .map(Resources::of_spec)
+            .unwrap_or_default();
+        let cpu = u32::try_from(need.cpu).unwrap_or(u32::MAX);
         if let Some(host) = self.hosts.get_mut(&zone.host_id) {
             let capacity = host.capacity.get_or_insert_with(Default::default);
             if sign > 0 {
-                capacity.allocated_memory_mib += memory;
+                capacity.allocated_memory_mib += need.memory;
+                capacity.allocated_cpu_percent = capacity.allocated_cpu_percent.saturating_add(cpu);
+                capacity.allocated_disk_gib += need.disk;
                 host.zone_count += 1;
             } else {
                 capacity.allocated_memory_mib =
-                    capacity.allocated_memory_mib.saturating_sub(memory);
+                    capacity.allocated_memory_mib.saturating_sub(need.memory);
+                capacity.allocated_cpu_percent = capacity.allocated_cpu_percent.saturating_sub(cpu);
+                capacity.allocated_disk_gib = capacity.allocated_disk_gib.saturating_sub(need.disk);
                 host.zone_count = host.zone_count.saturating_sub(1);
             }
         }
     }
 
-    fn free_address(
-        &self,
-        net: &pb::Network,
-        taken: &BTreeSet<(String, String)>,
-    ) -> Result<String, StateError> {
-        let bad = || {
-            StateError::FailedPrecondition(format!(
-                "network {} has a malformed provision range",
-                net.name
-            ))
-        };
-        let start: IpAddr = net.provision_start.parse().map_err(|_| bad())?;
-        let end: IpAddr = net.provision_end.parse().map_err(|_| bad())?;
-        let (start, end, v4) = match (start, end) {
-            (IpAddr::V4(s), IpAddr::V4(e)) => {
-                (u128::from(u32::from(s)), u128::from(u32::from(e)), true)
-            }
-            (IpAddr::V6(s), IpAddr::V6(e)) => (u128::from(s), u128::from(e), false),
-            _ => return Err(bad()),
-        };
-        let mut n = start;
-        while n <= end {
-            let addr = if v4 {
-                IpAddr::V4(std::net::Ipv4Addr::from(n as u32)).to_string()
-            } else {
-                IpAddr::V6(std::net::Ipv6Addr::from(n)).to_string()
+    fn reschedule_zone(&mut self, uuid: &str) -> Result<pb::CommandResult, StateError> {
+        let zone = self.live_zone_mut(uuid)?.clone();
+        let spec = zone.spec.clone().unwrap_or_default();
+        let current = self.derived.view.slot(&zone.host_id);
+        // Decide as if the zone were not there (its own group count, its own far
+        // rules), never on its current host.
+        self.derived.view.remove_zone(&zone);
+        let decided = {
+            let ctx = Context {
+                zones: &self.zones,
+                networks: &self.networks,
+                images: &self.images,
             };
-            let key = (net.uuid.clone(), addr);
-            if !self.leases.contains_key(&key) && !taken.contains(&key) {
-                return Ok(key.1);
+            scheduler::decide(&self.derived.view, &ctx, &spec, current, 0)
+        };
+        let choice = match decided {
+            Ok(choice) => choice,
+            Err(why) => {
+                self.derived.view.add_zone(&zone);
+                return Err(StateError::FailedPrecondition(why));
             }
-            n += 1;
-        }
-        Err(StateError::FailedPrecondition(format!(
-            "network {} has no free address left in {}..{}",
-            net.name, net.provision_start, net.provision_end
-        )))
+        };
+        self.hold(&zone, -1);
+        let mut moved = zone;
+        moved.host_id = self.derived.view.host(choice.slot).id.to_string();
+        moved.generation += 1;
+        moved.message.clear();
+        moved.observed_state = pb::ZoneState::Unspecified as i32;
+        self.hold(&moved, 1);
+        self.derived.view.add_zone(&moved);
+        self.zones.insert(uuid.to_owned(), moved.clone());
+        Ok(ok(R::Zone(moved)))
     }
 
     fn live_zone_mut(&mut self, uuid: &str) -> Result<&mut pb::Zone, StateError> {
@@ -258,25 +342,52 @@ impl FleetState {
                 "nics: cannot be changed on an existing zone yet".to_owned(),
             ));
         }
-        let old_memory = zone_memory_mib(&old_spec);
-        let new_memory = zone_memory_mib(&spec);
-        if new_memory > old_memory {
-            if let Some(host) = self.hosts.get(&zone.host_id) {
-                let free = super::placement::free_memory_mib(host, &BTreeMap::new());
-                if new_memory - old_memory > free {
+        let (old_need, new_need) = (Resources::of_spec(&old_spec), Resources::of_spec(&spec));
+        if let Some(slot) = self.derived.view.slot(&zone.host_id) {
+            let h = self.derived.view.host(slot);
+            let checks = [
+                (
+                    "memory",
+                    "MiB",
+                    old_need.memory,
+                    new_need.memory,
+                    h.used.memory,
+                    h.usable.memory,
+                ),
+                (
+                    "CPU",
+                    "% of a CPU",
+                    old_need.cpu,
+                    new_need.cpu,
+                    h.used.cpu,
+                    h.usable.cpu,
+                ),
+                (
+                    "disk",
+                    "GiB",
+                    old_need.disk,
+                    new_need.disk,
+                    h.used.disk,
+                    h.usable.disk,
+                ),
+            ];
+            for (what, unit, old, new, used, usable) in checks {
+                let free = usable.saturating_sub(used.saturating_sub(old));
+                if new > old && new > free {
                     return Err(StateError::FailedPrecondition(format!(
-                        "host {} has only {free} MiB free, the zone needs {} MiB more",
-                        zone.host_id,
-                        new_memory - old_memory
+                        "host {} has only {free} {unit} of {what} free for this zone, it needs {new}",
+                        zone.host_id
                     )));
                 }
             }
         }
+        self.derived.view.remove_zone(&zone);
         self.hold(&zone, -1);
         let mut zone = zone;
         zone.spec = Some(spec);
         zone.generation += 1;
         self.hold(&zone, 1);
+        self.derived.view.add_zone(&zone);
         self.zones.insert(c.uuid.clone(), zone.clone());
         Ok(ok(R::Zone(zone)))
     }
@@ -311,7 +422,13 @@ impl FleetState {
     fn delete_zone(&mut self, uuid: &str) -> Result<pb::CommandResult, StateError> {
         let mut zone = self.live_zone_mut(uuid)?.clone();
         self.hold(&zone, -1);
-        self.leases.retain(|_, holder| holder != uuid);
+        self.derived.view.remove_zone(&zone);
+        for key in self.zone_leases(&zone) {
+            if self.leases.get(&key).is_some_and(|holder| holder == uuid) {
+                self.derived.pools.release(&key.0, &key.1);
+                self.leases.remove(&key);
+            }
+        }
         zone.desired_state = pb::ZoneState::Deleted as i32;
         zone.generation += 1;
         if zone.host_id.is_empty() {
@@ -334,23 +451,24 @@ impl FleetState {
         if host.host_id.is_empty() {
             return Err(StateError::InvalidArgument("host_id is empty".to_owned()));
         }
+        let known = self.hosts.get(&host.host_id);
         if host.status == pb::HostStatus::Unspecified as i32 {
-            host.status = pb::HostStatus::Ready as i32;
+            host.status = known.map_or(pb::HostStatus::Ready as i32, |k| k.status);
         }
-        let capacity = host.capacity.get_or_insert_with(Default::default);
+        // Rack and labels are controller-side inventory: set by operators or the join
+        // token when the host is first known, never replaced by what it reports later.
+        if let Some(known) = known {
+            host.rack = known.rack.clone();
+            host.labels = known.labels.clone();
+        }
         // What zones hold is the controllers' to count, not the reporter's.
-        let held: Vec<&pb::Zone> = self
-            .zones
-            .values()
-            .filter(|z| {
-                z.host_id == host.host_id && z.desired_state != pb::ZoneState::Deleted as i32
-            })
-            .collect();
-        capacity.allocated_memory_mib = held
-            .iter()
-            .map(|z| z.spec.as_ref().map(zone_memory_mib).unwrap_or(0))
-            .sum();
-        host.zone_count = u32::try_from(held.len()).unwrap_or(u32::MAX);
+        let held = known.and_then(|k| k.capacity).unwrap_or_default();
+        let capacity = host.capacity.get_or_insert_with(Default::default);
+        capacity.allocated_memory_mib = held.allocated_memory_mib;
+        capacity.allocated_cpu_percent = held.allocated_cpu_percent;
+        capacity.allocated_disk_gib = held.allocated_disk_gib;
+        host.zone_count = known.map_or(0, |k| k.zone_count);
+        self.derived.view.upsert_host(&host);
         self.hosts.insert(host.host_id.clone(), host.clone());
         Ok(ok(R::Host(host)))
     }
@@ -370,7 +488,9 @@ impl FleetState {
             )));
         }
         host.status = c.status;
-        Ok(ok(R::Host(host.clone())))
+        let host = host.clone();
+        self.derived.view.upsert_host(&host);
+        Ok(ok(R::Host(host)))
     }
 
     fn put_network(&mut self, c: &pb::PutNetworkCommand) -> Result<pb::CommandResult, StateError> {
@@ -406,6 +526,58 @@ impl FleetState {
             .remove(uuid)
             .ok_or_else(|| StateError::NotFound(format!("network {uuid} does not exist")))?;
         Ok(ok(R::Network(network)))
+    }
+
+    fn set_host_inventory(
+        &mut self,
+        c: &pb::SetHostInventoryCommand,
+    ) -> Result<pb::CommandResult, StateError> {
+        let inventory = c
+            .inventory
+            .as_ref()
+            .ok_or_else(|| StateError::InvalidArgument("inventory is missing".to_owned()))?;
+        let host = self.hosts.get_mut(&inventory.host_id).ok_or_else(|| {
+            StateError::NotFound(format!("host {} does not exist", inventory.host_id))
+        })?;
+        if let Some(rack) = &inventory.rack {
+            host.rack = rack.clone();
+        }
+        for key in &inventory.remove_labels {
+            host.labels.remove(key);
+        }
+        for (k, v) in &inventory.labels {
+            host.labels.insert(k.clone(), v.clone());
+        }
+        let host = host.clone();
+        self.derived.view.upsert_host(&host);
+        Ok(ok(R::Host(host)))
+    }
+
+    fn set_fleet_settings(
+        &mut self,
+        c: &pb::SetFleetSettingsCommand,
+    ) -> Result<pb::CommandResult, StateError> {
+        let settings = c.settings.unwrap_or_default();
+        for (name, ratio) in [
+            ("cpu_ratio_percent", settings.cpu_ratio_percent),
+            ("ram_ratio_percent", settings.ram_ratio_percent),
+            ("disk_ratio_percent", settings.disk_ratio_percent),
+        ] {
+            if let Some(r) = ratio.filter(|r| !(1..=MAX_RATIO_PERCENT).contains(r)) {
+                return Err(StateError::InvalidArgument(format!(
+                    "{name}: {r} is out of range; allowed 1..={MAX_RATIO_PERCENT} (percent)"
+                )));
+            }
+        }
+        if pb::PlacementStrategy::try_from(settings.default_strategy).is_err() {
+            return Err(StateError::InvalidArgument(format!(
+                "default_strategy: {} is not a strategy",
+                settings.default_strategy
+            )));
+        }
+        self.settings = settings;
+        self.derived.view.set_settings(&settings);
+        Ok(ok(R::Done(true)))
     }
 
     fn put_image(&mut self, c: &pb::PutImageCommand) -> Result<pb::CommandResult, StateError> {
@@ -453,8 +625,11 @@ mod tests {
         Kind::RegisterHost(pb::RegisterHostCommand {
             host: Some(pb::Host {
                 host_id: id.to_owned(),
+                // `memory` usable once the global zone's default 1 GiB is kept back.
                 capacity: Some(pb::Capacity {
-                    memory_mib: memory,
+                    memory_mib: memory + 1024,
+                    cpu_percent: 800,
+                    disk_gib: 1000,
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -493,9 +668,10 @@ mod tests {
         let mut s = FleetState::default();
         s.apply(&cmd(host("h1", 1024)));
         s.apply(&cmd(host("h2", 2048)));
+        // Binpack: the fullest host that fits first.
         let zones = zones_of(s.apply(&cmd(create(&["z1", "z2"], 1024, ""))));
-        assert_eq!(zones[0].host_id, "h2");
-        assert_eq!(zones[1].host_id, "h1");
+        assert_eq!(zones[0].host_id, "h1");
+        assert_eq!(zones[1].host_id, "h2");
         assert_eq!(
             s.hosts["h2"]
                 .capacity
@@ -509,10 +685,9 @@ mod tests {
         assert_eq!(zones[0].host_id, "h2");
         let zones = zones_of(s.apply(&cmd(create(&["z4"], 1024, ""))));
         assert_eq!(zones[0].host_id, "");
-        assert!(
-            zones[0].message.starts_with(PENDING_PREFIX),
-            "{}",
-            zones[0].message
+        assert_eq!(
+            zones[0].message,
+            "pending: no host: 2 lack memory (need 1024 MiB)"
         );
         // Deleting gives the memory back.
         s.apply(&cmd(Kind::DeleteZone(pb::DeleteZoneCommand {

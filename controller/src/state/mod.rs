@@ -8,18 +8,22 @@
 //! carried in the command.
 //!
 //! * [`apply`]: the command handlers.
-//! * [`placement`]: where a new zone goes (the seam for the scheduler).
+//! * placement: [`crate::scheduler`], run inside apply (see its module doc); the
+//!   scheduler's view and the address pools are derived from the state and kept up
+//!   to date by every handler.
 //! * [`patch`]: merging a partial zone spec into a stored one.
 //! * [`query`]: read helpers (resolving references, filtered listings).
 
 pub mod apply;
 pub mod patch;
-pub mod placement;
 pub mod query;
 
 use std::collections::BTreeMap;
 
 use zonefleet_proto::pb;
+
+use crate::scheduler::ipam::Pools;
+use crate::scheduler::FleetView;
 
 /// How long an idempotency record of a zone create is kept (24 hours).
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
@@ -67,8 +71,18 @@ impl StateError {
     }
 }
 
+/// What is derived from the state (never snapshotted): the scheduler's view and the
+/// address pools.
+#[derive(Debug, Clone, Default)]
+pub struct Derived {
+    /// The scheduler's view.
+    pub view: FleetView,
+    /// Addresses in use per network.
+    pub pools: Pools,
+}
+
 /// The fleet's desired (and last observed) state, as every controller holds it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct FleetState {
     /// Hosts by `host_id`.
     pub hosts: BTreeMap<String, pb::Host>,
@@ -84,6 +98,24 @@ pub struct FleetState {
     pub idempotency: BTreeMap<String, pb::IdempotencyRecord>,
     /// Addresses in use: (network uuid, address) → zone uuid.
     pub leases: BTreeMap<(String, String), String>,
+    /// The scheduler settings.
+    pub settings: pb::FleetSettings,
+    /// The scheduler's view and the address pools, derived from the fields above.
+    pub derived: Derived,
+}
+
+impl PartialEq for FleetState {
+    /// Equal replicated state (what is derived is not compared).
+    fn eq(&self, other: &Self) -> bool {
+        self.hosts == other.hosts
+            && self.zones == other.zones
+            && self.images == other.images
+            && self.networks == other.networks
+            && self.join_tokens == other.join_tokens
+            && self.idempotency == other.idempotency
+            && self.leases == other.leases
+            && self.settings == other.settings
+    }
 }
 
 impl FleetState {
@@ -107,12 +139,21 @@ impl FleetState {
                     zone_uuid: zone.clone(),
                 })
                 .collect(),
+            settings: Some(self.settings),
         }
+    }
+
+    /// Builds what is derived (the scheduler's view, the address pools) again.
+    pub fn rebuild_derived(&mut self) {
+        self.derived = Derived {
+            view: FleetView::build(&self.settings, self.hosts.values(), self.zones.values()),
+            pools: Pools::build(&self.leases),
+        };
     }
 
     /// The state a snapshot holds.
     pub fn from_snapshot(snapshot: &pb::FleetSnapshot) -> Self {
-        FleetState {
+        let mut state = FleetState {
             hosts: snapshot
                 .hosts
                 .iter()
@@ -153,7 +194,11 @@ impl FleetState {
                     )
                 })
                 .collect(),
-        }
+            settings: snapshot.settings.unwrap_or_default(),
+            derived: Derived::default(),
+        };
+        state.rebuild_derived();
+        state
     }
 }
 
@@ -163,11 +208,6 @@ pub fn zone_uuid(zone: &pb::Zone) -> &str {
         .as_ref()
         .and_then(|s| s.uuid.as_deref())
         .unwrap_or_default()
-}
-
-/// A stored zone's memory in MiB (stored specs always carry it).
-pub fn zone_memory_mib(spec: &pb::ZoneSpec) -> u64 {
-    spec.max_physical_memory_mib.unwrap_or(0)
 }
 
 /// A successful command result carrying `result`.

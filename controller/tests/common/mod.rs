@@ -56,11 +56,17 @@ pub struct Cluster {
     pub trust: FleetTrust,
     pub dir: TempDir,
     pub members: BTreeMap<NodeId, Member>,
+    pub raft: openraft::Config,
 }
 
 impl Cluster {
     /// `n` members (ids 1..=n) that initialize a new cluster together.
     pub async fn start(n: u64) -> Cluster {
+        Self::start_with(n, test_raft_config()).await
+    }
+
+    /// Like [`Cluster::start`], with these Raft timings and snapshot policy.
+    pub async fn start_with(n: u64, raft: openraft::Config) -> Cluster {
         let ca = FleetCa::generate(CLUSTER).unwrap();
         let trust = FleetTrust::new(CLUSTER, vec![ca.cert_der().clone()]).unwrap();
         let mut cluster = Cluster {
@@ -68,6 +74,7 @@ impl Cluster {
             trust,
             dir: TempDir::new().unwrap(),
             members: BTreeMap::new(),
+            raft,
         };
         let mut listeners = BTreeMap::new();
         for id in 1..=n {
@@ -102,7 +109,7 @@ impl Cluster {
             data_dir: self.data_dir(id),
             trust: self.trust.clone(),
             own,
-            raft: test_raft_config(),
+            raft: self.raft.clone(),
             initial_members: initial,
         }
     }

@@ -61,6 +61,7 @@ pub const RPC_RULES: &[RpcRule] = &[
     rule("/zonefleet.v1.Operator/CordonHost", OPERATORS),
     rule("/zonefleet.v1.Operator/UncordonHost", OPERATORS),
     rule("/zonefleet.v1.Operator/DrainHost", OPERATORS),
+    rule("/zonefleet.v1.Operator/SetHostInventory", OPERATORS),
     rule("/zonefleet.v1.Operator/ListImages", OPERATORS),
     rule("/zonefleet.v1.Operator/CreateNetwork", OPERATORS),
     rule("/zonefleet.v1.Operator/ListNetworks", OPERATORS),
@@ -69,6 +70,9 @@ pub const RPC_RULES: &[RpcRule] = &[
     rule("/zonefleet.v1.Operator/ClusterStatus", OPERATORS),
     rule("/zonefleet.v1.Operator/AddController", OPERATORS),
     rule("/zonefleet.v1.Operator/RemoveController", OPERATORS),
+    rule("/zonefleet.v1.Operator/GetFleetSettings", OPERATORS),
+    rule("/zonefleet.v1.Operator/SetFleetSettings", OPERATORS),
+    rule("/zonefleet.v1.Operator/RescheduleZone", OPERATORS),
     // service Control
     rule("/zonefleet.v1.Control/Enroll", ANYONE),
     rule("/zonefleet.v1.Control/RenewCertificate", AGENTS),
