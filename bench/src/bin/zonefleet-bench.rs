@@ -39,6 +39,33 @@ struct Args {
     /// Must be a real disk: a tmpfs would make fsync free.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// zonefleet clients all talk to the leader (default: spread over the three
+    /// controllers, as the etcd clients are, so two in three writes are forwarded).
+    #[arg(long)]
+    leader_only: bool,
+    /// Keep the data dirs and the processes' logs (printed path) instead of removing them.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// The data dir, removed on drop unless kept.
+struct Kept(Option<tempfile::TempDir>, bool);
+
+impl Kept {
+    fn path(&self) -> &std::path::Path {
+        self.0
+            .as_ref()
+            .map(|t| t.path())
+            .unwrap_or(std::path::Path::new("."))
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if let (Some(t), true) = (self.0.take(), self.1) {
+            eprintln!("kept {}", t.keep().display());
+        }
+    }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -59,6 +86,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .prefix("zonefleet-bench")
             .tempdir()?,
     };
+    let tmp = Kept(Some(tmp), args.keep);
     let warmup = Duration::from_secs(1);
     let window = Duration::from_secs(args.seconds);
     let value_size = command_size()?;
@@ -74,11 +102,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut zf_results = Vec::new();
     {
         let mut cluster = ZfCluster::start(&tmp.path().join("zonefleet"), &controller)?;
-        cluster.leader(Duration::from_secs(30)).await?;
+        let leader = cluster.leader(Duration::from_secs(30)).await?;
         for &clients in &args.clients {
             let mut writers = Vec::new();
             for i in 0..clients {
-                writers.push(ZfWriter(cluster.client(i).await?));
+                let target = if args.leader_only { leader } else { i };
+                writers.push(ZfWriter(cluster.client(target).await?));
             }
             let r = run_load(writers, warmup, window).await;
             cluster.check_running()?;
