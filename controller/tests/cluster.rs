@@ -322,3 +322,42 @@ async fn membership_three_to_five_to_three_under_writes() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_through_every_member_each_get_their_own_result() {
+    bounded(LIMIT, async {
+        let cluster = Cluster::start(3).await;
+        cluster.leader().await;
+        // 3 x 40 concurrent creates: followers forward them in batches, the leader
+        // commits them in batches; each caller gets its own zone back.
+        let mut tasks = Vec::new();
+        for id in 1..=3u64 {
+            for i in 0..40 {
+                let mut client = cluster.operator(id).await;
+                tasks.push(tokio::spawn(async move {
+                    let alias = format!("c{id}-{i}");
+                    let zone = client
+                        .create_zones(pb::CreateZonesRequest {
+                            spec: Some(spec(&alias)),
+                            count: 1,
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap_or_else(|e| panic!("create {alias}: {e}"))
+                        .into_inner()
+                        .zones
+                        .remove(0);
+                    assert_eq!(zone.spec.unwrap().alias.unwrap(), alias);
+                    alias
+                }));
+            }
+        }
+        let mut created = BTreeSet::new();
+        for t in tasks {
+            created.insert(t.await.unwrap());
+        }
+        assert_eq!(created.len(), 120);
+        assert_eq!(zone_aliases(&cluster, 1).await, created);
+    })
+    .await;
+}
