@@ -361,3 +361,38 @@ async fn concurrent_writes_through_every_member_each_get_their_own_result() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_by_more_than_a_raft_message_catches_up() {
+    bounded(LIMIT, async {
+        let cluster = Cluster::start(3).await;
+        let leader = cluster.leader().await;
+        let behind = (1..=3).find(|id| *id != leader).unwrap();
+        cluster.node(behind).net().block([leader]);
+        cluster.node(leader).net().block([behind]);
+        // 12 entries of 2 MiB: 24 MiB to catch up, more than one Raft message holds.
+        for i in 0..12u8 {
+            cluster
+                .node(leader)
+                .write(zonefleet_controller::api::operator::command(
+                    pb::fleet_command::Kind::Noop(pb::NoopCommand {
+                        payload: vec![i; 2 * 1024 * 1024],
+                    }),
+                ))
+                .await
+                .unwrap();
+        }
+        let target = cluster.node(leader).last_log_id().unwrap().index;
+        for id in 1..=3 {
+            cluster.node(id).net().heal();
+        }
+        cluster
+            .node(behind)
+            .raft()
+            .wait(Some(Duration::from_secs(20)))
+            .applied_index_at_least(Some(target), "caught up")
+            .await
+            .unwrap();
+    })
+    .await;
+}
