@@ -63,9 +63,9 @@ pub struct ZfCluster {
 }
 
 impl ZfCluster {
-    /// Writes the PKI and configurations (default Raft timings) under `dir` and
-    /// starts the three controllers of `bin`.
-    pub fn start(dir: &Path, bin: &Path) -> anyhow::Result<ZfCluster> {
+    /// Writes the PKI and configurations under `dir` and starts the three controllers
+    /// of `bin`. `raft`: a `[raft]` section for `controller.toml` (empty: defaults).
+    pub fn start(dir: &Path, bin: &Path, raft: &str) -> anyhow::Result<ZfCluster> {
         std::fs::create_dir_all(dir)?;
         let ca = FleetCa::generate(CLUSTER)?;
         std::fs::write(dir.join("ca.crt"), ca.cert_pem())?;
@@ -93,7 +93,7 @@ impl ZfCluster {
                 format!(
                     "id = {id}\ncluster = \"{CLUSTER}\"\nlisten = \"{addr}\"\ndata_dir = \"data{id}\"\n\
                      [tls]\nca = \"ca.crt\"\ncert = \"c{id}.crt\"\nkey = \"c{id}.key\"\n\
-                     [initial_members]\n{members}"
+                     [initial_members]\n{members}{raft}"
                 ),
             )?;
         }

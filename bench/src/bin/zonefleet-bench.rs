@@ -39,6 +39,10 @@ struct Args {
     /// Must be a real disk: a tmpfs would make fsync free.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Raft timings of the controllers, `HEARTBEAT,ELECTION_MIN,ELECTION_MAX` in ms
+    /// (default: the controller's defaults).
+    #[arg(long, value_delimiter = ',')]
+    raft_ms: Vec<u64>,
     /// zonefleet clients all talk to the leader (default: spread over the three
     /// controllers, as the etcd clients are, so two in three writes are forwarded).
     #[arg(long)]
@@ -73,11 +77,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("zonefleet-controller"),
     };
-    anyhow::ensure!(
-        controller.exists(),
-        "{}: missing (cargo build --release -p zonefleet-controller)",
-        controller.display()
-    );
+    // Absolute: the controllers run in their data dir.
+    let controller = std::fs::canonicalize(&controller).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (cargo build --release -p zonefleet-controller)",
+            controller.display()
+        )
+    })?;
     let tmp = match &args.dir {
         Some(d) => tempfile::Builder::new()
             .prefix("zonefleet-bench")
@@ -87,6 +93,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .tempdir()?,
     };
     let tmp = Kept(Some(tmp), args.keep);
+    let raft = match args.raft_ms.as_slice() {
+        [h, min, max] => format!(
+            "[raft]\nheartbeat_ms = {h}\nelection_timeout_min_ms = {min}\nelection_timeout_max_ms = {max}\n"
+        ),
+        [] => String::new(),
+        other => anyhow::bail!("--raft-ms: 3 values, not {other:?}"),
+    };
     let warmup = Duration::from_secs(1);
     let window = Duration::from_secs(args.seconds);
     let value_size = command_size()?;
@@ -101,7 +114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut zf_results = Vec::new();
     {
-        let mut cluster = ZfCluster::start(&tmp.path().join("zonefleet"), &controller)?;
+        let mut cluster = ZfCluster::start(&tmp.path().join("zonefleet"), &controller, &raft)?;
         let leader = cluster.leader(Duration::from_secs(30)).await?;
         for &clients in &args.clients {
             let mut writers = Vec::new();
@@ -122,7 +135,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut kill_report = None;
     if args.kills > 0 {
         // A fresh cluster, so the kills do not start behind a large state.
-        let mut cluster = ZfCluster::start(&tmp.path().join("zonefleet-kill"), &controller)?;
+        let mut cluster = ZfCluster::start(&tmp.path().join("zonefleet-kill"), &controller, &raft)?;
         cluster.leader(Duration::from_secs(30)).await?;
         eprintln!(
             "leader kills: {} kills under {} writers",
