@@ -322,3 +322,77 @@ async fn membership_three_to_five_to_three_under_writes() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_through_every_member_each_get_their_own_result() {
+    bounded(LIMIT, async {
+        let cluster = Cluster::start(3).await;
+        cluster.leader().await;
+        // 3 x 40 concurrent creates: followers forward them in batches, the leader
+        // commits them in batches; each caller gets its own zone back.
+        let mut tasks = Vec::new();
+        for id in 1..=3u64 {
+            for i in 0..40 {
+                let mut client = cluster.operator(id).await;
+                tasks.push(tokio::spawn(async move {
+                    let alias = format!("c{id}-{i}");
+                    let zone = client
+                        .create_zones(pb::CreateZonesRequest {
+                            spec: Some(spec(&alias)),
+                            count: 1,
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap_or_else(|e| panic!("create {alias}: {e}"))
+                        .into_inner()
+                        .zones
+                        .remove(0);
+                    assert_eq!(zone.spec.unwrap().alias.unwrap(), alias);
+                    alias
+                }));
+            }
+        }
+        let mut created = BTreeSet::new();
+        for t in tasks {
+            created.insert(t.await.unwrap());
+        }
+        assert_eq!(created.len(), 120);
+        assert_eq!(zone_aliases(&cluster, 1).await, created);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_by_more_than_a_raft_message_catches_up() {
+    bounded(LIMIT, async {
+        let cluster = Cluster::start(3).await;
+        let leader = cluster.leader().await;
+        let behind = (1..=3).find(|id| *id != leader).unwrap();
+        cluster.node(behind).net().block([leader]);
+        cluster.node(leader).net().block([behind]);
+        // 12 entries of 2 MiB: 24 MiB to catch up, more than one Raft message holds.
+        for i in 0..12u8 {
+            cluster
+                .node(leader)
+                .write(zonefleet_controller::api::operator::command(
+                    pb::fleet_command::Kind::Noop(pb::NoopCommand {
+                        payload: vec![i; 2 * 1024 * 1024],
+                    }),
+                ))
+                .await
+                .unwrap();
+        }
+        let target = cluster.node(leader).last_log_id().unwrap().index;
+        for id in 1..=3 {
+            cluster.node(id).net().heal();
+        }
+        cluster
+            .node(behind)
+            .raft()
+            .wait(Some(Duration::from_secs(20)))
+            .applied_index_at_least(Some(target), "caught up")
+            .await
+            .unwrap();
+    })
+    .await;
+}

@@ -1,5 +1,8 @@
 //! The real `zonefleet-controller` binary, three processes on loopback: SIGKILL all of
-//! them during a stream of writes, restart them, and every acknowledged write is there.
+//! them during a stream of writes, restart them, and every acknowledged write is there;
+//! SIGKILL the leader three times under writes, and writes resume each time with no
+//! acknowledged write lost. (The measured version, 20 kills with pause percentiles, is
+//! `bench/run`.)
 
 mod common;
 
@@ -28,6 +31,11 @@ impl Drop for Processes {
 }
 
 impl Processes {
+    fn sigkill(&mut self, i: usize) {
+        let _ = self.0[i].kill();
+        let _ = self.0[i].wait();
+    }
+
     fn sigkill_all(&mut self) {
         for mut child in self.0.drain(..) {
             let _ = child.kill();
@@ -128,6 +136,26 @@ impl Fleet {
             .map(OperatorClient::new)
     }
 
+    /// The index (0..3) of the leader as the controllers in `alive` report it.
+    async fn leader_among(&self, alive: &[usize]) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for &i in alive {
+                if let Some(mut c) = self.client(i).await {
+                    if let Ok(s) = c.cluster_status(pb::ClusterStatusRequest::default()).await {
+                        if let Ok(id) = s.get_ref().leader_id.parse::<usize>() {
+                            if alive.contains(&(id - 1)) {
+                                return id - 1;
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader among {alive:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until some controller reports a leader.
     async fn wait_for_leader(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -210,6 +238,118 @@ async fn sigkill_all_three_during_writes_loses_no_acknowledged_write() {
             .into_inner()
             .zones;
         let present: BTreeSet<String> = zones
+            .into_iter()
+            .filter_map(|z| z.spec.and_then(|s| s.alias))
+            .collect();
+        let lost: Vec<&String> = acked.difference(&present).collect();
+        assert!(
+            lost.is_empty(),
+            "{} of {} acknowledged writes lost: {lost:?}",
+            lost.len(),
+            acked.len()
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_the_leader_three_times_writes_resume_and_none_is_lost() {
+    use std::sync::{Arc, Mutex};
+    bounded(Duration::from_secs(120), async {
+        let fleet = Arc::new(Fleet::new());
+        let mut processes = fleet.start_all();
+        fleet.wait_for_leader().await;
+        // (sent, acknowledged, alias) of every acknowledged write.
+        let acked: Arc<Mutex<Vec<(Instant, Instant, String)>>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let (fleet, acked, stop) = (fleet.clone(), acked.clone(), stop.clone());
+            writers.push(tokio::spawn(async move {
+                let mut target = w % 3;
+                let mut client = None;
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Some(c) = client.as_mut() else {
+                        client = fleet.client(target).await;
+                        if client.is_none() {
+                            target = (target + 1) % 3;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        continue;
+                    };
+                    // A retry after an error reuses the key: a write may commit and
+                    // still fail at the client.
+                    let alias = format!("w{w}-{i}");
+                    let request = pb::CreateZonesRequest {
+                        spec: Some(spec(&alias)),
+                        count: 1,
+                        idempotency_key: alias.clone(),
+                        dry_run: false,
+                    };
+                    let sent = Instant::now();
+                    let call = c.create_zones(request);
+                    match tokio::time::timeout(Duration::from_secs(5), call).await {
+                        Ok(Ok(_)) => {
+                            acked.lock().unwrap().push((sent, Instant::now(), alias));
+                            i += 1;
+                        }
+                        _ => {
+                            client = None;
+                            target = (target + 1) % 3;
+                        }
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for kill in 0..3 {
+            let leader = fleet.leader_among(&[0, 1, 2]).await;
+            let killed_at = Instant::now();
+            processes.sigkill(leader);
+            // Writes resume: one sent after the kill is acknowledged.
+            let deadline = killed_at + Duration::from_secs(15);
+            while !acked.lock().unwrap().iter().any(|(s, _, _)| *s > killed_at) {
+                assert!(
+                    Instant::now() < deadline,
+                    "kill {kill}: writes did not resume"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            processes.0[leader] = spawn(&fleet.config(leader + 1), fleet.dir.path());
+            // Back in the group (knows a leader) before the next kill.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(mut c) = fleet.client(leader).await {
+                    if let Ok(s) = c.cluster_status(pb::ClusterStatusRequest::default()).await {
+                        if !s.get_ref().leader_id.is_empty() {
+                            break;
+                        }
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "controller {} did not rejoin",
+                    leader + 1
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in writers {
+            w.await.unwrap();
+        }
+        let acked: BTreeSet<String> = acked.lock().unwrap().iter().map(|a| a.2.clone()).collect();
+        assert!(acked.len() >= 10, "too few writes: {}", acked.len());
+        let leader = fleet.leader_among(&[0, 1, 2]).await;
+        let mut client = fleet.client(leader).await.unwrap();
+        let present: BTreeSet<String> = client
+            .list_zones(pb::ListZonesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .zones
             .into_iter()
             .filter_map(|z| z.spec.and_then(|s| s.alias))
             .collect();

@@ -10,9 +10,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::{AnyError, BasicNode};
+use prost::Message;
 use tonic::transport::{Channel, Endpoint};
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::raft_client::RaftClient;
@@ -200,8 +203,20 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<openraft::raft::AppendEntriesResponse<NodeId>, RpcErr> {
         let mut client = self.client()?;
+        let request = codec::append_request_to_pb(&rpc);
+        // Batched writes make entries large: a catching-up follower could be sent more
+        // than a Raft message may hold. openraft retries at once with fewer entries.
+        let size = request.encoded_len();
+        let entries = rpc.entries.len() as u64;
+        if size > MAX_RAFT_MESSAGE / 2 && entries > 1 {
+            let hint =
+                (entries * (MAX_RAFT_MESSAGE as u64 / 4) / size as u64).clamp(1, entries - 1);
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
         let response = client
-            .append_entries(Self::request(codec::append_request_to_pb(&rpc), &option))
+            .append_entries(Self::request(request, &option))
             .await
             .map_err(status_err)?;
         codec::append_response_from_pb(response.get_ref()).map_err(decode_err)
