@@ -55,9 +55,12 @@ impl ZoneHost {
         plan.net = net;
         match crate::zsched::spawn(&self.agent_exe, &plan) {
             Ok(_) => {
-                record.desired_running = true;
-                record.message = None;
-                record.store(&paths)?;
+                // The record is fsync'd: write it only when it changes.
+                if !record.desired_running || record.message.is_some() {
+                    record.desired_running = true;
+                    record.message = None;
+                    record.store(&paths)?;
+                }
                 ZoneStatus::observe(record, &paths)
             }
             Err(e) => {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::runtime::{write_atomic, RuntimeError};
+use super::runtime::{write_replace, RuntimeError};
 
 /// File name of the boot plan inside a zone's directory.
 pub const PLAN_FILE: &str = "boot.json";
@@ -74,11 +74,12 @@ impl BootPlan {
         })
     }
 
-    /// Writes the plan into its zone directory.
+    /// Writes the plan into its zone directory (not fsync'd: it is written anew
+    /// at every boot).
     pub fn store(&self) -> Result<PathBuf, RuntimeError> {
         let path = self.zone_dir.join(PLAN_FILE);
         let bytes = serde_json::to_vec_pretty(self).expect("boot plan serializes");
-        write_atomic(&path, &bytes)?;
+        write_replace(&path, &bytes)?;
         Ok(path)
     }
 }

@@ -68,6 +68,8 @@ impl Runtime {
     pub fn load(zone_dir: &Path) -> Result<Option<Runtime>, RuntimeError> {
         let path = zone_dir.join(RUNTIME_FILE);
         match fs::read(&path) {
+            // What a host crash can leave of an unsynced record: nothing runs.
+            Ok(bytes) if bytes.is_empty() => Ok(None),
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|source| RuntimeError::Corrupt { path, source }),
@@ -76,11 +78,14 @@ impl Runtime {
         }
     }
 
-    /// Writes the record atomically (temporary file, fsync, rename), so a reader
-    /// never sees half a record even if zsched dies mid-write.
+    /// Replaces the record atomically (temporary file, rename), so a reader never
+    /// sees half a record even if zsched dies mid-write. Not fsync'd: the record
+    /// only means something within one host boot (`boot_id`), so after a host
+    /// crash a lost or empty record is the truth anyway ("not running"), and the
+    /// boot path saves the fsyncs.
     pub fn store(&self, zone_dir: &Path) -> Result<(), RuntimeError> {
         let bytes = serde_json::to_vec_pretty(self).expect("runtime record serializes");
-        write_atomic(&zone_dir.join(RUNTIME_FILE), &bytes)
+        write_replace(&zone_dir.join(RUNTIME_FILE), &bytes)
     }
 
     /// Whether init is alive right now: same host boot, and the pid still names
@@ -93,8 +98,19 @@ impl Runtime {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
+/// Writes `bytes` to `path` atomically and durably: a temporary file beside it,
+/// fsync, rename. For records that must survive a host crash (a zone's record).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    write_file(path, bytes, true)
+}
+
+/// Writes `bytes` to `path` atomically but not durably (no fsync): a reader sees
+/// the old or the new contents, never a mix, unless the host itself crashes.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    write_file(path, bytes, false)
+}
+
+fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<(), RuntimeError> {
     let io = |source| RuntimeError::Io {
         path: path.to_path_buf(),
         source,
@@ -102,7 +118,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut file = fs::File::create(&tmp).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
+    if durable {
+        file.sync_all().map_err(io)?;
+    }
     fs::rename(&tmp, path).map_err(io)
 }
 
