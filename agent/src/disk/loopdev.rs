@@ -276,7 +276,14 @@ fn read_attached(number: u32) -> Result<Option<AttachedLoop>, DiskError> {
     let dir = PathBuf::from(format!("/sys/block/loop{number}/loop"));
     let name = match fs::read(dir.join("backing_file")) {
         Ok(raw) => raw,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        // Not attached (NotFound), or detaching right now — another zone's loop
+        // device clearing itself answers ENODEV/ENXIO while it goes.
+        Err(e)
+            if e.kind() == ErrorKind::NotFound
+                || matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENXIO)) =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(DiskError::io("read", dir.join("backing_file"), e)),
     };
     let mut name: &[u8] = name.strip_suffix(b"\n").unwrap_or(&name);
