@@ -11,7 +11,6 @@ use serde_json::json;
 use support::{host_links, privileged, ruleset, NetLab};
 use zonefleet_agent::net::plan::host_if_name;
 use zonefleet_agent::zone::ZoneError;
-use zonefleet_proto::spec::ZoneSpec;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -235,51 +234,4 @@ fn a_vlan_nic_is_refused_when_the_kernel_lacks_bridge_vlan_filtering() {
         err.contains("bridge_vlan_filtering") && err.contains("nics[0].vlan_id = 5"),
         "{err}"
     );
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-/// `cargo test -p zonefleet-agent --test zone_net -- --ignored --nocapture boot_time`:
-/// boot time (installed → init running) of a zone without and with one NIC.
-#[test]
-#[ignore = "benchmark; run by hand"]
-fn boot_time_with_and_without_a_nic() {
-    if !privileged("boot_time") {
-        return;
-    }
-    let runs: u32 = std::env::var("ZF_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
-    let lab = NetLab::new();
-    for with_nic in [false, true] {
-        let mut boots = Vec::new();
-        let mut cycles = Vec::new();
-        for i in 0..runs {
-            let mut spec = ZoneSpec::from_json(r#"{"image":"busybox"}"#).unwrap();
-            if with_nic {
-                spec.nics.push(zonefleet_agent::net::bench_nic(i));
-            }
-            let cycle = Instant::now();
-            let uuid = lab.host.create(spec).unwrap().uuid;
-            let boot = Instant::now();
-            lab.host.boot(&uuid).unwrap();
-            boots.push(boot.elapsed());
-            lab.host.delete(&uuid).unwrap();
-            cycles.push(cycle.elapsed());
-        }
-        boots.sort();
-        cycles.sort();
-        eprintln!(
-            "{:>9}: boot p50 {:>6.1} ms p99 {:>6.1} ms | create+boot+delete p50 {:>6.1} ms p99 {:>6.1} ms ({runs} runs)",
-            if with_nic { "one NIC" } else { "no NIC" },
-            percentile(&boots, 0.5).as_secs_f64() * 1e3,
-            percentile(&boots, 0.99).as_secs_f64() * 1e3,
-            percentile(&cycles, 0.5).as_secs_f64() * 1e3,
-            percentile(&cycles, 0.99).as_secs_f64() * 1e3,
-        );
-    }
 }

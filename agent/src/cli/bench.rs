@@ -33,6 +33,10 @@ pub enum BenchCommand {
         /// Skip the runc comparison.
         #[arg(long)]
         no_runc: bool,
+        /// Also measure zones with one NIC (a veth on a bridge of the benchmark's
+        /// own, with the anti-spoofing rules), next to the numbers without.
+        #[arg(long)]
+        nic: bool,
     },
 }
 
@@ -46,7 +50,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
             image,
             runs,
             no_runc,
-        } => boot(&image, runs, !no_runc),
+            nic,
+        } => boot(&image, runs, !no_runc, nic),
     }
 }
 
@@ -91,7 +96,7 @@ impl Samples {
     }
 }
 
-/// Removes the benchmark's zones, cgroup parent and data dir when dropped.
+/// Removes the benchmark's zones, cgroup parent, bridge and data dir when dropped.
 struct Scratch {
     host: ZoneHost,
     dir: PathBuf,
@@ -105,17 +110,22 @@ impl Drop for Scratch {
             }
         }
         let _ = self.host.cgroups.delete_parent();
+        // Made by the first boot with a NIC; absent otherwise (then this fails, harmlessly).
+        let _ = zonefleet_agent::net::remove_bridge(&self.host.bridge.name);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-fn boot(image: &Path, runs: usize, with_runc: bool) -> anyhow::Result<i32> {
+fn boot(image: &Path, runs: usize, with_runc: bool, with_nic: bool) -> anyhow::Result<i32> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let dir = std::env::temp_dir().join(format!("zonefleet-bench-{}", std::process::id()));
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("zonefleet-bench-{pid}"));
     let mut options = HostOptions::new(dir.join("data"));
-    options.cgroup_parent = Some(format!("zonefleet-bench-{}", std::process::id()));
+    options.cgroup_parent = Some(format!("zonefleet-bench-{pid}"));
+    // A bridge of the benchmark's own, never the host's zfbr0.
+    options.bridge.name = format!("zfbench{}", pid % 100_000);
     let scratch = Scratch {
         host: ZoneHost::open(options)?,
         dir,
@@ -128,36 +138,59 @@ fn boot(image: &Path, runs: usize, with_runc: bool) -> anyhow::Result<i32> {
             ..Default::default()
         },
     )?;
-    let spec = |alias: &str, init: &[&str]| -> anyhow::Result<ZoneSpec> {
+    let spec = |alias: &str, init: &[&str], nic: Option<&str>| -> anyhow::Result<ZoneSpec> {
         let init = serde_json::to_string(init)?;
+        let nics = nic.map_or(String::new(), |ip| {
+            format!(r#", "nics": [{{"ip": "{ip}"}}]"#)
+        });
         Ok(ZoneSpec::from_json(&format!(
             r#"{{"alias": "{alias}", "image": "bench", "max_physical_memory": {MEMORY_MIB},
-                "max_lwps": {PIDS}, "quota": 1, "init": {init}}}"#
+                "max_lwps": {PIDS}, "quota": 1, "init": {init}{nics}}}"#
         ))?)
     };
-    let sleeper = host.create(spec("bench-boot", &["/sbin/init"])?)?;
-    let oneshot = host.create(spec("bench-cycle", &["/bin/true"])?)?;
 
     println!("zone boot and cycle, {runs} runs each (debug builds are slower; use --release)");
-    let mut boot = Samples::new("zonefleet boot");
-    let mut cycle = Samples::new("zonefleet cycle");
-    for _ in 0..runs {
-        boot.time(|| Ok(host.boot(&sleeper.uuid)?))?;
-        host.halt(&sleeper.uuid)?;
-        cycle.time(|| {
-            host.boot(&oneshot.uuid)?;
-            wait_halted(host, &oneshot.uuid)
-        })?;
+    let mut variants = vec![("", None, None)];
+    if with_nic {
+        // Addresses on the benchmark's own bridge; no gateway, no traffic sent.
+        variants.push((" (1 NIC)", Some("10.99.250.2/24"), Some("10.99.250.3/24")));
     }
-    boot.print();
-    cycle.print();
+    let mut cycle_p50 = Duration::ZERO;
+    for (label, boot_ip, cycle_ip) in variants {
+        let suffix = if boot_ip.is_some() { "-nic" } else { "" };
+        let sleeper = host.create(spec(
+            &format!("bench-boot{suffix}"),
+            &["/sbin/init"],
+            boot_ip,
+        )?)?;
+        let oneshot = host.create(spec(
+            &format!("bench-cycle{suffix}"),
+            &["/bin/true"],
+            cycle_ip,
+        )?)?;
+        let mut boot = Samples::new(&format!("zonefleet boot{label}"));
+        let mut cycle = Samples::new(&format!("zonefleet cycle{label}"));
+        for _ in 0..runs {
+            boot.time(|| Ok(host.boot(&sleeper.uuid)?))?;
+            host.halt(&sleeper.uuid)?;
+            cycle.time(|| {
+                host.boot(&oneshot.uuid)?;
+                wait_halted(host, &oneshot.uuid)
+            })?;
+        }
+        boot.print();
+        cycle.print();
+        if label.is_empty() {
+            cycle_p50 = cycle.quantile(0.5);
+        }
+    }
 
     if with_runc {
         let rootfs = host.images.rootfs_path(&record.sha256)?;
         let (run_boot, run_cycle) = runc(&scratch.dir, &rootfs, runs)?;
         run_boot.print();
         run_cycle.print();
-        let ratio = cycle.quantile(0.5).as_secs_f64() / run_cycle.quantile(0.5).as_secs_f64();
+        let ratio = cycle_p50.as_secs_f64() / run_cycle.quantile(0.5).as_secs_f64();
         println!("cycle p50 ratio zonefleet/runc: {ratio:.2}");
     }
     Ok(0)

@@ -132,19 +132,3 @@ pub fn detach(plan: &NetPlan) -> Result<(), NetError> {
         Some(e) => Err(e),
     }
 }
-
-/// One NIC for benchmark zone number `run` (0..2000): a distinct address in
-/// 10.99.200.0/16-land (`10.99.<200 + run/250>.<2 + run%250>/16`), no gateway,
-/// spoofing rules on (the default), so a benchmark boots the full network
-/// path. Use it with a bridge of the benchmark's own
-/// ([`crate::zone::host::HostOptions::bridge`]) and [`remove_bridge`] it at the end.
-pub fn bench_nic(run: u32) -> zonefleet_proto::spec::Nic {
-    let run = run % 2000;
-    let ip = std::net::Ipv4Addr::new(10, 99, (200 + run / 250) as u8, (2 + run % 250) as u8);
-    zonefleet_proto::spec::Nic {
-        ip: Some(ipnet::IpNet::V4(
-            ipnet::Ipv4Net::new(ip, 16).expect("prefix 16 is valid"),
-        )),
-        ..Default::default()
-    }
-}

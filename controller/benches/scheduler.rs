@@ -1,7 +1,7 @@
-//! The scheduler benchmark (ignored: run it in release):
+//! The scheduler benchmark (a bench target, so `cargo test` never runs it):
 //!
 //! ```sh
-//! cargo test --release -p zonefleet-controller --test scheduler_bench -- --ignored --nocapture
+//! cargo bench -p zonefleet-controller --bench scheduler
 //! ```
 //!
 //! 10,000 hosts in 250 racks (mixed sizes), 100,000 zones (mixed sizes, 20% in
@@ -9,6 +9,7 @@
 //! core and p99 decision time, peak memory (`VmHWM`), then placements committed
 //! through an in-process 3-member cluster in batches of `BATCH`.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -262,9 +263,7 @@ async fn committed() {
     println!("peak memory (VmHWM) after the cluster benchmark (3 controllers in this process): {:.0} MiB", vm_hwm_mib());
 }
 
-#[test]
-#[ignore = "benchmark: run in release with --ignored --nocapture"]
-fn scheduler_benchmark() {
+fn main() {
     decisions();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
