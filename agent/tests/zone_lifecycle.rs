@@ -335,3 +335,31 @@ fn a_hundred_cycles_leave_nothing_behind() {
         "no zone cgroup under the parent"
     );
 }
+
+#[test]
+fn an_older_or_edited_zone_record_gets_defaults_and_a_foreign_one_is_refused() {
+    let Some(t) = TestHost::new("an_older_or_edited_zone_record") else {
+        return;
+    };
+    let z = t.create(r#"{"alias": "old"}"#);
+    let path = t.host.paths(&z.uuid).record();
+    // A record written before a property existed lacks it: boot fills the default.
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for field in ["tmpfs", "init", "limit_priv"] {
+        doc["spec"].as_object_mut().unwrap().remove(field);
+    }
+    std::fs::write(&path, doc.to_string()).unwrap();
+    assert_eq!(t.host.boot("old").unwrap().state, ZoneState::Running);
+    t.host.halt("old").unwrap();
+    // A record naming another zone is an error naming the file, not a panic.
+    doc["spec"]["uuid"] = serde_json::json!("00000000-0000-4000-8000-000000000001");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let err = t.host.get(&z.uuid).unwrap_err().to_string();
+    assert!(
+        err.contains("zone.json") && err.contains("names zone"),
+        "{err}"
+    );
+    doc["spec"]["uuid"] = serde_json::json!(z.uuid);
+    std::fs::write(&path, doc.to_string()).unwrap();
+}

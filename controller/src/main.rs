@@ -52,9 +52,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     .await?;
     tracing::info!(id = config.id, listen = %config.listen, advertise = %config.advertise(), "controller started");
     let incoming = TlsIncoming::new(listener, tls, IncomingOptions::default())?;
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    // Installed before serving, so a failure is an error at start, not a panic later.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("install the SIGTERM handler")?;
+    let shutdown = async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

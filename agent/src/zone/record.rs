@@ -53,16 +53,34 @@ impl ZoneRecord {
             .expect("a stored spec always has its uuid")
     }
 
-    /// Reads the record in `paths`.
+    /// Reads the record in `paths`. The record must name the zone of its
+    /// directory; defaults are applied to whatever an older or hand-edited record
+    /// lacks, so the verbs can rely on a complete spec.
     pub fn load(paths: &ZonePaths) -> Result<ZoneRecord> {
         let path = paths.record();
-        let bytes = std::fs::read(&path).map_err(|e| ZoneError::io(&path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        let bad = |why: String| {
             ZoneError::io(
                 &path,
-                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, why),
             )
-        })
+        };
+        let bytes = std::fs::read(&path).map_err(|e| ZoneError::io(&path, e))?;
+        let mut record: ZoneRecord =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        let dir = paths
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let uuid = record.spec.uuid.map(|u| u.to_string());
+        if uuid.is_none() || uuid != dir {
+            return Err(bad(format!(
+                "the record names zone {:?}, its directory {:?}",
+                uuid.unwrap_or_default(),
+                dir.unwrap_or_default()
+            )));
+        }
+        record.spec = record.spec.with_defaults();
+        Ok(record)
     }
 
     /// Writes the record atomically.

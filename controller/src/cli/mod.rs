@@ -74,13 +74,9 @@ pub enum Command {
 /// Runs a parsed command line, writing its report to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     let output = cli.output;
-    let remote = |f: &mut dyn FnMut(
-        &connect::Connection,
-        &tokio::runtime::Runtime,
-    ) -> anyhow::Result<()>| {
-        let conn = cli.connect.resolve()?;
-        let runtime = tokio::runtime::Runtime::new()?;
-        f(&conn, &runtime)
+    // Remote commands: the controllers to call and a runtime to call them from.
+    let session = || -> anyhow::Result<(connect::Connection, tokio::runtime::Runtime)> {
+        Ok((cli.connect.resolve()?, tokio::runtime::Runtime::new()?))
     };
     match cli.command {
         Command::Pki(command) => pki::run(command, out),
@@ -89,46 +85,33 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Zone(c) => {
-            let mut c = Some(c);
-            remote(&mut |conn, rt| {
-                rt.block_on(fleet::zone(conn, output, c.take().expect("once"), out))
-            })
+            let (conn, rt) = session()?;
+            rt.block_on(fleet::zone(&conn, output, c, out))
         }
         Command::Host(c) => {
-            let mut c = Some(c);
-            remote(&mut |conn, rt| {
-                rt.block_on(fleet::host(conn, output, c.take().expect("once"), out))
-            })
+            let (conn, rt) = session()?;
+            rt.block_on(fleet::host(&conn, output, c, out))
         }
         Command::Image(c) => {
-            let mut c = Some(c);
-            remote(&mut |conn, rt| {
-                rt.block_on(fleet::image(conn, output, c.take().expect("once"), out))
-            })
+            let (conn, rt) = session()?;
+            rt.block_on(fleet::image(&conn, output, c, out))
         }
         Command::Network(c) => {
-            let mut c = Some(c);
-            remote(&mut |conn, rt| {
-                rt.block_on(fleet::network(conn, output, c.take().expect("once"), out))
-            })
+            let (conn, rt) = session()?;
+            rt.block_on(fleet::network(&conn, output, c, out))
         }
         Command::Controller(c) => {
-            let mut c = Some(c);
-            remote(&mut |conn, rt| {
-                rt.block_on(fleet::controller(
-                    conn,
-                    output,
-                    c.take().expect("once"),
-                    out,
-                ))
-            })
+            let (conn, rt) = session()?;
+            rt.block_on(fleet::controller(&conn, output, c, out))
         }
-        Command::Cluster(fleet::ClusterCommand::Status) => remote(&mut |conn, rt| {
-            let status = rt.block_on(fleet::cluster_status(conn))?;
+        Command::Cluster(fleet::ClusterCommand::Status) => {
+            let (conn, rt) = session()?;
+            let status = rt.block_on(fleet::cluster_status(&conn))?;
             fleet::print_status(out, output, &status)
-        }),
+        }
         Command::Bench(args) => {
-            remote(&mut |conn, rt| rt.block_on(bench::run(conn, &args, output, out)))
+            let (conn, rt) = session()?;
+            rt.block_on(bench::run(&conn, &args, output, out))
         }
     }
 }
