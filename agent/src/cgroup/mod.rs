@@ -119,7 +119,14 @@ pub trait CgroupManager: std::fmt::Debug + Send + Sync {
         &self,
         is_live: &dyn Fn(&str) -> bool,
         timeout: Duration,
-    ) -> Result<Vec<String>, CgroupError>;
+    ) -> Result<Vec<String>, CgroupError> {
+        let stale: Vec<String> = self.zones()?.into_iter().filter(|z| !is_live(z)).collect();
+        for zone in &stale {
+            self.kill_all(zone, timeout)?;
+            self.delete(zone)?;
+        }
+        Ok(stale)
+    }
 
     /// Removes the (empty) parent cgroup itself from every hierarchy; idempotent.
     fn delete_parent(&self) -> Result<(), CgroupError>;

@@ -323,19 +323,6 @@ impl CgroupManager for V1Manager {
         Ok(zones)
     }
 
-    fn sweep(
-        &self,
-        is_live: &dyn Fn(&str) -> bool,
-        timeout: Duration,
-    ) -> Result<Vec<String>, CgroupError> {
-        let stale: Vec<String> = self.zones()?.into_iter().filter(|z| !is_live(z)).collect();
-        for zone in &stale {
-            self.kill_all(zone, timeout)?;
-            self.delete(zone)?;
-        }
-        Ok(stale)
-    }
-
     fn delete_parent(&self) -> Result<(), CgroupError> {
         let mut first = None;
         for h in &self.hierarchies {
