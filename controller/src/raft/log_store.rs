@@ -13,7 +13,8 @@
 //! queue, applies them in one redb transaction and commits it with
 //! [`redb::Durability::Immediate`] (an fsync) before acknowledging any of them (group
 //! commit). The log tail is also kept in memory, so entries are readable as soon as
-//! `append` returns, as openraft requires.
+//! `append` returns, as openraft requires. The committed log id costs no fsync of its
+//! own: the latest one rides along with the next transaction the writer commits.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -136,9 +137,14 @@ enum Op {
     Purge(LogId, oneshot::Sender<Result<(), String>>),
 }
 
+/// The latest committed log id (sealed) not yet written: the writer stores it with the
+/// next transaction it commits.
+type PendingCommitted = Arc<Mutex<Option<Vec<u8>>>>;
+
 struct Inner {
     cache: Mutex<Cache>,
     writer: Mutex<mpsc::Sender<Op>>,
+    committed: PendingCommitted,
 }
 
 /// The log store handed to openraft (and its log reader: a clone).
@@ -215,9 +221,11 @@ impl LogStore {
         }
         let (tx, rx) = mpsc::channel();
         let writer_db = db.clone();
+        let committed = PendingCommitted::default();
+        let writer_committed = committed.clone();
         std::thread::Builder::new()
             .name("raft-log-writer".to_owned())
-            .spawn(move || writer(writer_db, rx))
+            .spawn(move || writer(writer_db, rx, writer_committed))
             .map_err(|error| StoreError::Io {
                 path: path.to_owned(),
                 error,
@@ -226,6 +234,7 @@ impl LogStore {
             inner: Arc::new(Inner {
                 cache: Mutex::new(cache),
                 writer: Mutex::new(tx),
+                committed,
             }),
         })
     }
@@ -265,16 +274,28 @@ impl LogStore {
     }
 }
 
-fn writer(db: Arc<Database>, rx: mpsc::Receiver<Op>) {
+fn writer(db: Arc<Database>, rx: mpsc::Receiver<Op>, pending: PendingCommitted) {
+    const MAX_BATCH: usize = 4096;
     while let Ok(first) = rx.recv() {
+        // Taken before draining the queue: the entries a committed id covers were
+        // queued before it was set, so they are in this batch (unless it is full).
+        let mut committed = pending.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut batch = vec![first];
-        while batch.len() < 4096 {
+        while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
-        let result = write_batch(&db, &batch).map_err(|e| e.to_string());
+        if batch.len() == MAX_BATCH {
+            // Some covered entries may still be queued: keep the id for later.
+            let mut slot = pending.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = committed.take();
+            }
+            committed = None;
+        }
+        let result = write_batch(&db, &batch, committed.as_deref()).map_err(|e| e.to_string());
         for op in batch {
             let r = result.clone();
             match op {
@@ -289,7 +310,7 @@ fn writer(db: Arc<Database>, rx: mpsc::Receiver<Op>) {
     }
 }
 
-fn write_batch(db: &Database, batch: &[Op]) -> Result<(), redb::Error> {
+fn write_batch(db: &Database, batch: &[Op], committed: Option<&[u8]>) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     {
         let mut log = txn.open_table(LOG)?;
@@ -315,6 +336,9 @@ fn write_batch(db: &Database, batch: &[Op]) -> Result<(), redb::Error> {
                     log.retain_in(..=upto.index, |_, _| false)?;
                 }
             }
+        }
+        if let Some(bytes) = committed {
+            meta.insert(COMMITTED_KEY, bytes)?;
         }
     }
     txn.commit()?;
@@ -378,13 +402,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not waited for: a lost committed id only means re-applying from the snapshot
-        // as the leader re-announces it.
+        // Not waited for, and no fsync of its own: it is written with the next log
+        // transaction. A lost committed id only means re-applying from the snapshot as
+        // the leader re-announces it.
         if let Some(id) = committed {
             let bytes = seal(&log_id_to_pb(&id).encode_to_vec());
-            let (tx, _rx) = oneshot::channel();
-            self.send(Op::PutMeta(COMMITTED_KEY, bytes, tx))
-                .map_err(io_err)?;
+            *self
+                .inner
+                .committed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(bytes);
         }
         self.cache().committed = committed;
         Ok(())
