@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::Status;
 use zonefleet_proto::pb;
 use zonefleet_proto::tls::{CertKey, FleetTrust};
@@ -21,6 +23,14 @@ use crate::raft::{codec, NodeId, Raft};
 
 /// How long a write or a read barrier keeps trying to find a leader.
 pub const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// This controller's own proposals in flight at once; while one is, new writes queue
+/// and go together in the next. (Measured on loopback, 2 cores: 1 beats 2 and 4 from
+/// 16 clients on, and costs nothing to a lone writer.)
+pub const MAX_INFLIGHT_PROPOSALS: usize = 1;
+/// Most commands in one proposal (one log entry).
+pub const MAX_BATCH_COMMANDS: usize = 512;
+/// A proposal takes no more commands once its commands reach this size.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Errors starting a controller.
@@ -54,7 +64,27 @@ pub struct NodeOptions {
     pub initial_members: BTreeMap<NodeId, String>,
 }
 
+/// Why a proposal has no result.
+#[derive(Debug, Clone)]
+enum ProposeError {
+    /// No leader, or the leader changed: worth retrying.
+    Retry(Status),
+    /// Final.
+    Fail(Status),
+}
+
+/// One command waiting to be proposed (possibly a batch forwarded by a follower), and
+/// who waits for its result.
+struct Proposal {
+    command: pb::FleetCommand,
+    /// Whether a follower may forward it to the leader (not a write forwarded here).
+    forward: bool,
+    done: oneshot::Sender<Result<pb::CommandResult, ProposeError>>,
+}
+
 struct Inner {
+    proposals: mpsc::UnboundedSender<Proposal>,
+    proposer: Proposer,
     id: NodeId,
     cluster: String,
     raft: Raft,
@@ -135,8 +165,18 @@ impl Controller {
                 tracing::info!(error = %e, "not initializing the cluster");
             }
         }
+        let (proposals, queue) = mpsc::unbounded_channel();
+        let proposer = Proposer {
+            id: options.id,
+            raft: raft.clone(),
+            peers: peers.clone(),
+            net: net.clone(),
+        };
+        tokio::spawn(propose_loop(proposer.clone(), queue));
         Ok(Controller {
             inner: Arc::new(Inner {
+                proposals,
+                proposer,
                 id: options.id,
                 cluster: options.cluster,
                 raft,
@@ -237,59 +277,54 @@ impl Controller {
     pub async fn write_raw(&self, command: pb::FleetCommand) -> Result<pb::CommandResult, Status> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
-            match self.inner.raft.client_write(command.clone()).await {
-                Ok(response) => return Ok(response.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
-                        if id != self.inner.id {
-                            match self.forward(id, &node.addr, command.clone()).await {
-                                Ok(result) => return Ok(result),
-                                Err(status) if status.code() == tonic::Code::Unavailable => {}
-                                Err(status) => return Err(status),
-                            }
-                        }
+            match self.propose(command.clone(), true).await {
+                Ok(result) => return Ok(result),
+                Err(ProposeError::Retry(status)) => {
+                    if Instant::now() > deadline {
+                        return Err(no_leader(&format!("write ({})", status.message())));
                     }
                 }
-                Err(RaftError::APIError(e)) => {
-                    return Err(Status::failed_precondition(e.to_string()))
-                }
-                Err(RaftError::Fatal(e)) => return Err(Status::unavailable(e.to_string())),
-            }
-            if Instant::now() > deadline {
-                return Err(no_leader("write"));
+                Err(ProposeError::Fail(status)) => return Err(status),
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 
-    async fn forward(
+    /// Queues `command` for [`propose_loop`] (with whatever other writes are waiting)
+    /// and returns its result once applied. `forward`: a follower may forward it to
+    /// the leader.
+    async fn propose(
         &self,
-        leader: NodeId,
-        addr: &str,
         command: pb::FleetCommand,
-    ) -> Result<pb::CommandResult, Status> {
-        let mut client = self.peer(leader, addr)?;
-        let mut request = tonic::Request::new(pb::ForwardWriteRequest {
-            command: Some(command),
-            membership_change: None,
-        });
-        request.set_timeout(LEADER_WAIT);
-        let response = client.forward_write(request).await?;
-        Ok(response.into_inner().result.unwrap_or_default())
+        forward: bool,
+    ) -> Result<pb::CommandResult, ProposeError> {
+        let (done, result) = oneshot::channel();
+        let stopped = || ProposeError::Fail(Status::unavailable("the controller is stopping"));
+        self.inner
+            .proposals
+            .send(Proposal {
+                command,
+                forward,
+                done,
+            })
+            .map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
     }
 
-    /// Runs `command` as the leader (the target of a forwarded write). `UNAVAILABLE`
-    /// when this controller does not lead (the forwarder then retries).
+    /// Runs `command` as the leader (the target of a forwarded write, possibly a
+    /// batch). `UNAVAILABLE` when this controller does not lead (the forwarder then
+    /// retries).
     pub async fn write_as_leader(
         &self,
         command: pb::FleetCommand,
     ) -> Result<pb::CommandResult, Status> {
-        match self.inner.raft.client_write(command).await {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(Status::unavailable("not the leader"))
+        // Not queued behind this controller's own proposals: a forwarded write is
+        // already a batch (or a lone write), and each follower has few in flight.
+        match self.inner.proposer.commit(command, false).await {
+            Ok(result) => Ok(result),
+            Err(ProposeError::Retry(status) | ProposeError::Fail(status)) => {
+                Err(Status::unavailable(status.message()))
             }
-            Err(e) => Err(Status::unavailable(e.to_string())),
         }
     }
 
@@ -505,6 +540,204 @@ impl Controller {
             answered_by: metrics.id.to_string(),
             last_log_index: last_index,
         }
+    }
+}
+
+/// What [`propose_loop`] needs of the controller.
+#[derive(Clone)]
+struct Proposer {
+    id: NodeId,
+    raft: Raft,
+    peers: PeerChannels,
+    net: NetControl,
+}
+
+/// Proposes the queued writes: each time a proposal slot is free (at most
+/// [`MAX_INFLIGHT_PROPOSALS`] in flight), everything waiting (up to
+/// [`MAX_BATCH_COMMANDS`] / [`MAX_BATCH_BYTES`]) goes as one log entry, a
+/// `BatchCommand` when there is more than one command. On a follower the same batch
+/// goes to the leader as one `ForwardWrite`. A lone write is proposed as itself, at
+/// once: batching costs nothing when there is no queue, and under load one entry (one
+/// forward, one append, one fsync, one replication round) carries many writes.
+async fn propose_loop(proposer: Proposer, mut queue: mpsc::UnboundedReceiver<Proposal>) {
+    let slots = Arc::new(Semaphore::new(MAX_INFLIGHT_PROPOSALS));
+    while let Some(first) = queue.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut bytes = first.command.encoded_len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(p) => {
+                    bytes += p.command.encoded_len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let proposer = proposer.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            proposer.propose_batch(batch).await;
+        });
+    }
+}
+
+/// The commands of `batch` as one command, and each proposal's span in it: (start,
+/// length, whether the proposal was itself a batch).
+fn combine(batch: &[Proposal]) -> (pb::FleetCommand, Vec<(usize, usize, bool)>) {
+    use pb::fleet_command::Kind;
+    if let [only] = batch {
+        let n = match &only.command.kind {
+            Some(Kind::Batch(b)) => (0, b.commands.len(), true),
+            _ => (0, 1, false),
+        };
+        return (only.command.clone(), vec![n]);
+    }
+    let mut commands = Vec::new();
+    let mut spans = Vec::with_capacity(batch.len());
+    for p in batch {
+        match &p.command.kind {
+            Some(Kind::Batch(b)) => {
+                spans.push((commands.len(), b.commands.len(), true));
+                commands.extend(b.commands.iter().cloned());
+            }
+            _ => {
+                spans.push((commands.len(), 1, false));
+                commands.push(p.command.clone());
+            }
+        }
+    }
+    let at_unix_ms = batch
+        .iter()
+        .map(|p| p.command.at_unix_ms)
+        .max()
+        .unwrap_or(0);
+    let command = pb::FleetCommand {
+        at_unix_ms,
+        kind: Some(Kind::Batch(pb::BatchCommand { commands })),
+    };
+    (command, spans)
+}
+
+impl Proposer {
+    async fn propose_batch(&self, batch: Vec<Proposal>) {
+        let (command, spans) = combine(&batch);
+        let forward = batch.iter().all(|p| p.forward);
+        let outcome = self.commit(command, forward).await;
+        let results = match outcome {
+            // One proposal (a command or a forwarded batch): its result as it is.
+            Ok(result) if batch.len() == 1 => Ok(vec![result]),
+            Ok(pb::CommandResult {
+                result: Some(pb::command_result::Result::Batch(b)),
+            }) if spans.last().map(|(s, n, _)| s + n) == Some(b.results.len()) => Ok(spans
+                .iter()
+                .map(|&(start, n, nested)| {
+                    let part = &b.results[start..start + n];
+                    if nested {
+                        pb::CommandResult {
+                            result: Some(pb::command_result::Result::Batch(pb::BatchResult {
+                                results: part.to_vec(),
+                            })),
+                        }
+                    } else {
+                        part[0].clone()
+                    }
+                })
+                .collect()),
+            Ok(other) => Err(ProposeError::Fail(Status::internal(format!(
+                "unexpected result of a batch: {other:?}"
+            )))),
+            Err(e) => Err(e),
+        };
+        match results {
+            Ok(results) => {
+                for (p, r) in batch.into_iter().zip(results) {
+                    let _ = p.done.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                for p in batch {
+                    let _ = p.done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Commits `command` here when leading; otherwise (with `forward`) through the
+    /// leader.
+    async fn commit(
+        &self,
+        command: pb::FleetCommand,
+        forward: bool,
+    ) -> Result<pb::CommandResult, ProposeError> {
+        let known_leader = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            match m.current_leader {
+                Some(leader) if leader != self.id && m.state != ServerState::Leader => m
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|n| (leader, n.addr.clone())),
+                _ => None,
+            }
+        };
+        let (leader, addr) = match known_leader {
+            Some(l) => l,
+            None => match self.raft.client_write(command.clone()).await {
+                Ok(response) => return Ok(response.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    match (f.leader_id, f.leader_node) {
+                        (Some(id), Some(node)) if id != self.id => (id, node.addr),
+                        _ => return Err(ProposeError::Retry(no_leader("write"))),
+                    }
+                }
+                Err(RaftError::APIError(e)) => {
+                    return Err(ProposeError::Fail(Status::failed_precondition(
+                        e.to_string(),
+                    )))
+                }
+                Err(RaftError::Fatal(e)) => {
+                    return Err(ProposeError::Fail(Status::unavailable(e.to_string())))
+                }
+            },
+        };
+        if !forward {
+            return Err(ProposeError::Retry(Status::unavailable("not the leader")));
+        }
+        match self.forward(leader, &addr, command).await {
+            Ok(result) => Ok(result),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                Err(ProposeError::Retry(status))
+            }
+            Err(status) => Err(ProposeError::Fail(status)),
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        command: pb::FleetCommand,
+    ) -> Result<pb::CommandResult, Status> {
+        if self.net.is_blocked(leader) {
+            return Err(Status::unavailable(format!(
+                "controller {leader} is partitioned away"
+            )));
+        }
+        let mut client = self
+            .peers
+            .client(leader, addr)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let mut request = tonic::Request::new(pb::ForwardWriteRequest {
+            command: Some(command),
+            membership_change: None,
+        });
+        request.set_timeout(LEADER_WAIT);
+        let response = client.forward_write(request).await?;
+        Ok(response.into_inner().result.unwrap_or_default())
     }
 }
 

@@ -328,8 +328,8 @@ async fn concurrent_writes_through_every_member_each_get_their_own_result() {
     bounded(LIMIT, async {
         let cluster = Cluster::start(3).await;
         cluster.leader().await;
-        // 3 x 40 concurrent creates, two thirds forwarded by followers: each
-        // caller gets its own zone back.
+        // 3 x 40 concurrent creates: followers forward them in batches, the leader
+        // commits them in batches; each caller gets its own zone back.
         let mut tasks = Vec::new();
         for id in 1..=3u64 {
             for i in 0..40 {

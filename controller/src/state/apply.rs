@@ -37,6 +37,19 @@ impl FleetState {
             Some(Kind::SetHostInventory(c)) => self.set_host_inventory(c),
             Some(Kind::RescheduleZone(c)) => self.reschedule_zone(&c.uuid),
             Some(Kind::Noop(_)) => Ok(ok(R::Done(true))),
+            Some(Kind::Batch(batch)) => Ok(ok(R::Batch(pb::BatchResult {
+                results: batch
+                    .commands
+                    .iter()
+                    .map(|c| match c.kind {
+                        Some(Kind::Batch(_)) => {
+                            StateError::InvalidArgument("a batch inside a batch".to_owned())
+                                .to_result()
+                        }
+                        _ => self.apply(c),
+                    })
+                    .collect(),
+            }))),
             // A command kind from a newer controller version: refuse it the same way
             // everywhere rather than diverge.
             None => Err(StateError::InvalidArgument(
@@ -782,5 +795,37 @@ mod tests {
         s.apply(&cmd(host("h1", 1024)));
         s.apply(&cmd(create(&["z1"], 256, "k")));
         assert_eq!(FleetState::from_snapshot(&s.to_snapshot()), s);
+    }
+
+    #[test]
+    fn a_batch_applies_each_command_on_its_own_in_order() {
+        let mut fleet = FleetState::default();
+        let a = "00000000-0000-4000-8000-00000000000a";
+        let batch = Kind::Batch(pb::BatchCommand {
+            commands: vec![
+                cmd(create(&[a], 64, "")),
+                // Refused (the uuid exists by now); the others still apply.
+                cmd(create(&[a], 64, "")),
+                cmd(Kind::Batch(pb::BatchCommand::default())),
+                cmd(create(&["00000000-0000-4000-8000-00000000000b"], 64, "")),
+            ],
+        });
+        let results = match fleet.apply(&cmd(batch)).result {
+            Some(R::Batch(b)) => b.results,
+            other => panic!("not a batch result: {other:?}"),
+        };
+        assert_eq!(results.len(), 4);
+        let mut results = results.into_iter();
+        assert_eq!(zones_of(results.next().unwrap()).len(), 1);
+        assert_eq!(
+            error_of(results.next().unwrap()).code,
+            tonic::Code::AlreadyExists as i32
+        );
+        assert_eq!(
+            error_of(results.next().unwrap()).code,
+            tonic::Code::InvalidArgument as i32
+        );
+        assert_eq!(zones_of(results.next().unwrap()).len(), 1);
+        assert_eq!(fleet.zones.len(), 2);
     }
 }
