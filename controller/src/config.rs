@@ -19,8 +19,8 @@
 //!
 //! [raft]                           # all optional
 //! heartbeat_ms = 50
-//! election_timeout_min_ms = 200
-//! election_timeout_max_ms = 400
+//! election_timeout_min_ms = 150
+//! election_timeout_max_ms = 200
 //! snapshot_every = 10000
 //! ```
 
@@ -83,7 +83,9 @@ pub struct RaftTimings {
     pub heartbeat_ms: u64,
     /// Shortest election timeout in milliseconds.
     pub election_timeout_min_ms: u64,
-    /// Longest election timeout in milliseconds.
+    /// Longest election timeout in milliseconds. A follower that has seen a leader
+    /// campaigns only after this (openraft's leader lease) plus its own election
+    /// timeout without a heartbeat: a dead leader is replaced after 2 × max at worst.
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and purge the log before it) every this many entries.
     pub snapshot_every: u64,
@@ -95,8 +97,8 @@ impl Default for RaftTimings {
     fn default() -> Self {
         RaftTimings {
             heartbeat_ms: 50,
-            election_timeout_min_ms: 200,
-            election_timeout_max_ms: 400,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 200,
             snapshot_every: 10_000,
             keep_after_snapshot: 1_000,
         }
