@@ -213,13 +213,33 @@ impl ControllerConfig {
             .unwrap_or_else(|| self.listen.to_string())
     }
 
+    /// This controller's election timeout range: its own slice of
+    /// `[election_timeout_min_ms, election_timeout_max_ms)`, by id.
+    ///
+    /// openraft 0.9 draws a controller's election timeout once, when it starts: two
+    /// survivors of a dead leader that drew close values campaign together and split
+    /// the vote, round after round (seen as 0.9–1.4 s write pauses instead of 0.4 s).
+    /// Slices by id (as many as the initial members, at least 3) keep them apart.
+    pub fn election_timeouts(&self) -> (u64, u64) {
+        let (min, max) = (
+            self.raft.election_timeout_min_ms,
+            self.raft.election_timeout_max_ms,
+        );
+        let slots = (self.initial_members.len() as u64).max(3);
+        let width = ((max - min) / slots).max(1);
+        let slot = self.id.saturating_sub(1) % slots;
+        let lo = (min + slot * width).min(max - 1);
+        (lo, (lo + width).min(max).max(lo + 1))
+    }
+
     /// openraft's configuration from the timings.
     pub fn raft_config(&self) -> openraft::Config {
+        let (election_timeout_min, election_timeout_max) = self.election_timeouts();
         openraft::Config {
             cluster_name: self.cluster.clone(),
             heartbeat_interval: self.raft.heartbeat_ms,
-            election_timeout_min: self.raft.election_timeout_min_ms,
-            election_timeout_max: self.raft.election_timeout_max_ms,
+            election_timeout_min,
+            election_timeout_max,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.raft.snapshot_every),
             max_in_snapshot_log_to_keep: self.raft.keep_after_snapshot,
             // Chunks stay well under the Raft message limit.
@@ -264,6 +284,8 @@ election_timeout_max_ms = 600
         assert_eq!(c.advertise(), "127.0.0.1:7002");
         assert_eq!(c.initial_members().unwrap().len(), 2);
         assert_eq!(c.raft_config().heartbeat_interval, 100);
+        // Controller 2 of 3 (at least 3 slices): the middle 100 ms of 300..600.
+        assert_eq!(c.election_timeouts(), (400, 500));
 
         std::fs::write(&path, "id = 1\ncluster = \"prod\"\nlisten = \"x\"\n").unwrap();
         let err = ControllerConfig::load(&path).unwrap_err().to_string();
