@@ -82,7 +82,18 @@ struct Proposal {
     done: oneshot::Sender<Result<pb::CommandResult, ProposeError>>,
 }
 
+/// The leadership a controller held when it stopped and resumes at start (see
+/// [`Controller::read_index_as_leader`]).
+#[derive(Debug, Clone, Copy)]
+struct RestoredLeadership {
+    /// The leader id (term and node) of the stored vote.
+    leader_id: openraft::LeaderId<NodeId>,
+    /// The last log id held at start.
+    last_log_id: Option<crate::raft::LogId>,
+}
+
 struct Inner {
+    restored_leadership: Option<RestoredLeadership>,
     proposals: mpsc::UnboundedSender<Proposal>,
     proposer: Proposer,
     id: NodeId,
@@ -131,6 +142,13 @@ impl Controller {
         let path = options.data_dir.join(crate::raft::log_store::DB_FILE);
         let log = LogStore::open(db.clone(), &path)?;
         let sm = StateMachineStore::open(db, &path)?;
+        let restored_leadership = log
+            .vote()
+            .filter(|v| v.is_committed() && v.leader_id().voted_for() == Some(options.id))
+            .map(|v| RestoredLeadership {
+                leader_id: *v.leader_id(),
+                last_log_id: log.last_log_id(),
+            });
         let peers = PeerChannels::new(options.trust.clone(), options.own.clone());
         let net = NetControl::default();
         let config = Arc::new(
@@ -175,6 +193,7 @@ impl Controller {
         tokio::spawn(propose_loop(proposer.clone(), queue));
         Ok(Controller {
             inner: Arc::new(Inner {
+                restored_leadership,
                 proposals,
                 proposer,
                 id: options.id,
@@ -338,10 +357,7 @@ impl Controller {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             let read_index = if self.inner.raft.metrics().borrow().state == ServerState::Leader {
-                match self.inner.raft.get_read_log_id().await {
-                    Ok((read, _)) => Ok(read),
-                    Err(e) => Err(Status::unavailable(e.to_string())),
-                }
+                self.read_index_as_leader().await
             } else if let Some((id, addr)) = self.leader().filter(|(id, _)| *id != self.inner.id) {
                 self.remote_read_index(id, &addr).await
             } else {
@@ -384,14 +400,33 @@ impl Controller {
         ))
     }
 
-    /// The read index, as the leader (the target of a follower's `ReadIndex`).
+    /// The read index, as the leader (here, or the target of a follower's
+    /// `ReadIndex`): openraft's (leadership confirmed by a quorum), raised to the last
+    /// log id this controller held at start when it resumed the leadership it had
+    /// before a restart.
+    ///
+    /// openraft 0.9 restores a leader whose stored vote is its own and committed
+    /// without an election, and takes its first entry of that term as the leader's
+    /// "noop": its read index is then the committed id found on disk, which may lag
+    /// what was committed (and acknowledged) before the crash. Every such entry is in
+    /// this controller's log (a leader flushes an entry before replicating it), so
+    /// waiting for the whole log held at start makes the read see them.
     pub async fn read_index_as_leader(&self) -> Result<Option<crate::raft::LogId>, Status> {
-        self.inner
+        let (read, _) = self
+            .inner
             .raft
             .get_read_log_id()
             .await
-            .map(|(read, _)| read)
-            .map_err(|e| Status::unavailable(e.to_string()))
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let Some(restored) = self.inner.restored_leadership else {
+            return Ok(read);
+        };
+        let vote = self.inner.raft.metrics().borrow().vote;
+        if vote.leader_id() == &restored.leader_id && vote.is_committed() {
+            Ok(read.max(restored.last_log_id))
+        } else {
+            Ok(read)
+        }
     }
 
     /// Adds or removes a controller, through the leader wherever it is.

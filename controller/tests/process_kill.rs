@@ -156,6 +156,28 @@ impl Fleet {
         }
     }
 
+    /// Fails the test when an acknowledged write is not `present`, keeping the
+    /// controllers' data dirs and logs for a look (their path is printed).
+    fn assert_none_lost(&self, acked: &BTreeSet<String>, present: &BTreeSet<String>) {
+        let lost: Vec<&String> = acked.difference(present).collect();
+        if lost.is_empty() {
+            return;
+        }
+        // A copy: the temporary directory goes with the test.
+        let kept = std::env::temp_dir().join(format!("zonefleet-lost-{}", std::process::id()));
+        let _ = Command::new("cp")
+            .arg("-a")
+            .arg(self.dir.path())
+            .arg(&kept)
+            .status();
+        panic!(
+            "{} of {} acknowledged writes lost: {lost:?} (data dirs and logs kept in {})",
+            lost.len(),
+            acked.len(),
+            kept.display()
+        );
+    }
+
     /// Waits until some controller reports a leader.
     async fn wait_for_leader(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -175,15 +197,25 @@ impl Fleet {
     }
 }
 
+/// Starts the controller of `config`, its stderr appended to `c<id>.log` next to it.
 fn spawn(config: &Path, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_extension("log"))
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_zonefleet-controller"))
         .arg("--config")
         .arg(config)
         .current_dir(dir)
-        .env("RUST_LOG", "error")
+        // ZONEFLEET_TEST_LOG=info keeps openraft's account of elections and restarts.
+        .env(
+            "RUST_LOG",
+            std::env::var("ZONEFLEET_TEST_LOG").unwrap_or_else(|_| "error".to_owned()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
@@ -241,13 +273,7 @@ async fn sigkill_all_three_during_writes_loses_no_acknowledged_write() {
             .into_iter()
             .filter_map(|z| z.spec.and_then(|s| s.alias))
             .collect();
-        let lost: Vec<&String> = acked.difference(&present).collect();
-        assert!(
-            lost.is_empty(),
-            "{} of {} acknowledged writes lost: {lost:?}",
-            lost.len(),
-            acked.len()
-        );
+        fleet.assert_none_lost(&acked, &present);
     })
     .await;
 }
@@ -353,13 +379,7 @@ async fn sigkill_the_leader_three_times_writes_resume_and_none_is_lost() {
             .into_iter()
             .filter_map(|z| z.spec.and_then(|s| s.alias))
             .collect();
-        let lost: Vec<&String> = acked.difference(&present).collect();
-        assert!(
-            lost.is_empty(),
-            "{} of {} acknowledged writes lost: {lost:?}",
-            lost.len(),
-            acked.len()
-        );
+        fleet.assert_none_lost(&acked, &present);
     })
     .await;
 }

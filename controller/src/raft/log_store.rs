@@ -262,6 +262,11 @@ impl LogStore {
             .map_err(|_| "the log writer has stopped".to_owned())?
     }
 
+    /// The stored vote.
+    pub fn vote(&self) -> Option<Vote> {
+        self.cache().vote
+    }
+
     /// The last log id, for status reports.
     pub fn last_log_id(&self) -> Option<LogId> {
         let cache = self.cache();

@@ -164,6 +164,28 @@ impl Cluster {
         member
     }
 
+    /// Starts member `id` (stopped by [`Cluster::kill`], its `Member` dropped) again on
+    /// `addr` with its data, once the stopped node has let go of its store.
+    pub async fn restart(&mut self, id: NodeId, addr: SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // The stopped node's tasks drop their store handles shortly after shutdown.
+            let db = zonefleet_controller::raft::log_store::open_db(&self.data_dir(id));
+            match db {
+                Ok(db) => {
+                    drop(db);
+                    break;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "reopening {id}'s store: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        let listener = TcpListener::bind(addr).await.unwrap();
+        self.start_member(id, listener, BTreeMap::new()).await;
+    }
+
     pub fn node(&self, id: NodeId) -> &Controller {
         &self.members[&id].node
     }
