@@ -123,7 +123,11 @@ impl ZfCluster {
             .arg("--config")
             .arg(self.dir.join(format!("c{id}.toml")))
             .current_dir(&self.dir)
-            .env("RUST_LOG", "warn,openraft=error");
+            .env(
+                "RUST_LOG",
+                std::env::var("ZONEFLEET_BENCH_LOG")
+                    .unwrap_or_else(|_| "warn,openraft=error".to_owned()),
+            );
         let proc = Proc::spawn(
             &format!("controller {id}"),
             command,
@@ -338,6 +342,7 @@ pub async fn leader_kills(
             cluster.check_running()?;
             let leader = cluster.leader(Duration::from_secs(10)).await?;
             let killed_at = Instant::now();
+            let killed_wall = std::time::SystemTime::now();
             cluster.kill_member(leader);
             kill_times.push(killed_at);
             let deadline = killed_at + Duration::from_secs(30);
@@ -360,10 +365,19 @@ pub async fn leader_kills(
                 );
                 tokio::time::sleep(Duration::from_millis(2)).await;
             };
+            // The wall-clock time (UTC, of the day) matches the controllers' logs.
+            let day_ms = killed_wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() % 86_400_000)
+                .unwrap_or(0);
             eprintln!(
-                "  kill {:>2}: controller {} killed, writes resumed after {:.0} ms",
+                "  kill {:>2}: controller {} killed at {:02}:{:02}:{:02}.{:03}, writes resumed after {:.0} ms",
                 k + 1,
                 leader + 1,
+                day_ms / 3_600_000,
+                day_ms / 60_000 % 60,
+                day_ms / 1000 % 60,
+                day_ms % 1000,
                 pause.as_secs_f64() * 1000.0
             );
             pauses.push(pause);
