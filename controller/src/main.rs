@@ -47,6 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         trust,
         own,
         raft: config.raft_config(),
+        failover: Some(config.failover_timing()),
         initial_members,
     })
     .await?;

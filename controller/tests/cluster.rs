@@ -181,6 +181,68 @@ async fn a_restarted_leader_reads_every_write_it_acknowledged() {
     .await;
 }
 
+/// Raft timings where openraft's own election timers are slow: after a leader's last
+/// heartbeat, no follower campaigns before the lease (2.5 s) plus its election
+/// timeout (at least 2 s), 4.5 s in all; the fast failover probes after 2.5 s.
+fn slow_elections() -> openraft::Config {
+    openraft::Config {
+        election_timeout_min: 2000,
+        election_timeout_max: 2500,
+        ..test_raft_config()
+    }
+}
+
+/// A leader whose process is gone (its port refuses connections) is replaced just after
+/// the lease, well before openraft's own timers would campaign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_process_is_gone_is_replaced_just_after_the_lease() {
+    bounded(LIMIT, async {
+        let mut cluster = Cluster::start_with(3, slow_elections()).await;
+        let first = cluster.leader().await;
+        let mut client = cluster.operator(first).await;
+        create_zone(&mut client, "before").await;
+        cluster.kill(first).await;
+        let rest: Vec<u64> = cluster.members.keys().copied().collect();
+        // Fast failover: ~2.5 s. openraft's timers alone: 4.5 s at the earliest.
+        let second = cluster
+            .leader_among(&rest, Duration::from_millis(4000))
+            .await;
+        assert_ne!(first, second);
+        let mut client = cluster.operator(second).await;
+        create_zone(&mut client, "after").await;
+    })
+    .await;
+}
+
+/// A leader that is cut off but whose port still answers is left to openraft's own
+/// timers: nobody campaigns before lease plus election timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_but_listening_is_not_replaced_before_the_timers() {
+    bounded(LIMIT, async {
+        let cluster = Cluster::start_with(3, slow_elections()).await;
+        let first = cluster.leader().await;
+        let term = cluster.node(first).raft().metrics().borrow().current_term;
+        let others: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != first).collect();
+        cluster.node(first).net().block(others.clone());
+        for id in &others {
+            cluster.node(*id).net().block([first]);
+        }
+        tokio::time::sleep(Duration::from_millis(4000)).await;
+        for id in &others {
+            let metrics = cluster.node(*id).raft().metrics().borrow().clone();
+            assert_eq!(
+                (metrics.current_term, metrics.state),
+                (term, openraft::ServerState::Follower),
+                "controller {id} campaigned while the leader's port still answered"
+            );
+        }
+        for id in [1, 2, 3] {
+            cluster.node(id).net().heal();
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_partition_cannot_commit() {
     bounded(LIMIT, async {

@@ -61,6 +61,12 @@ impl pb::raft_server::Raft for RaftService {
             .append_entries(rpc)
             .await
             .map_err(raft_err)?;
+        if !matches!(
+            response,
+            openraft::raft::AppendEntriesResponse::HigherVote(_)
+        ) {
+            self.node.leader_contact().touch();
+        }
         Ok(Response::new(codec::append_response_to_pb(&response)))
     }
 

@@ -6,8 +6,10 @@
 //! * [`log_store`]: the log and the vote in redb, fsync'd before acknowledging.
 //! * [`state_machine`]: the fleet state machine store and its snapshots.
 //! * [`network`]: the Raft gRPC client over mTLS, one channel per peer.
+//! * [`failover`]: a follower campaigns at once when the leader's process is gone.
 
 pub mod codec;
+pub mod failover;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

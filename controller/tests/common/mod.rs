@@ -111,6 +111,10 @@ impl Cluster {
             own,
             raft: self.raft.clone(),
             initial_members: initial,
+            // As the binary does: past every lease, one step per id.
+            failover: Some(zonefleet_controller::raft::failover::FailoverTiming {
+                after: Duration::from_millis(self.raft.election_timeout_max + 11 + 20 * (id - 1)),
+            }),
         }
     }
 
