@@ -194,8 +194,18 @@ impl FleetState {
                     at_unix_ms: at,
                 },
             );
-            self.idempotency
-                .retain(|_, r| r.at_unix_ms > at.saturating_sub(IDEMPOTENCY_TTL_MS));
+            self.derived
+                .idempotency_by_age
+                .insert((at, c.idempotency_key.clone()));
+            // Records at or before the cutoff expire (the oldest first).
+            let cutoff = at.saturating_sub(IDEMPOTENCY_TTL_MS);
+            while let Some((when, key)) = self.derived.idempotency_by_age.first().cloned() {
+                if when > cutoff {
+                    break;
+                }
+                self.derived.idempotency_by_age.pop_first();
+                self.idempotency.remove(&key);
+            }
         }
         Ok(ok(R::Zones(response)))
     }
@@ -674,6 +684,38 @@ mod tests {
             Some(R::Error(e)) => e,
             other => panic!("not an error: {other:?}"),
         }
+    }
+
+    #[test]
+    fn idempotency_records_expire_after_a_day_and_not_before() {
+        let at = |ms: i64, kind: Kind| pb::FleetCommand {
+            at_unix_ms: ms,
+            kind: Some(kind),
+        };
+        let mut s = FleetState::default();
+        let first = zones_of(s.apply(&at(1_000, create(&["z1"], 256, "k1"))));
+        s.apply(&at(2_000, create(&["z2"], 256, "k2")));
+        // A retry within the day returns the first result, creating nothing.
+        let again = zones_of(s.apply(&at(1_000 + IDEMPOTENCY_TTL_MS, create(&["z9"], 256, "k1"))));
+        assert_eq!(again, first);
+        assert!(!s.zones.contains_key("z9"));
+        // The next create a day after k1 (but not after k2) expires k1 only.
+        s.apply(&at(1_001 + IDEMPOTENCY_TTL_MS, create(&["z3"], 256, "k3")));
+        assert_eq!(
+            s.idempotency.keys().collect::<Vec<_>>(),
+            ["k2", "k3"],
+            "k1 expired, k2 kept"
+        );
+        // Replicas that start from a snapshot expire the same records.
+        let mut restored = FleetState::from_snapshot(&s.to_snapshot());
+        let command = at(2_001 + IDEMPOTENCY_TTL_MS, create(&["z4"], 256, "k4"));
+        s.apply(&command);
+        restored.apply(&command);
+        assert_eq!(s.idempotency.keys().collect::<Vec<_>>(), ["k3", "k4"]);
+        assert!(restored == s);
+        // An expired key creates again.
+        let anew = zones_of(s.apply(&at(3_000 + IDEMPOTENCY_TTL_MS, create(&["z5"], 256, "k1"))));
+        assert_eq!(anew[0].spec.as_ref().unwrap().uuid.as_deref(), Some("z5"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod apply;
 pub mod patch;
 pub mod query;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use zonefleet_proto::pb;
 
@@ -71,14 +71,17 @@ impl StateError {
     }
 }
 
-/// What is derived from the state (never snapshotted): the scheduler's view and the
-/// address pools.
+/// What is derived from the state (never snapshotted): the scheduler's view, the
+/// address pools and the idempotency records in expiry order.
 #[derive(Debug, Clone, Default)]
 pub struct Derived {
     /// The scheduler's view.
     pub view: FleetView,
     /// Addresses in use per network.
     pub pools: Pools,
+    /// `(at_unix_ms, key)` of every idempotency record, oldest first: expiring them
+    /// looks at the expired ones only, not at every record on every create.
+    pub idempotency_by_age: BTreeSet<(i64, String)>,
 }
 
 /// The fleet's desired (and last observed) state, as every controller holds it.
@@ -148,6 +151,11 @@ impl FleetState {
         self.derived = Derived {
             view: FleetView::build(&self.settings, self.hosts.values(), self.zones.values()),
             pools: Pools::build(&self.leases),
+            idempotency_by_age: self
+                .idempotency
+                .values()
+                .map(|r| (r.at_unix_ms, r.key.clone()))
+                .collect(),
         };
     }
 
