@@ -146,7 +146,7 @@ impl Controller {
         let db = open_db(&options.data_dir)?;
         let path = options.data_dir.join(crate::raft::log_store::DB_FILE);
         let log = LogStore::open(db.clone(), &path)?;
-        let sm = StateMachineStore::open(db, &path)?;
+        let sm = StateMachineStore::open(&options.data_dir, &db)?;
         let restored_leadership = log
             .vote()
             .filter(|v| v.is_committed() && v.leader_id().voted_for() == Some(options.id))

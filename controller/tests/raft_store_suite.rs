@@ -14,7 +14,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RedbStor
         let dir = TempDir::new().expect("tempdir");
         let db = open_db(dir.path()).expect("open redb");
         let log = LogStore::open(db.clone(), dir.path()).expect("open log");
-        let sm = StateMachineStore::open(db, dir.path()).expect("open state machine");
+        let sm = StateMachineStore::open(dir.path(), &db).expect("open state machine");
         Ok((dir, log, sm))
     }
 }

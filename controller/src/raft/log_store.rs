@@ -1,8 +1,9 @@
 //! The Raft log and vote in redb.
 //!
 //! One redb file (`raft.redb` in the data dir) holds the log (`raft_log`: index →
-//! entry), the vote, the committed log id and the last purged log id (`raft_meta`),
-//! and the state machine's snapshot (see [`super::state_machine`]).
+//! entry), the vote, the committed log id and the last purged log id (`raft_meta`).
+//! The state machine's snapshot has a file of its own (see [`super::state_machine`]):
+//! writing a large snapshot must not hold up the log's transactions.
 //!
 //! Every stored entry is `crc32 (4 bytes, little endian) ++ prost(pb::Entry)`. Opening
 //! the store reads the whole log back and checks each checksum, decoding, and that the
@@ -74,7 +75,7 @@ pub enum StoreError {
     },
 }
 
-fn db_err(path: &Path, error: impl Into<redb::Error>) -> StoreError {
+pub(crate) fn db_err(path: &Path, error: impl Into<redb::Error>) -> StoreError {
     StoreError::Db {
         path: path.to_owned(),
         error: Box::new(error.into()),
@@ -116,8 +117,6 @@ pub fn open_db(data_dir: &Path) -> Result<Arc<Database>, StoreError> {
     let txn = db.begin_write().map_err(|e| db_err(&path, e))?;
     txn.open_table(LOG).map_err(|e| db_err(&path, e))?;
     txn.open_table(META).map_err(|e| db_err(&path, e))?;
-    txn.open_table(super::state_machine::SNAPSHOT)
-        .map_err(|e| db_err(&path, e))?;
     txn.commit().map_err(|e| db_err(&path, e))?;
     Ok(Arc::new(db))
 }

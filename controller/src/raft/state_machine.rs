@@ -3,8 +3,12 @@
 //!
 //! A snapshot is a prost-encoded [`pb::FleetSnapshot`] (the data, also what is sent to
 //! a lagging member) plus its [`pb::SnapshotMeta`], both stored checksummed in the
-//! `snapshot` table. On start the state is the stored snapshot; openraft then
-//! re-applies the committed log entries that follow it.
+//! `snapshot` table of `snapshot.redb`, a file of its own: redb has one writer per
+//! file, and a snapshot of a large fleet (tens of MiB, written and fsync'd on a
+//! blocking thread) would otherwise hold up every log append while it is written.
+//! On start the state is the stored snapshot; openraft then re-applies the committed
+//! log entries that follow it. A data dir from before the split keeps its snapshot in
+//! `raft.redb`: it is read from there (and moved) when `snapshot.redb` has none.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -21,12 +25,14 @@ use super::codec::{
     opt_log_id_from_pb, opt_log_id_to_pb, snapshot_meta_from_pb, snapshot_meta_to_pb,
     stored_membership_from_pb, stored_membership_to_pb,
 };
-use super::log_store::{seal, unseal, StoreError};
+use super::log_store::{db_err, seal, unseal, StoreError};
 use super::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::state::FleetState;
 
 /// The latest snapshot: `meta` and `data`, each checksummed.
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+/// The snapshot's file in a data dir.
+pub const SNAPSHOT_FILE: &str = "snapshot.redb";
 const META_KEY: &str = "meta";
 const DATA_KEY: &str = "data";
 
@@ -64,25 +70,37 @@ fn sm_err(e: impl std::fmt::Display) -> StorageError {
 }
 
 impl StateMachineStore {
-    /// Opens the state machine over `db` (see [`super::log_store::open_db`]), starting
-    /// from the stored snapshot if there is one.
-    pub fn open(db: Arc<Database>, path: &Path) -> Result<Self, StoreError> {
+    /// Opens the state machine's snapshot file in `data_dir` and starts from the stored
+    /// snapshot if there is one (moving it from `log_db`, the log's file, where an
+    /// older data dir kept it).
+    pub fn open(data_dir: &Path, log_db: &Database) -> Result<Self, StoreError> {
+        let path = data_dir.join(SNAPSHOT_FILE);
+        let db = Database::create(&path).map_err(|e| db_err(&path, e))?;
+        {
+            let txn = db.begin_write().map_err(|e| db_err(&path, e))?;
+            txn.open_table(SNAPSHOT).map_err(|e| db_err(&path, e))?;
+            txn.commit().map_err(|e| db_err(&path, e))?;
+        }
         let store = StateMachineStore {
             applied: Arc::default(),
-            db,
-            path: path.to_owned(),
+            db: Arc::new(db),
+            path: path.clone(),
             snapshot_seq: Arc::default(),
         };
-        let stored = store.load().map_err(|what| StoreError::Corrupt {
-            path: path.to_owned(),
+        let corrupt = |what: String| StoreError::Corrupt {
+            path: path.clone(),
             what: format!("snapshot: {what}"),
-        })?;
+        };
+        let mut stored = load(&store.db).map_err(corrupt)?;
+        if stored.is_none() {
+            if let Some((meta, data)) = load(log_db).map_err(corrupt)? {
+                save(&store.db, &meta, &data).map_err(|e| db_err(&path, e))?;
+                stored = Some((meta, data));
+            }
+        }
         if let Some((meta, data)) = stored {
-            let snapshot =
-                pb::FleetSnapshot::decode(data.as_slice()).map_err(|e| StoreError::Corrupt {
-                    path: path.to_owned(),
-                    what: format!("snapshot data: {e}"),
-                })?;
+            let snapshot = pb::FleetSnapshot::decode(data.as_slice())
+                .map_err(|e| corrupt(format!("data: {e}")))?;
             let mut applied = store.write();
             applied.fleet = FleetState::from_snapshot(&snapshot);
             applied.last_applied = meta.last_log_id;
@@ -100,32 +118,55 @@ impl StateMachineStore {
         self.applied.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn load(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let table = txn.open_table(SNAPSHOT).map_err(|e| e.to_string())?;
-        let meta = table.get(META_KEY).map_err(|e| e.to_string())?;
-        let data = table.get(DATA_KEY).map_err(|e| e.to_string())?;
-        let (Some(meta), Some(data)) = (meta, data) else {
-            return Ok(None);
+    /// Stores `meta` and `data` as the latest snapshot, on a blocking thread (a large
+    /// fleet's snapshot is tens of MiB and an fsync), and hands `data` back.
+    async fn save(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<Vec<u8>, StorageError> {
+        let db = self.db.clone();
+        let stored = meta.clone();
+        let write_err = |e: String| {
+            StorageError::from(StorageIOError::write_snapshot(
+                Some(meta.signature()),
+                AnyError::error(e),
+            ))
         };
-        let meta = pb::SnapshotMeta::decode(unseal(meta.value())?).map_err(|e| e.to_string())?;
-        let data = unseal(data.value())?.to_vec();
-        Ok(Some((snapshot_meta_from_pb(&meta), data)))
+        tokio::task::spawn_blocking(move || save(&db, &stored, &data).map(|()| data))
+            .await
+            .map_err(|e| write_err(e.to_string()))?
+            .map_err(|e| write_err(e.to_string()))
     }
+}
 
-    fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), redb::Error> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(SNAPSHOT)?;
-            table.insert(
-                META_KEY,
-                seal(&snapshot_meta_to_pb(meta).encode_to_vec()).as_slice(),
-            )?;
-            table.insert(DATA_KEY, seal(data).as_slice())?;
-        }
-        txn.commit()?;
-        Ok(())
+/// The snapshot stored in `db` (none when its table is missing or empty).
+fn load(db: &Database) -> Result<Option<(SnapshotMeta, Vec<u8>)>, String> {
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let table = match txn.open_table(SNAPSHOT) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let meta = table.get(META_KEY).map_err(|e| e.to_string())?;
+    let data = table.get(DATA_KEY).map_err(|e| e.to_string())?;
+    let (Some(meta), Some(data)) = (meta, data) else {
+        return Ok(None);
+    };
+    let meta = pb::SnapshotMeta::decode(unseal(meta.value())?).map_err(|e| e.to_string())?;
+    let data = unseal(data.value())?.to_vec();
+    Ok(Some((snapshot_meta_from_pb(&meta), data)))
+}
+
+/// Stores `meta` and `data` as the snapshot in `db`, fsync'd.
+fn save(db: &Database, meta: &SnapshotMeta, data: &[u8]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut table = txn.open_table(SNAPSHOT)?;
+        table.insert(
+            META_KEY,
+            seal(&snapshot_meta_to_pb(meta).encode_to_vec()).as_slice(),
+        )?;
+        table.insert(DATA_KEY, seal(data).as_slice())?;
     }
+    txn.commit()?;
+    Ok(())
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -154,9 +195,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership,
             snapshot_id,
         };
-        self.save(&meta, &data).map_err(|e| {
-            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::error(e.to_string()))
-        })?;
+        let data = self.save(&meta, data).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -211,9 +250,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let decoded = pb::FleetSnapshot::decode(data.as_slice()).map_err(|e| {
             StorageIOError::read_snapshot(Some(meta.signature()), AnyError::error(e.to_string()))
         })?;
-        self.save(meta, &data).map_err(|e| {
-            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::error(e.to_string()))
-        })?;
+        self.save(meta, data).await?;
         let mut applied = self.write();
         applied.fleet = FleetState::from_snapshot(&decoded);
         applied.last_applied = meta.last_log_id;
@@ -227,9 +264,40 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(self.load().map_err(sm_err)?.map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
+        Ok(load(&self.db)
+            .map_err(sm_err)?
+            .map(|(meta, data)| Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::log_store::open_db;
+
+    /// A data dir from before the split kept its snapshot in `raft.redb`: it is read
+    /// from there and moved to `snapshot.redb`.
+    #[test]
+    fn an_older_data_dirs_snapshot_is_read_from_the_log_file_and_moved() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let log_db = open_db(dir.path()).unwrap();
+        let mut fleet = FleetState::default();
+        fleet.settings.cpu_ratio_percent = Some(200);
+        let last = LogId::new(openraft::CommittedLeaderId::new(3, 1), 42);
+        let meta = SnapshotMeta {
+            last_log_id: Some(last),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "3-1-42-0".to_owned(),
+        };
+        save(&log_db, &meta, &fleet.to_snapshot().encode_to_vec()).unwrap();
+
+        let store = StateMachineStore::open(dir.path(), &log_db).unwrap();
+        assert_eq!(store.read().last_applied, Some(last));
+        assert_eq!(store.read().fleet.settings.cpu_ratio_percent, Some(200));
+        let moved = load(&store.db).unwrap().expect("moved to snapshot.redb");
+        assert_eq!(moved.0.snapshot_id, "3-1-42-0");
     }
 }
