@@ -182,12 +182,12 @@ async fn a_restarted_leader_reads_every_write_it_acknowledged() {
 }
 
 /// Raft timings where openraft's own election timers are slow: after a leader's last
-/// heartbeat, no follower campaigns before the lease (2.5 s) plus its election
-/// timeout (at least 2 s), 4.5 s in all; the fast failover probes after 2.5 s.
+/// heartbeat, no follower campaigns before the lease (3.5 s) plus its election
+/// timeout (at least 3 s), 6.5 s in all; the fast failover probes after 3.5 s.
 fn slow_elections() -> openraft::Config {
     openraft::Config {
-        election_timeout_min: 2000,
-        election_timeout_max: 2500,
+        election_timeout_min: 3000,
+        election_timeout_max: 3500,
         ..test_raft_config()
     }
 }
@@ -203,9 +203,9 @@ async fn a_leader_whose_process_is_gone_is_replaced_just_after_the_lease() {
         create_zone(&mut client, "before").await;
         cluster.kill(first).await;
         let rest: Vec<u64> = cluster.members.keys().copied().collect();
-        // Fast failover: ~2.5 s. openraft's timers alone: 4.5 s at the earliest.
+        // Fast failover: ~3.5 s. openraft's timers alone: 6.5 s at the earliest.
         let second = cluster
-            .leader_among(&rest, Duration::from_millis(4000))
+            .leader_among(&rest, Duration::from_millis(5500))
             .await;
         assert_ne!(first, second);
         let mut client = cluster.operator(second).await;
@@ -227,7 +227,7 @@ async fn a_leader_cut_off_but_listening_is_not_replaced_before_the_timers() {
         for id in &others {
             cluster.node(*id).net().block([first]);
         }
-        tokio::time::sleep(Duration::from_millis(4000)).await;
+        tokio::time::sleep(Duration::from_millis(5000)).await;
         for id in &others {
             let metrics = cluster.node(*id).raft().metrics().borrow().clone();
             assert_eq!(
