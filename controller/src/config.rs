@@ -92,7 +92,8 @@ pub struct RaftTimings {
     /// heartbeat, or just after the lease when the leader's process is gone (see
     /// [`crate::raft::failover`]).
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot (and purge the log before it) every this many entries.
+    /// Build a snapshot (and purge the log before it) every this many entries (plus an
+    /// eighth of it per slot by id, so the members take turns).
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot (for lagging followers).
     pub keep_after_snapshot: u64,
@@ -235,11 +236,17 @@ impl ControllerConfig {
             self.raft.election_timeout_min_ms,
             self.raft.election_timeout_max_ms,
         );
-        let slots = (self.initial_members.len() as u64).max(3);
+        let (slot, slots) = self.slot();
         let step = (max - min) / (slots - 1);
-        let slot = self.id.saturating_sub(1) % slots;
         let point = min + slot * step;
         (point, point + 1)
+    }
+
+    /// This controller's slot by id, of how many (the initial members, at least 3):
+    /// what spaces its election timeout, failover probe and snapshots from the others'.
+    fn slot(&self) -> (u64, u64) {
+        let slots = (self.initial_members.len() as u64).max(3);
+        (self.id.saturating_sub(1) % slots, slots)
     }
 
     /// When this controller probes a silent leader (see
@@ -250,8 +257,7 @@ impl ControllerConfig {
     pub fn failover_timing(&self) -> crate::raft::failover::FailoverTiming {
         const MARGIN_MS: u64 = 10;
         const STEP_MS: u64 = 20;
-        let slots = (self.initial_members.len() as u64).max(3);
-        let slot = self.id.saturating_sub(1) % slots;
+        let (slot, _) = self.slot();
         crate::raft::failover::FailoverTiming {
             after: std::time::Duration::from_millis(
                 self.raft.election_timeout_max_ms + 1 + MARGIN_MS + slot * STEP_MS,
@@ -267,7 +273,12 @@ impl ControllerConfig {
             heartbeat_interval: self.raft.heartbeat_ms,
             election_timeout_min,
             election_timeout_max,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.raft.snapshot_every),
+            // Every member applies the same entries at the same time: with the same
+            // threshold they would all stop to copy the fleet at once. An eighth of the
+            // interval apart per slot, they take turns.
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                self.raft.snapshot_every + self.slot().0 * self.raft.snapshot_every / 8,
+            ),
             max_in_snapshot_log_to_keep: self.raft.keep_after_snapshot,
             // Chunks stay well under the Raft message limit.
             snapshot_max_chunk_size: 1024 * 1024,

@@ -527,3 +527,49 @@ async fn a_follower_behind_by_more_than_a_raft_message_catches_up() {
     })
     .await;
 }
+
+/// A follower far behind on many medium entries (batched writes) catches up: each
+/// `AppendEntries` must be small enough to be written within openraft's timeout for
+/// one (the heartbeat interval), or it times out and is sent again, forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_by_many_batched_entries_catches_up() {
+    bounded(LIMIT, async {
+        // No snapshot: the follower must catch up from the log.
+        let cluster = Cluster::start_with(
+            3,
+            openraft::Config {
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(100_000),
+                ..test_raft_config()
+            },
+        )
+        .await;
+        let leader = cluster.leader().await;
+        let behind = (1..=3).find(|id| *id != leader).unwrap();
+        cluster.node(behind).net().block([leader]);
+        cluster.node(leader).net().block([behind]);
+        // 160 entries of 128 KiB: 20 MiB behind, in entries openraft sends 300 at a time.
+        for i in 0..160u32 {
+            cluster
+                .node(leader)
+                .write(zonefleet_controller::api::operator::command(
+                    pb::fleet_command::Kind::Noop(pb::NoopCommand {
+                        payload: vec![(i % 251) as u8; 128 * 1024],
+                    }),
+                ))
+                .await
+                .unwrap();
+        }
+        let target = cluster.node(leader).last_log_id().unwrap().index;
+        for id in 1..=3 {
+            cluster.node(id).net().heal();
+        }
+        cluster
+            .node(behind)
+            .raft()
+            .wait(Some(Duration::from_secs(20)))
+            .applied_index_at_least(Some(target), "caught up")
+            .await
+            .unwrap();
+    })
+    .await;
+}

@@ -169,19 +169,45 @@ fn save(db: &Database, meta: &SnapshotMeta, data: &[u8]) -> Result<(), redb::Err
     Ok(())
 }
 
+/// Applies committed `entries` in order; one result each.
+fn apply_entries(applied: &mut Applied, entries: Vec<Entry>) -> Vec<pb::CommandResult> {
+    let mut results = Vec::with_capacity(entries.len());
+    for entry in entries {
+        applied.last_applied = Some(entry.log_id);
+        let result = match entry.payload {
+            EntryPayload::Blank => crate::state::ok(pb::command_result::Result::Done(true)),
+            EntryPayload::Normal(command) => applied.fleet.apply(&command),
+            EntryPayload::Membership(m) => {
+                applied.last_membership = StoredMembership::new(Some(entry.log_id), m);
+                crate::state::ok(pb::command_result::Result::Done(true))
+            }
+        };
+        results.push(result);
+    }
+    results
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (mut snapshot, last_applied, last_membership) = {
-            let applied = self.read();
-            (
-                applied.fleet.to_snapshot(),
-                applied.last_applied,
-                applied.last_membership.clone(),
-            )
-        };
-        snapshot.last_applied = opt_log_id_to_pb(last_applied.as_ref());
-        snapshot.last_membership = Some(stored_membership_to_pb(&last_membership));
-        let data = snapshot.encode_to_vec();
+        // Copying and encoding a large fleet takes a while (~0.5 s for 150 000 zones):
+        // on a blocking thread, not on one of the async workers that run Raft and the
+        // API. (Applying waits for the copy meanwhile.)
+        let applied = self.applied.clone();
+        let (data, last_applied, last_membership) = tokio::task::spawn_blocking(move || {
+            let (mut snapshot, last_applied, last_membership) = {
+                let applied = applied.read().unwrap_or_else(|p| p.into_inner());
+                (
+                    applied.fleet.to_snapshot(),
+                    applied.last_applied,
+                    applied.last_membership.clone(),
+                )
+            };
+            snapshot.last_applied = opt_log_id_to_pb(last_applied.as_ref());
+            snapshot.last_membership = Some(stored_membership_to_pb(&last_membership));
+            (snapshot.encode_to_vec(), last_applied, last_membership)
+        })
+        .await
+        .map_err(sm_err)?;
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
             Some(id) => format!(
@@ -216,21 +242,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut applied = self.write();
-        let mut results = Vec::new();
-        for entry in entries {
-            applied.last_applied = Some(entry.log_id);
-            let result = match entry.payload {
-                EntryPayload::Blank => crate::state::ok(pb::command_result::Result::Done(true)),
-                EntryPayload::Normal(command) => applied.fleet.apply(&command),
-                EntryPayload::Membership(m) => {
-                    applied.last_membership = StoredMembership::new(Some(entry.log_id), m);
-                    crate::state::ok(pb::command_result::Result::Done(true))
-                }
-            };
-            results.push(result);
-        }
-        Ok(results)
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let entries = match self.applied.try_write() {
+            Ok(mut applied) => return Ok(apply_entries(&mut applied, entries)),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                return Ok(apply_entries(&mut p.into_inner(), entries))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => entries,
+        };
+        // A snapshot is being copied: wait for it on a blocking thread, not on an async
+        // worker (Raft's heartbeats run there).
+        let applied = self.applied.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut applied = applied.write().unwrap_or_else(|p| p.into_inner());
+            apply_entries(&mut applied, entries)
+        })
+        .await
+        .map_err(sm_err)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
