@@ -493,44 +493,49 @@ async fn concurrent_writes_through_every_member_each_get_their_own_result() {
     .await;
 }
 
+/// Cuts a follower off, commits `entries` no-op entries of `size` bytes through the
+/// leader, heals, and waits (20 s at most) until the follower has applied them all.
+async fn follower_catches_up_after(cluster: &Cluster, entries: u32, size: usize) {
+    let leader = cluster.leader().await;
+    let behind = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.node(behind).net().block([leader]);
+    cluster.node(leader).net().block([behind]);
+    for i in 0..entries {
+        cluster
+            .node(leader)
+            .write(zonefleet_controller::api::operator::command(
+                pb::fleet_command::Kind::Noop(pb::NoopCommand {
+                    payload: vec![(i % 251) as u8; size],
+                }),
+            ))
+            .await
+            .unwrap();
+    }
+    let target = cluster.node(leader).last_log_id().unwrap().index;
+    for id in 1..=3 {
+        cluster.node(id).net().heal();
+    }
+    cluster
+        .node(behind)
+        .raft()
+        .wait(Some(Duration::from_secs(20)))
+        .applied_index_at_least(Some(target), "caught up")
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_by_more_than_a_raft_message_catches_up() {
     bounded(LIMIT, async {
         let cluster = Cluster::start(3).await;
-        let leader = cluster.leader().await;
-        let behind = (1..=3).find(|id| *id != leader).unwrap();
-        cluster.node(behind).net().block([leader]);
-        cluster.node(leader).net().block([behind]);
         // 12 entries of 2 MiB: 24 MiB to catch up, more than one Raft message holds.
-        for i in 0..12u8 {
-            cluster
-                .node(leader)
-                .write(zonefleet_controller::api::operator::command(
-                    pb::fleet_command::Kind::Noop(pb::NoopCommand {
-                        payload: vec![i; 2 * 1024 * 1024],
-                    }),
-                ))
-                .await
-                .unwrap();
-        }
-        let target = cluster.node(leader).last_log_id().unwrap().index;
-        for id in 1..=3 {
-            cluster.node(id).net().heal();
-        }
-        cluster
-            .node(behind)
-            .raft()
-            .wait(Some(Duration::from_secs(20)))
-            .applied_index_at_least(Some(target), "caught up")
-            .await
-            .unwrap();
+        follower_catches_up_after(&cluster, 12, 2 * 1024 * 1024).await;
     })
     .await;
 }
 
-/// A follower far behind on many medium entries (batched writes) catches up: each
-/// `AppendEntries` must be small enough to be written within openraft's timeout for
-/// one (the heartbeat interval), or it times out and is sent again, forever.
+/// A follower far behind on many medium entries (batched writes) catches up from the
+/// log, in `AppendEntries` it can take within openraft's timeout for one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_by_many_batched_entries_catches_up() {
     bounded(LIMIT, async {
@@ -543,33 +548,8 @@ async fn a_follower_behind_by_many_batched_entries_catches_up() {
             },
         )
         .await;
-        let leader = cluster.leader().await;
-        let behind = (1..=3).find(|id| *id != leader).unwrap();
-        cluster.node(behind).net().block([leader]);
-        cluster.node(leader).net().block([behind]);
         // 160 entries of 128 KiB: 20 MiB behind, in entries openraft sends 300 at a time.
-        for i in 0..160u32 {
-            cluster
-                .node(leader)
-                .write(zonefleet_controller::api::operator::command(
-                    pb::fleet_command::Kind::Noop(pb::NoopCommand {
-                        payload: vec![(i % 251) as u8; 128 * 1024],
-                    }),
-                ))
-                .await
-                .unwrap();
-        }
-        let target = cluster.node(leader).last_log_id().unwrap().index;
-        for id in 1..=3 {
-            cluster.node(id).net().heal();
-        }
-        cluster
-            .node(behind)
-            .raft()
-            .wait(Some(Duration::from_secs(20)))
-            .applied_index_at_least(Some(target), "caught up")
-            .await
-            .unwrap();
+        follower_catches_up_after(&cluster, 160, 128 * 1024).await;
     })
     .await;
 }
