@@ -253,8 +253,8 @@ impl Controller {
     }
 
     /// The applied state, as this controller has it (a stale read).
-    pub fn state(&self) -> std::sync::RwLockReadGuard<'_, Applied> {
-        self.inner.sm.read()
+    pub async fn state(&self) -> tokio::sync::RwLockReadGuard<'_, Applied> {
+        self.inner.sm.read().await
     }
 
     /// The last committed log id this controller knows.

@@ -161,7 +161,7 @@ async fn a_restarted_leader_reads_every_write_it_acknowledged() {
         }
         let node = cluster.node(leader).clone();
         assert_eq!(node.committed().await, early, "the rewound committed id");
-        assert!(node.state().last_applied.map(|l| l.index) < Some(last.index));
+        assert!(node.state().await.last_applied.map(|l| l.index) < Some(last.index));
         // The read index it hands out covers everything it held when it stopped.
         let read = node.read_index_as_leader().await.unwrap();
         assert!(
@@ -171,6 +171,7 @@ async fn a_restarted_leader_reads_every_write_it_acknowledged() {
         node.read_barrier(false).await.unwrap();
         let present: BTreeSet<String> = node
             .state()
+            .await
             .fleet
             .list_zones(None, None)
             .into_iter()
@@ -358,7 +359,7 @@ async fn a_wiped_member_re_added_catches_up_by_snapshot() {
             m.snapshot.is_some(),
             "the re-added member got no snapshot: {m:?}"
         );
-        let state = cluster.node(victim).state();
+        let state = cluster.node(victim).state().await;
         assert_eq!(state.fleet.networks.len(), 120);
         assert_eq!(state.fleet.zones.len(), 5);
     })

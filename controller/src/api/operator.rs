@@ -78,7 +78,7 @@ impl OperatorService {
 
     async fn zone_uuid_of(&self, reference: &str) -> Result<(String, pb::Zone), Status> {
         self.node.read_barrier(false).await?;
-        let state = self.node.state();
+        let state = self.node.state().await;
         let zone = state.fleet.resolve_zone(reference).map_err(state_err)?;
         Ok((zone_uuid(zone).to_owned(), zone.clone()))
     }
@@ -160,7 +160,7 @@ impl pb::operator_server::Operator for OperatorService {
             // The same decision the commit would make, on this controller's applied
             // state (after a read barrier), without a Raft write.
             self.node.read_barrier(false).await?;
-            let state = self.node.state();
+            let state = self.node.state().await;
             return state
                 .fleet
                 .dry_run_create(&pb::CreateZonesCommand {
@@ -191,7 +191,7 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::Zone>, Status> {
         let request = request.into_inner();
         self.node.read_barrier(stale(request.consistency)).await?;
-        let state = self.node.state();
+        let state = self.node.state().await;
         let zone = state.fleet.resolve_zone(&request.zone).map_err(state_err)?;
         Ok(Response::new(zone.clone()))
     }
@@ -202,7 +202,7 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ListZonesResponse>, Status> {
         let request = request.into_inner();
         self.node.read_barrier(stale(request.consistency)).await?;
-        let state = self.node.state();
+        let state = self.node.state().await;
         Ok(Response::new(pb::ListZonesResponse {
             zones: state
                 .fleet
@@ -266,7 +266,7 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ListHostsResponse>, Status> {
         let request = request.into_inner();
         self.node.read_barrier(stale(request.consistency)).await?;
-        let state = self.node.state();
+        let state = self.node.state().await;
         Ok(Response::new(pb::ListHostsResponse {
             hosts: state
                 .fleet
@@ -280,7 +280,7 @@ impl pb::operator_server::Operator for OperatorService {
 
     async fn get_host(&self, request: Request<pb::HostRef>) -> Result<Response<pb::Host>, Status> {
         self.node.read_barrier(false).await?;
-        let state = self.node.state();
+        let state = self.node.state().await;
         let id = &request.get_ref().host_id;
         state
             .fleet
@@ -373,7 +373,7 @@ impl pb::operator_server::Operator for OperatorService {
         self.node
             .read_barrier(stale(request.get_ref().consistency))
             .await?;
-        let state = self.node.state();
+        let state = self.node.state().await;
         Ok(Response::new(pb::ListImagesResponse {
             images: state.fleet.images.values().cloned().collect(),
         }))
@@ -412,7 +412,7 @@ impl pb::operator_server::Operator for OperatorService {
         self.node
             .read_barrier(stale(request.get_ref().consistency))
             .await?;
-        let state = self.node.state();
+        let state = self.node.state().await;
         Ok(Response::new(pb::ListNetworksResponse {
             networks: state.fleet.networks.values().cloned().collect(),
         }))
@@ -425,7 +425,7 @@ impl pb::operator_server::Operator for OperatorService {
         self.node.read_barrier(false).await?;
         let reference = &request.get_ref().network;
         let uuid = {
-            let state = self.node.state();
+            let state = self.node.state().await;
             state
                 .fleet
                 .find_network(reference)
@@ -512,7 +512,7 @@ impl pb::operator_server::Operator for OperatorService {
         self.node
             .read_barrier(stale(request.get_ref().consistency))
             .await?;
-        Ok(Response::new(self.node.state().fleet.settings))
+        Ok(Response::new(self.node.state().await.fleet.settings))
     }
 
     async fn set_fleet_settings(

@@ -13,7 +13,9 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::Arc;
+
+use tokio::sync::{RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
@@ -101,7 +103,10 @@ impl StateMachineStore {
         if let Some((meta, data)) = stored {
             let snapshot = pb::FleetSnapshot::decode(data.as_slice())
                 .map_err(|e| corrupt(format!("data: {e}")))?;
-            let mut applied = store.write();
+            let mut applied = store
+                .applied
+                .try_write()
+                .expect("a store being opened has no other user");
             applied.fleet = FleetState::from_snapshot(&snapshot);
             applied.last_applied = meta.last_log_id;
             applied.last_membership = meta.last_membership;
@@ -109,13 +114,10 @@ impl StateMachineStore {
         Ok(store)
     }
 
-    /// Reads the applied state.
-    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
-        self.applied.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Applied> {
-        self.applied.write().unwrap_or_else(|p| p.into_inner())
+    /// Reads the applied state. The lock is an async one: a reader waiting (behind
+    /// `apply`, itself behind a snapshot being copied) never holds up an async worker.
+    pub async fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        self.applied.read().await
     }
 
     /// Stores `meta` and `data` as the latest snapshot, on a blocking thread (a large
@@ -191,11 +193,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         // Copying and encoding a large fleet takes a while (~0.5 s for 150 000 zones):
         // on a blocking thread, not on one of the async workers that run Raft and the
-        // API. (Applying waits for the copy meanwhile.)
+        // API. (Applying, and readers behind it, wait for the copy meanwhile, without
+        // holding up a worker: the lock is an async one.)
         let applied = self.applied.clone();
         let (data, last_applied, last_membership) = tokio::task::spawn_blocking(move || {
             let (mut snapshot, last_applied, last_membership) = {
-                let applied = applied.read().unwrap_or_else(|p| p.into_inner());
+                let applied = applied.blocking_read();
                 (
                     applied.fleet.to_snapshot(),
                     applied.last_applied,
@@ -233,7 +236,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let applied = self.read();
+        let applied = self.read().await;
         Ok((applied.last_applied, applied.last_membership.clone()))
     }
 
@@ -243,22 +246,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let entries = match self.applied.try_write() {
-            Ok(mut applied) => return Ok(apply_entries(&mut applied, entries)),
-            Err(std::sync::TryLockError::Poisoned(p)) => {
-                return Ok(apply_entries(&mut p.into_inner(), entries))
-            }
-            Err(std::sync::TryLockError::WouldBlock) => entries,
-        };
-        // A snapshot is being copied: wait for it on a blocking thread, not on an async
-        // worker (Raft's heartbeats run there).
-        let applied = self.applied.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut applied = applied.write().unwrap_or_else(|p| p.into_inner());
-            apply_entries(&mut applied, entries)
-        })
-        .await
-        .map_err(sm_err)
+        // Waits (asynchronously) while a snapshot is being copied.
+        Ok(apply_entries(&mut *self.applied.write().await, entries))
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -279,7 +268,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             StorageIOError::read_snapshot(Some(meta.signature()), AnyError::error(e.to_string()))
         })?;
         self.save(meta, data).await?;
-        let mut applied = self.write();
+        let mut applied = self.applied.write().await;
         applied.fleet = FleetState::from_snapshot(&decoded);
         applied.last_applied = meta.last_log_id;
         applied.last_membership = meta.last_membership.clone();
@@ -323,8 +312,9 @@ mod tests {
         save(&log_db, &meta, &fleet.to_snapshot().encode_to_vec()).unwrap();
 
         let store = StateMachineStore::open(dir.path(), &log_db).unwrap();
-        assert_eq!(store.read().last_applied, Some(last));
-        assert_eq!(store.read().fleet.settings.cpu_ratio_percent, Some(200));
+        let applied = store.applied.blocking_read();
+        assert_eq!(applied.last_applied, Some(last));
+        assert_eq!(applied.fleet.settings.cpu_ratio_percent, Some(200));
         let moved = load(&store.db).unwrap().expect("moved to snapshot.redb");
         assert_eq!(moved.0.snapshot_id, "3-1-42-0");
     }
