@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::load::Writer;
-use crate::procs::{free_port, Proc};
+use crate::procs::Proc;
+use zonefleet_controller::loopback::free_port;
 
 /// Three etcd members.
 pub struct EtcdCluster {

@@ -77,11 +77,3 @@ impl Drop for Proc {
         self.kill_now();
     }
 }
-
-/// A free TCP port on 127.0.0.1 (bound then released: another process could take it
-/// in between, which on a quiet loopback does not happen in practice).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}

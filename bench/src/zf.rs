@@ -11,28 +11,16 @@ use prost::Message;
 use tonic::transport::Channel;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::operator_client::OperatorClient;
-use zonefleet_proto::pki::{FleetCa, HostName, Validity};
 use zonefleet_proto::tls::{client_config, connect_channel, CertKey, ExpectedPeer, FleetTrust};
 
 use crate::load::Writer;
-use crate::procs::{free_port, Proc};
+use crate::procs::Proc;
+use zonefleet_controller::loopback::LoopbackCluster;
 
 const CLUSTER: &str = "bench";
 
-/// The benchmark's write: a one-zone create of a small spec with no alias and no
-/// idempotency key (no host is registered, so the zone is committed as pending).
-pub fn create_request() -> pb::CreateZonesRequest {
-    pb::CreateZonesRequest {
-        spec: Some(pb::ZoneSpec {
-            image: "bench@1".into(),
-            max_physical_memory_mib: Some(64),
-            ..Default::default()
-        }),
-        count: 1,
-        idempotency_key: String::new(),
-        dry_run: false,
-    }
-}
+/// The benchmark's write (shared with `zfadm bench`).
+pub use zonefleet_controller::loopback::bench_create_request as create_request;
 
 /// The size of the Raft command the controller logs for [`create_request`] (the spec
 /// with its defaults filled in, one uuid, a timestamp): the etcd side puts values of
@@ -66,41 +54,11 @@ impl ZfCluster {
     /// Writes the PKI and configurations under `dir` and starts the three controllers
     /// of `bin`. `raft`: a `[raft]` section for `controller.toml` (empty: defaults).
     pub fn start(dir: &Path, bin: &Path, raft: &str) -> anyhow::Result<ZfCluster> {
-        std::fs::create_dir_all(dir)?;
-        let ca = FleetCa::generate(CLUSTER)?;
-        std::fs::write(dir.join("ca.crt"), ca.cert_pem())?;
-        let addrs = (0..3)
-            .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let loopback: HostName = "127.0.0.1".parse()?;
-        let members: String = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{} = \"{a}\"\n", i + 1))
-            .collect();
-        for (i, addr) in addrs.iter().enumerate() {
-            let id = i + 1;
-            let issued = ca.issue_controller(
-                &id.to_string(),
-                std::slice::from_ref(&loopback),
-                Validity::days(1)?,
-            )?;
-            std::fs::write(dir.join(format!("c{id}.crt")), &issued.cert_pem)?;
-            let key = issued.key_pem.as_ref().context("no key")?;
-            std::fs::write(dir.join(format!("c{id}.key")), key.expose_pem())?;
-            std::fs::write(
-                dir.join(format!("c{id}.toml")),
-                format!(
-                    "id = {id}\ncluster = \"{CLUSTER}\"\nlisten = \"{addr}\"\ndata_dir = \"data{id}\"\n\
-                     [tls]\nca = \"ca.crt\"\ncert = \"c{id}.crt\"\nkey = \"c{id}.key\"\n\
-                     [initial_members]\n{members}{raft}"
-                ),
-            )?;
-        }
-        let issued = ca.issue_operator("bench", Validity::days(1)?)?;
-        let operator =
-            CertKey::from_pem(&issued.cert_pem, issued.key_pem.as_ref().context("no key")?)?;
-        let trust = FleetTrust::new(CLUSTER, vec![ca.cert_der().clone()])?;
+        let LoopbackCluster {
+            addrs,
+            trust,
+            operator,
+        } = zonefleet_controller::loopback::write_cluster(dir, CLUSTER, 3, raft)?;
         let mut cluster = ZfCluster {
             dir: dir.to_owned(),
             bin: bin.to_owned(),

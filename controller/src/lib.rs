@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod config;
+pub mod loopback;
 pub mod node;
 pub mod raft;
 pub mod scheduler;

@@ -11,11 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bounded, cert_key, spec};
+use common::{bounded, spec};
 use tempfile::TempDir;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::operator_client::OperatorClient;
-use zonefleet_proto::pki::{FleetCa, HostName, Validity};
 use zonefleet_proto::tls::{client_config, connect_channel, CertKey, ExpectedPeer, FleetTrust};
 
 /// Kills every child it holds when dropped, even when the test panics.
@@ -44,14 +43,6 @@ impl Processes {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Fleet {
     dir: TempDir,
     addrs: Vec<String>,
@@ -62,52 +53,13 @@ struct Fleet {
 impl Fleet {
     fn new() -> Fleet {
         let dir = TempDir::new().unwrap();
-        let ca = FleetCa::generate("proc").unwrap();
-        std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).unwrap();
-        let addrs: Vec<String> = (0..3)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        let loopback: HostName = "127.0.0.1".parse().unwrap();
-        let members: String = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{} = \"{a}\"\n", i + 1))
-            .collect();
-        for (i, addr) in addrs.iter().enumerate() {
-            let id = i + 1;
-            let issued = ca
-                .issue_controller(
-                    &id.to_string(),
-                    std::slice::from_ref(&loopback),
-                    Validity::days(1).unwrap(),
-                )
-                .unwrap();
-            std::fs::write(dir.path().join(format!("c{id}.crt")), &issued.cert_pem).unwrap();
-            std::fs::write(
-                dir.path().join(format!("c{id}.key")),
-                issued.key_pem.as_ref().unwrap().expose_pem(),
-            )
-            .unwrap();
-            std::fs::write(
-                dir.path().join(format!("c{id}.toml")),
-                format!(
-                    "id = {id}\ncluster = \"proc\"\nlisten = \"{addr}\"\ndata_dir = \"data{id}\"\n\
-                     [tls]\nca = \"ca.crt\"\ncert = \"c{id}.crt\"\nkey = \"c{id}.key\"\n\
-                     [initial_members]\n{members}"
-                ),
-            )
-            .unwrap();
-        }
-        let operator = cert_key(
-            &ca.issue_operator("admin", Validity::days(1).unwrap())
-                .unwrap(),
-        );
-        let trust = FleetTrust::new("proc", vec![ca.cert_der().clone()]).unwrap();
+        let files =
+            zonefleet_controller::loopback::write_cluster(dir.path(), "proc", 3, "").unwrap();
         Fleet {
             dir,
-            addrs,
-            trust,
-            operator,
+            addrs: files.addrs,
+            trust: files.trust,
+            operator: files.operator,
         }
     }
 
@@ -156,10 +108,23 @@ impl Fleet {
         }
     }
 
-    /// Fails the test when an acknowledged write is not `present`, keeping the
-    /// controllers' data dirs and logs for a look (their path is printed).
-    fn assert_none_lost(&self, acked: &BTreeSet<String>, present: &BTreeSet<String>) {
-        let lost: Vec<&String> = acked.difference(present).collect();
+    /// Fails the test when an acknowledged write is not among the zones controller
+    /// `i` lists (a linearizable read), keeping the controllers' data dirs and logs
+    /// for a look (their path is printed).
+    async fn assert_none_lost(&self, i: usize, acked: &BTreeSet<String>) {
+        let present: BTreeSet<String> = self
+            .client(i)
+            .await
+            .unwrap()
+            .list_zones(pb::ListZonesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .zones
+            .into_iter()
+            .filter_map(|z| z.spec.and_then(|s| s.alias))
+            .collect();
+        let lost: Vec<&String> = acked.difference(&present).collect();
         if lost.is_empty() {
             return;
         }
@@ -262,18 +227,7 @@ async fn sigkill_all_three_during_writes_loses_no_acknowledged_write() {
         );
         let _processes = fleet.start_all();
         fleet.wait_for_leader().await;
-        let mut client = fleet.client(1).await.unwrap();
-        let zones = client
-            .list_zones(pb::ListZonesRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .zones;
-        let present: BTreeSet<String> = zones
-            .into_iter()
-            .filter_map(|z| z.spec.and_then(|s| s.alias))
-            .collect();
-        fleet.assert_none_lost(&acked, &present);
+        fleet.assert_none_lost(1, &acked).await;
     })
     .await;
 }
@@ -369,17 +323,7 @@ async fn sigkill_the_leader_three_times_writes_resume_and_none_is_lost() {
         let acked: BTreeSet<String> = acked.lock().unwrap().iter().map(|a| a.2.clone()).collect();
         assert!(acked.len() >= 10, "too few writes: {}", acked.len());
         let leader = fleet.leader_among(&[0, 1, 2]).await;
-        let mut client = fleet.client(leader).await.unwrap();
-        let present: BTreeSet<String> = client
-            .list_zones(pb::ListZonesRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .zones
-            .into_iter()
-            .filter_map(|z| z.spec.and_then(|s| s.alias))
-            .collect();
-        fleet.assert_none_lost(&acked, &present);
+        fleet.assert_none_lost(leader, &acked).await;
     })
     .await;
 }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde_json::json;
-use zonefleet_proto::pb;
 
 use super::connect::Connection;
 use super::fleet::Output;
@@ -60,16 +59,7 @@ async fn one_run(conn: &Connection, clients: usize, seconds: u64) -> anyhow::Res
             let mut latencies = Vec::new();
             let mut errors = 0;
             while Instant::now() < end {
-                let request = pb::CreateZonesRequest {
-                    spec: Some(pb::ZoneSpec {
-                        image: "bench@1".into(),
-                        max_physical_memory_mib: Some(64),
-                        ..Default::default()
-                    }),
-                    count: 1,
-                    idempotency_key: String::new(),
-                    dry_run: false,
-                };
+                let request = zonefleet_controller::loopback::bench_create_request();
                 let t = Instant::now();
                 match client.create_zones(request).await {
                     Ok(_) => latencies.push(t.elapsed()),

@@ -1,0 +1,124 @@
+//! What the process tests and the benchmarks share: the files of a controller
+//! cluster on 127.0.0.1 (a fresh fleet CA, each controller's certificate, key and
+//! `controller.toml` — `c<id>.crt`, `c<id>.key`, `c<id>.toml`, data in `data<id>` —
+//! and an operator identity to call them with), and the small write both
+//! benchmarks commit.
+
+use std::path::{Path, PathBuf};
+
+use zonefleet_proto::pb;
+use zonefleet_proto::pki::{FleetCa, HostName, Validity};
+use zonefleet_proto::tls::{CertKey, FleetTrust};
+
+/// Errors writing a loopback cluster's files.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopbackError {
+    /// A file or port could not be had.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file (or the port being probed).
+        path: PathBuf,
+        /// The cause.
+        error: std::io::Error,
+    },
+    /// A certificate could not be made.
+    #[error("certificates: {0}")]
+    Pki(String),
+}
+
+/// What a caller needs to reach the cluster whose files were written.
+#[derive(Debug)]
+pub struct LoopbackCluster {
+    /// `127.0.0.1:PORT` of controllers 1, 2, …
+    pub addrs: Vec<String>,
+    /// The fleet CA, as a client trusts it.
+    pub trust: FleetTrust,
+    /// An operator certificate and key.
+    pub operator: CertKey,
+}
+
+/// The benchmarks' write (`zfadm bench`, `bench/run`): a one-zone create of a small
+/// spec with no alias and no idempotency key (with no host registered, the zone is
+/// committed pending).
+pub fn bench_create_request() -> pb::CreateZonesRequest {
+    pb::CreateZonesRequest {
+        spec: Some(pb::ZoneSpec {
+            image: "bench@1".into(),
+            max_physical_memory_mib: Some(64),
+            ..Default::default()
+        }),
+        count: 1,
+        idempotency_key: String::new(),
+        dry_run: false,
+    }
+}
+
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn pki(e: impl std::fmt::Display) -> LoopbackError {
+    LoopbackError::Pki(e.to_string())
+}
+
+fn write(path: PathBuf, contents: impl AsRef<[u8]>) -> Result<(), LoopbackError> {
+    std::fs::write(&path, contents).map_err(|error| LoopbackError::Io { path, error })
+}
+
+/// Writes the files of `members` controllers of `cluster` on free loopback ports
+/// into `dir`. `raft` is appended to every `controller.toml` (a `[raft]` section, or
+/// empty for the defaults).
+pub fn write_cluster(
+    dir: &Path,
+    cluster: &str,
+    members: usize,
+    raft: &str,
+) -> Result<LoopbackCluster, LoopbackError> {
+    std::fs::create_dir_all(dir).map_err(|error| LoopbackError::Io {
+        path: dir.to_owned(),
+        error,
+    })?;
+    let ca = FleetCa::generate(cluster).map_err(pki)?;
+    write(dir.join("ca.crt"), ca.cert_pem())?;
+    let addrs = (0..members)
+        .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|error| LoopbackError::Io {
+            path: "127.0.0.1:0".into(),
+            error,
+        })?;
+    let loopback: HostName = "127.0.0.1".parse().map_err(pki)?;
+    let initial: String = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{} = \"{a}\"\n", i + 1))
+        .collect();
+    let validity = Validity::days(1).map_err(pki)?;
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = i + 1;
+        let issued = ca
+            .issue_controller(&id.to_string(), std::slice::from_ref(&loopback), validity)
+            .map_err(pki)?;
+        let key = issued.key_pem.as_ref().ok_or_else(|| pki("no key"))?;
+        write(dir.join(format!("c{id}.crt")), &issued.cert_pem)?;
+        write(dir.join(format!("c{id}.key")), key.expose_pem())?;
+        write(
+            dir.join(format!("c{id}.toml")),
+            format!(
+                "id = {id}\ncluster = \"{cluster}\"\nlisten = \"{addr}\"\ndata_dir = \"data{id}\"\n\
+                 [tls]\nca = \"ca.crt\"\ncert = \"c{id}.crt\"\nkey = \"c{id}.key\"\n\
+                 [initial_members]\n{initial}{raft}"
+            ),
+        )?;
+    }
+    let issued = ca.issue_operator("admin", validity).map_err(pki)?;
+    let key = issued.key_pem.as_ref().ok_or_else(|| pki("no key"))?;
+    Ok(LoopbackCluster {
+        addrs,
+        trust: FleetTrust::new(cluster, vec![ca.cert_der().clone()]).map_err(pki)?,
+        operator: CertKey::from_pem(&issued.cert_pem, key).map_err(pki)?,
+    })
+}
