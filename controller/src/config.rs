@@ -249,20 +249,12 @@ impl ControllerConfig {
         (self.id.saturating_sub(1) % slots, slots)
     }
 
-    /// When this controller probes a silent leader (see
-    /// [`crate::raft::failover`]): past every voter's lease (at most
-    /// `election_timeout_max_ms` + 1) by a margin for heartbeats that reached another
-    /// controller a little later, plus one step per slot so the survivors campaign one
-    /// at a time, in id order.
+    /// When this controller probes a silent leader (see [`crate::raft::failover`]).
     pub fn failover_timing(&self) -> crate::raft::failover::FailoverTiming {
-        const MARGIN_MS: u64 = 10;
-        const STEP_MS: u64 = 20;
-        let (slot, _) = self.slot();
-        crate::raft::failover::FailoverTiming {
-            after: std::time::Duration::from_millis(
-                self.raft.election_timeout_max_ms + 1 + MARGIN_MS + slot * STEP_MS,
-            ),
-        }
+        crate::raft::failover::FailoverTiming::for_slot(
+            self.raft.election_timeout_max_ms,
+            self.slot().0,
+        )
     }
 
     /// openraft's configuration from the timings.

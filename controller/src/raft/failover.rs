@@ -38,6 +38,19 @@ pub struct FailoverTiming {
     pub after: Duration,
 }
 
+impl FailoverTiming {
+    /// Past every voter's lease (at most `lease_ms` + 1) by a margin for heartbeats
+    /// that reached another controller a little later, plus one step per `slot`, so
+    /// the survivors campaign one at a time, in id order.
+    pub fn for_slot(lease_ms: u64, slot: u64) -> Self {
+        const MARGIN_MS: u64 = 10;
+        const STEP_MS: u64 = 20;
+        FailoverTiming {
+            after: Duration::from_millis(lease_ms + 1 + MARGIN_MS + slot * STEP_MS),
+        }
+    }
+}
+
 /// When the leader last reached this controller (an accepted `AppendEntries`).
 #[derive(Debug, Clone)]
 pub struct LeaderContact {

@@ -191,9 +191,9 @@ fn apply_entries(applied: &mut Applied, entries: Vec<Entry>) -> Vec<pb::CommandR
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        // Copying and encoding a large fleet takes a while (a snapshot of ~150 000 zones took 0.75 s to build, measured):
-        // on a blocking thread, not on one of the async workers that run Raft and the
-        // API. (Applying, and readers behind it, wait for the copy meanwhile, without
+        // Copying and encoding a large fleet takes a while (a snapshot of ~150 000
+        // zones took 0.75 s to build, measured): on a blocking thread, not on one of
+        // the async workers that run Raft and the API. (Applying, and readers behind it, wait for the copy meanwhile, without
         // holding up a worker: the lock is an async one.)
         let applied = self.applied.clone();
         let (data, last_applied, last_membership) = tokio::task::spawn_blocking(move || {

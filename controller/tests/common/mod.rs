@@ -112,9 +112,12 @@ impl Cluster {
             raft: self.raft.clone(),
             initial_members: initial,
             // As the binary does: past every lease, one step per id.
-            failover: Some(zonefleet_controller::raft::failover::FailoverTiming {
-                after: Duration::from_millis(self.raft.election_timeout_max + 11 + 20 * (id - 1)),
-            }),
+            failover: Some(
+                zonefleet_controller::raft::failover::FailoverTiming::for_slot(
+                    self.raft.election_timeout_max,
+                    id - 1,
+                ),
+            ),
         }
     }
 
