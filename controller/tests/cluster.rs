@@ -381,12 +381,7 @@ async fn membership_three_to_five_to_three_under_writes() {
                     break;
                 }
                 let alias = format!("w{i}");
-                let request = pb::CreateZonesRequest {
-                    spec: Some(spec(&alias)),
-                    count: 1,
-                    idempotency_key: alias.clone(),
-                    dry_run: false,
-                };
+                let request = keyed_create(&alias);
                 if writer.create_zones(request).await.is_ok() {
                     acknowledged.push(alias);
                 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bounded, spec};
+use common::{bounded, keyed_create};
 use tempfile::TempDir;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::operator_client::OperatorClient;
@@ -199,12 +199,7 @@ async fn sigkill_all_three_during_writes_loses_no_acknowledged_write() {
                 let mut acked = Vec::new();
                 for i in 0.. {
                     let alias = format!("w{w}-{i}");
-                    let request = pb::CreateZonesRequest {
-                        spec: Some(spec(&alias)),
-                        count: 1,
-                        idempotency_key: alias.clone(),
-                        dry_run: false,
-                    };
+                    let request = keyed_create(&alias);
                     let call = client.create_zones(request);
                     match tokio::time::timeout(Duration::from_secs(2), call).await {
                         Ok(Ok(_)) => acked.push(alias),
@@ -261,12 +256,7 @@ async fn sigkill_the_leader_three_times_writes_resume_and_none_is_lost() {
                     // A retry after an error reuses the key: a write may commit and
                     // still fail at the client.
                     let alias = format!("w{w}-{i}");
-                    let request = pb::CreateZonesRequest {
-                        spec: Some(spec(&alias)),
-                        count: 1,
-                        idempotency_key: alias.clone(),
-                        dry_run: false,
-                    };
+                    let request = keyed_create(&alias);
                     let sent = Instant::now();
                     let call = c.create_zones(request);
                     match tokio::time::timeout(Duration::from_secs(5), call).await {

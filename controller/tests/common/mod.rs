@@ -276,6 +276,17 @@ pub fn spec(alias: &str) -> pb::ZoneSpec {
     }
 }
 
+/// A one-zone create of [`spec`] whose idempotency key is its alias, so a retry
+/// after an error creates nothing twice.
+pub fn keyed_create(alias: &str) -> pb::CreateZonesRequest {
+    pb::CreateZonesRequest {
+        spec: Some(spec(alias)),
+        count: 1,
+        idempotency_key: alias.to_owned(),
+        dry_run: false,
+    }
+}
+
 /// Creates one zone through `client` and returns its uuid.
 pub async fn create_zone(client: &mut OperatorClient<Channel>, alias: &str) -> String {
     let response = client
