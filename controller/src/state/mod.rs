@@ -7,16 +7,31 @@
 //! deterministic (uuids, the clock, token secrets) is decided by the proposer and
 //! carried in the command.
 //!
-//! * [`apply`]: the command handlers.
+//! * [`apply`]: the dispatch of a command to its handler, one module per object:
+//!   `create` (zone creates, dry runs, idempotency records), `zones` (the lifecycle
+//!   of an existing zone), `hosts`, `networks`, `images`, `tokens`, `settings`;
+//!   `addresses` and `capacity` hold what zones take of the network pools and of
+//!   their hosts.
 //! * placement: [`crate::scheduler`], run inside apply (see its module doc); the
 //!   scheduler's view and the address pools are derived from the state and kept up
 //!   to date by every handler.
 //! * [`patch`]: merging a partial zone spec into a stored one.
 //! * [`query`]: read helpers (resolving references, filtered listings).
 
+mod addresses;
 pub mod apply;
+mod capacity;
+pub mod create;
+mod hosts;
+mod images;
+mod networks;
 pub mod patch;
 pub mod query;
+pub mod settings;
+#[cfg(test)]
+mod testing;
+mod tokens;
+mod zones;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -222,5 +237,18 @@ pub fn zone_uuid(zone: &pb::Zone) -> &str {
 pub fn ok(result: pb::command_result::Result) -> pb::CommandResult {
     pb::CommandResult {
         result: Some(result),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+
+    #[test]
+    fn snapshots_round_trip() {
+        let mut s = FleetState::default();
+        s.apply(&cmd(host("h1", 1024)));
+        s.apply(&cmd(create(&["z1"], 256, "k")));
+        assert_eq!(FleetState::from_snapshot(&s.to_snapshot()), s);
     }
 }

@@ -1,0 +1,110 @@
+//! The addresses of zones' NICs: assigning them from the network pools and the
+//! leases a zone holds.
+
+use zonefleet_proto::pb;
+
+use super::{FleetState, StateError};
+
+impl FleetState {
+    /// The lowest free address of each network NIC of each spec, all or none.
+    pub(super) fn assign_addresses(
+        &mut self,
+        specs: &[pb::ZoneSpec],
+    ) -> Result<Vec<Vec<String>>, StateError> {
+        let mut taken: Vec<(String, String)> = Vec::new();
+        let mut out = Vec::with_capacity(specs.len());
+        let mut outcome = Ok(());
+        'zones: for spec in specs {
+            let mut addresses = Vec::new();
+            for nic in &spec.nics {
+                let Some(network) = nic.network.as_deref().filter(|n| !n.is_empty()) else {
+                    continue;
+                };
+                let Some(net) = self.find_network(network) else {
+                    outcome = Err(StateError::NotFound(format!(
+                        "network {network:?} does not exist"
+                    )));
+                    break 'zones;
+                };
+                match self.derived.pools.lowest_free(net) {
+                    Ok(address) => {
+                        let uuid = net.uuid.clone();
+                        self.derived.pools.take(&uuid, &address);
+                        taken.push((uuid, address.clone()));
+                        addresses.push(address);
+                    }
+                    Err(why) => {
+                        outcome = Err(StateError::FailedPrecondition(why));
+                        break 'zones;
+                    }
+                }
+            }
+            out.push(addresses);
+        }
+        // The pools follow the leases, which the caller records; give back what this
+        // took either way.
+        for (network, address) in &taken {
+            self.derived.pools.release(network, address);
+        }
+        outcome.map(|()| out)
+    }
+
+    /// The (network uuid, address) leases of a zone, in NIC order.
+    pub(super) fn zone_leases(&self, zone: &pb::Zone) -> Vec<(String, String)> {
+        let nics = zone.spec.as_ref().map(|s| s.nics.as_slice()).unwrap_or(&[]);
+        let mut addresses = zone.addresses.iter();
+        let mut out = Vec::new();
+        for nic in nics {
+            if let Some(network) = nic.network.as_deref().filter(|n| !n.is_empty()) {
+                if let (Some(net), Some(addr)) = (self.find_network(network), addresses.next()) {
+                    out.push((net.uuid.clone(), addr.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn addresses_come_from_the_network_pool_and_run_out() {
+        let mut s = FleetState::default();
+        s.apply(&cmd(Kind::PutNetwork(pb::PutNetworkCommand {
+            network: Some(pb::Network {
+                uuid: "n1".into(),
+                name: "lan".into(),
+                subnet: "10.0.0.0/24".into(),
+                provision_start: "10.0.0.10".into(),
+                provision_end: "10.0.0.11".into(),
+                ..Default::default()
+            }),
+        })));
+        let mut c = create(&["z1", "z2"], 256, "");
+        if let Kind::CreateZones(c) = &mut c {
+            c.spec.as_mut().unwrap().nics = vec![pb::Nic {
+                network: Some("lan".into()),
+                ..Default::default()
+            }];
+        }
+        let zones = zones_of(s.apply(&cmd(c.clone())));
+        assert_eq!(zones[0].addresses, ["10.0.0.10"]);
+        assert_eq!(zones[1].addresses, ["10.0.0.11"]);
+        if let Kind::CreateZones(c) = &mut c {
+            c.uuids = vec!["z3".into()];
+        }
+        let err = error_of(s.apply(&cmd(c)));
+        assert_eq!(err.code, tonic::Code::FailedPrecondition as i32);
+        assert!(!s.zones.contains_key("z3"));
+        let err = error_of(s.apply(&cmd(Kind::DeleteNetwork(pb::DeleteNetworkCommand {
+            uuid: "n1".into(),
+        }))));
+        assert!(
+            err.message.contains("2 addresses in use"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! Builders of commands and readers of results for the state's unit tests.
+
+pub(super) use zonefleet_proto::pb;
+pub(super) use zonefleet_proto::pb::command_result::Result as R;
+pub(super) use zonefleet_proto::pb::fleet_command::Kind;
+
+pub(super) use super::FleetState;
+
+pub(super) fn cmd(kind: Kind) -> pb::FleetCommand {
+    pb::FleetCommand {
+        at_unix_ms: 1_000,
+        kind: Some(kind),
+    }
+}
+
+pub(super) fn host(id: &str, memory: u64) -> Kind {
+    Kind::RegisterHost(pb::RegisterHostCommand {
+        host: Some(pb::Host {
+            host_id: id.to_owned(),
+            // `memory` usable once the global zone's default 1 GiB is kept back.
+            capacity: Some(pb::Capacity {
+                memory_mib: memory + 1024,
+                cpu_percent: 800,
+                disk_gib: 1000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    })
+}
+
+pub(super) fn create(uuids: &[&str], memory: u64, key: &str) -> Kind {
+    Kind::CreateZones(pb::CreateZonesCommand {
+        spec: Some(pb::ZoneSpec {
+            image: "base@1".to_owned(),
+            max_physical_memory_mib: Some(memory),
+            ..Default::default()
+        }),
+        uuids: uuids.iter().map(|s| s.to_string()).collect(),
+        idempotency_key: key.to_owned(),
+    })
+}
+
+pub(super) fn zones_of(result: pb::CommandResult) -> Vec<pb::Zone> {
+    match result.result {
+        Some(R::Zones(z)) => z.zones,
+        other => panic!("not zones: {other:?}"),
+    }
+}
+
+pub(super) fn error_of(result: pb::CommandResult) -> pb::CommandError {
+    match result.result {
+        Some(R::Error(e)) => e,
+        other => panic!("not an error: {other:?}"),
+    }
+}
