@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::connect::Connection;
-use super::fleet::Output;
+use super::render::Output;
 
 /// Arguments of `zfadm bench`.
 #[derive(Debug, Clone, Args)]

@@ -2,12 +2,21 @@
 //!
 //! Each command group is a module with a clap `Subcommand` enum and a `run` function
 //! writing its report to the given output; errors are `anyhow` errors naming what was
-//! wrong, printed by [`main`] with a non-zero exit status.
+//! wrong, printed by [`main`] with a non-zero exit status. The operator API's groups
+//! (`zone`, `host`, `image`, `network`, `cluster`, `controller`) print through `render`
+//! (tables, `-o json`) and read files through `input`.
 
 mod bench;
+mod cluster;
 mod connect;
-mod fleet;
+mod controller;
+mod host;
+mod image;
+mod input;
+mod network;
 mod pki;
+mod render;
+mod zone;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,7 +39,7 @@ pub struct Cli {
         value_enum,
         default_value_t
     )]
-    pub output: fleet::Output,
+    pub output: render::Output,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -44,22 +53,22 @@ pub enum Command {
     Pki(pki::PkiCommand),
     /// Zones: create, get, list, update, stop, start, reboot, delete.
     #[command(subcommand)]
-    Zone(fleet::ZoneCommand),
+    Zone(zone::ZoneCommand),
     /// Hosts: list, get, cordon, uncordon.
     #[command(subcommand)]
-    Host(fleet::HostCommand),
+    Host(host::HostCommand),
     /// Images the fleet knows.
     #[command(subcommand)]
-    Image(fleet::ImageCommand),
+    Image(image::ImageCommand),
     /// Networks: create, list, delete.
     #[command(subcommand)]
-    Network(fleet::NetworkCommand),
+    Network(network::NetworkCommand),
     /// The controllers' Raft group.
     #[command(subcommand)]
-    Cluster(fleet::ClusterCommand),
+    Cluster(cluster::ClusterCommand),
     /// Add or remove a controller.
     #[command(subcommand)]
-    Controller(fleet::ControllerCommand),
+    Controller(controller::ControllerCommand),
     /// Commit small operations through the cluster at several concurrencies and report
     /// throughput and latency.
     Bench(bench::BenchArgs),
@@ -86,28 +95,28 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         Command::Zone(c) => {
             let (conn, rt) = session()?;
-            rt.block_on(fleet::zone(&conn, output, c, out))
+            rt.block_on(zone::run(&conn, output, c, out))
         }
         Command::Host(c) => {
             let (conn, rt) = session()?;
-            rt.block_on(fleet::host(&conn, output, c, out))
+            rt.block_on(host::run(&conn, output, c, out))
         }
         Command::Image(c) => {
             let (conn, rt) = session()?;
-            rt.block_on(fleet::image(&conn, output, c, out))
+            rt.block_on(image::run(&conn, output, c, out))
         }
         Command::Network(c) => {
             let (conn, rt) = session()?;
-            rt.block_on(fleet::network(&conn, output, c, out))
+            rt.block_on(network::run(&conn, output, c, out))
         }
         Command::Controller(c) => {
             let (conn, rt) = session()?;
-            rt.block_on(fleet::controller(&conn, output, c, out))
+            rt.block_on(controller::run(&conn, output, c, out))
         }
-        Command::Cluster(fleet::ClusterCommand::Status) => {
+        Command::Cluster(cluster::ClusterCommand::Status) => {
             let (conn, rt) = session()?;
-            let status = rt.block_on(fleet::cluster_status(&conn))?;
-            fleet::print_status(out, output, &status)
+            let status = rt.block_on(cluster::cluster_status(&conn))?;
+            render::print_status(out, output, &status)
         }
         Command::Bench(args) => {
             let (conn, rt) = session()?;

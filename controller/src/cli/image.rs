@@ -1,0 +1,33 @@
+//! `zfadm image …`: the images the fleet knows.
+
+use std::io::Write;
+
+use clap::Subcommand;
+use zonefleet_proto::pb;
+
+use super::connect::Connection;
+use super::render::{print_images, Output};
+
+/// `zfadm image …`
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List the images the fleet knows.
+    List,
+}
+
+/// Runs an image command.
+pub async fn run(
+    conn: &Connection,
+    output: Output,
+    _command: ImageCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let images = conn
+        .call(|mut c| async move {
+            c.list_images(pb::ListImagesRequest::default())
+                .await
+                .map(|r| r.into_inner().images)
+        })
+        .await?;
+    print_images(out, output, &images)
+}

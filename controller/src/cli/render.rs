@@ -1,0 +1,316 @@
+//! How `zfadm` prints what the controllers answer: tables by default, `-o json` for
+//! scripts.
+
+use std::io::Write;
+
+use clap::ValueEnum;
+use serde_json::{json, Value};
+use zonefleet_proto::pb;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// Aligned columns.
+    #[default]
+    Table,
+    /// JSON.
+    Json,
+}
+
+fn state_name(state: i32) -> String {
+    pb::ZoneState::try_from(state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("ZONE_STATE_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| state.to_string())
+}
+
+fn host_status_name(status: i32) -> String {
+    pb::HostStatus::try_from(status)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("HOST_STATUS_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| status.to_string())
+}
+
+fn spec_json(spec: &pb::ZoneSpec) -> Value {
+    match zonefleet_proto::spec::ZoneSpec::try_from(spec.clone()) {
+        Ok(domain) => serde_json::to_value(domain).unwrap_or(Value::Null),
+        Err(e) => json!({ "unreadable": e.to_string() }),
+    }
+}
+
+/// A zone as `-o json` shows it.
+pub(super) fn zone_json(z: &pb::Zone) -> Value {
+    let spec = z.spec.clone().unwrap_or_default();
+    json!({
+        "uuid": spec.uuid,
+        "alias": spec.alias,
+        "host_id": z.host_id,
+        "generation": z.generation,
+        "desired_state": state_name(z.desired_state),
+        "observed_state": state_name(z.observed_state),
+        "addresses": z.addresses,
+        "message": z.message,
+        "spec": spec_json(&spec),
+    })
+}
+
+fn host_json(h: &pb::Host) -> Value {
+    let c = h.capacity.unwrap_or_default();
+    json!({
+        "host_id": h.host_id,
+        "rack": h.rack,
+        "labels": h.labels,
+        "status": host_status_name(h.status),
+        "memory_mib": c.memory_mib,
+        "allocated_memory_mib": c.allocated_memory_mib,
+        "zone_count": h.zone_count,
+    })
+}
+
+fn network_json(n: &pb::Network) -> Value {
+    match zonefleet_proto::network::Network::try_from(n.clone()) {
+        Ok(domain) => serde_json::to_value(domain).unwrap_or(Value::Null),
+        Err(_) => json!({ "uuid": n.uuid, "name": n.name }),
+    }
+}
+
+fn image_json(i: &pb::ImageManifest) -> Value {
+    json!({ "uuid": i.uuid, "name": i.name, "version": i.version, "sha256": i.sha256,
+            "size_bytes": i.size_bytes, "min_ram_mib": i.min_ram_mib })
+}
+
+fn status_json(s: &pb::ClusterStatusResponse) -> Value {
+    json!({
+        "cluster": s.cluster,
+        "leader_id": s.leader_id,
+        "term": s.term,
+        "commit_index": s.commit_index,
+        "applied_index": s.applied_index,
+        "answered_by": s.answered_by,
+        "members": s.members.iter().map(|m| json!({
+            "id": m.id, "address": m.address, "role": m.role, "voter": m.voter,
+            "lag": m.lag, "reachable": m.reachable, "matched_index": m.matched_index,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints rows as aligned columns under `header`.
+fn table(out: &mut dyn Write, header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| h.to_string()).collect())
+    )?;
+    for row in rows {
+        writeln!(out, "{}", line(row))?;
+    }
+    Ok(())
+}
+
+/// Prints zones (`single`: one zone as a JSON object rather than an array).
+pub(super) fn print_zones(
+    out: &mut dyn Write,
+    output: Output,
+    zones: &[pb::Zone],
+    single: bool,
+) -> anyhow::Result<()> {
+    if output == Output::Json {
+        let value = if single && zones.len() == 1 {
+            zone_json(&zones[0])
+        } else {
+            Value::Array(zones.iter().map(zone_json).collect())
+        };
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    let rows = zones
+        .iter()
+        .map(|z| {
+            let spec = z.spec.clone().unwrap_or_default();
+            vec![
+                spec.uuid.unwrap_or_default(),
+                spec.alias.unwrap_or_else(|| "-".into()),
+                spec.max_physical_memory_mib
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                state_name(z.desired_state),
+                state_name(z.observed_state),
+                if z.host_id.is_empty() {
+                    "-".into()
+                } else {
+                    z.host_id.clone()
+                },
+                z.message.clone(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "UUID", "ALIAS", "RAM", "DESIRED", "OBSERVED", "HOST", "MESSAGE",
+        ],
+        rows,
+    )
+}
+
+/// Prints hosts.
+pub(super) fn print_hosts(
+    out: &mut dyn Write,
+    output: Output,
+    hosts: &[pb::Host],
+) -> anyhow::Result<()> {
+    if output == Output::Json {
+        let v: Vec<Value> = hosts.iter().map(host_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let rows = hosts
+        .iter()
+        .map(|h| {
+            let c = h.capacity.unwrap_or_default();
+            vec![
+                h.host_id.clone(),
+                h.rack.clone(),
+                host_status_name(h.status),
+                format!("{}/{}", c.allocated_memory_mib, c.memory_mib),
+                h.zone_count.to_string(),
+                h.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &["HOST", "RACK", "STATUS", "RAM USED/MIB", "ZONES", "LABELS"],
+        rows,
+    )
+}
+
+/// Prints networks.
+pub(super) fn print_networks(
+    out: &mut dyn Write,
+    output: Output,
+    networks: &[pb::Network],
+) -> anyhow::Result<()> {
+    if output == Output::Json {
+        let v: Vec<Value> = networks.iter().map(network_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let rows = networks
+        .iter()
+        .map(|n| {
+            vec![
+                n.uuid.clone(),
+                n.name.clone(),
+                n.subnet.clone(),
+                format!("{}-{}", n.provision_start, n.provision_end),
+            ]
+        })
+        .collect();
+    table(out, &["UUID", "NAME", "SUBNET", "RANGE"], rows)
+}
+
+/// Prints image manifests.
+pub(super) fn print_images(
+    out: &mut dyn Write,
+    output: Output,
+    images: &[pb::ImageManifest],
+) -> anyhow::Result<()> {
+    if output == Output::Json {
+        let v: Vec<Value> = images.iter().map(image_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let rows = images
+        .iter()
+        .map(|i| {
+            vec![
+                i.uuid.clone(),
+                i.name.clone(),
+                i.version.clone(),
+                i.size_bytes.to_string(),
+            ]
+        })
+        .collect();
+    table(out, &["UUID", "NAME", "VERSION", "SIZE"], rows)
+}
+
+/// Prints a cluster status.
+pub fn print_status(
+    out: &mut dyn Write,
+    output: Output,
+    s: &pb::ClusterStatusResponse,
+) -> anyhow::Result<()> {
+    if output == Output::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&status_json(s))?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "cluster {}  leader {}  term {}  commit {}  applied {}  (answered by {})",
+        s.cluster,
+        if s.leader_id.is_empty() {
+            "none"
+        } else {
+            &s.leader_id
+        },
+        s.term,
+        s.commit_index,
+        s.applied_index,
+        s.answered_by
+    )?;
+    let leader_view = s.answered_by == s.leader_id;
+    let rows = s
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.clone(),
+                m.address.clone(),
+                m.role.clone(),
+                if m.voter { "yes".into() } else { "no".into() },
+                if leader_view {
+                    m.matched_index.to_string()
+                } else {
+                    "?".into()
+                },
+                if leader_view {
+                    m.lag.to_string()
+                } else {
+                    "?".into()
+                },
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &["ID", "ADDRESS", "ROLE", "VOTER", "MATCHED", "LAG"],
+        rows,
+    )
+}

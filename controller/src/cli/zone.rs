@@ -1,0 +1,233 @@
+//! `zfadm zone …`: create, get, list, update, stop, start, reboot, delete and
+//! reschedule zones.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::{json, Value};
+use zonefleet_proto::pb;
+
+use super::connect::Connection;
+use super::input::read_input;
+use super::render::{print_zones, zone_json, Output};
+
+/// `zfadm zone …`
+#[derive(Debug, Subcommand)]
+pub enum ZoneCommand {
+    /// Create zones from a JSON spec (`-` for standard input).
+    Create {
+        /// The spec file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// How many zones.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Retrying with the same key returns the first result instead of creating twice.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Decide placement and explain, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show one zone (uuid, unique uuid prefix or alias).
+    Get {
+        /// The zone.
+        zone: String,
+        /// Read this controller's state without asking the leader.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// List zones.
+    List {
+        /// Only zones on this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Read this controller's state without asking the leader.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Change a zone: a JSON patch of spec fields.
+    Update {
+        /// The zone.
+        zone: String,
+        /// The patch file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Stop a zone (desired state `installed`).
+    Stop {
+        /// The zone.
+        zone: String,
+    },
+    /// Start a zone (desired state `running`).
+    Start {
+        /// The zone.
+        zone: String,
+    },
+    /// Reboot a zone.
+    Reboot {
+        /// The zone.
+        zone: String,
+    },
+    /// Delete a zone.
+    Delete {
+        /// The zone.
+        zone: String,
+    },
+    /// Place a zone again, off its current host (a pending zone, or one whose host is
+    /// down or draining); every hard rule holds on the new host.
+    Reschedule {
+        /// The zone.
+        zone: String,
+    },
+}
+
+fn consistency(stale: bool) -> i32 {
+    if stale {
+        pb::ReadConsistency::Stale as i32
+    } else {
+        pb::ReadConsistency::Unspecified as i32
+    }
+}
+
+/// Runs a zone command.
+pub async fn run(
+    conn: &Connection,
+    output: Output,
+    command: ZoneCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let zones = match command {
+        ZoneCommand::Create {
+            file,
+            count,
+            idempotency_key,
+            dry_run,
+        } => {
+            let spec = zonefleet_proto::spec::ZoneSpec::from_json(&read_input(&file)?)
+                .with_context(|| format!("{}", file.display()))?;
+            let request = pb::CreateZonesRequest {
+                spec: Some(spec.into()),
+                count,
+                idempotency_key: idempotency_key
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                dry_run,
+            };
+            let response = conn
+                .call(|mut c| {
+                    let r = request.clone();
+                    async move { c.create_zones(r).await.map(|r| r.into_inner()) }
+                })
+                .await?;
+            if output == Output::Json && dry_run {
+                let v = json!({
+                    "zones": response.zones.iter().map(zone_json).collect::<Vec<_>>(),
+                    "top_scores": response.top_scores.iter()
+                        .map(|t| json!({ "host_id": t.host_id, "score": t.score }))
+                        .collect::<Vec<_>>(),
+                    "explanation": response.explanation,
+                });
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                return Ok(());
+            }
+            if output == Output::Table {
+                if dry_run {
+                    writeln!(out, "dry run: nothing was created")?;
+                    for t in &response.top_scores {
+                        writeln!(out, "  score {:>7.1}  {}", t.score, t.host_id)?;
+                    }
+                }
+                if !response.explanation.is_empty() {
+                    writeln!(out, "note: {}", response.explanation)?;
+                }
+            }
+            response.zones
+        }
+        ZoneCommand::Get { zone, stale } => {
+            let request = pb::GetZoneRequest {
+                zone,
+                consistency: consistency(stale),
+            };
+            vec![
+                conn.call(|mut c| {
+                    let r = request.clone();
+                    async move { c.get_zone(r).await.map(|r| r.into_inner()) }
+                })
+                .await?,
+            ]
+        }
+        ZoneCommand::List { host, stale } => {
+            let request = pb::ListZonesRequest {
+                host_id: host,
+                state: None,
+                consistency: consistency(stale),
+            };
+            conn.call(|mut c| {
+                let r = request.clone();
+                async move { c.list_zones(r).await.map(|r| r.into_inner().zones) }
+            })
+            .await?
+        }
+        ZoneCommand::Update { zone, file } => {
+            let text = read_input(&file)?;
+            let patch: zonefleet_proto::spec::ZoneSpec = serde_json::from_str(&text)
+                .or_else(|_| {
+                    // A patch may leave out `image`: read it as a spec of the same zone.
+                    let mut v: Value = serde_json::from_str(&text)?;
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.entry("image").or_insert(json!("patch@0"));
+                    }
+                    serde_json::from_value(v)
+                })
+                .with_context(|| format!("{}", file.display()))?;
+            let mut patch = pb::ZoneSpec::from(patch);
+            if patch.image == "patch@0" {
+                patch.image.clear();
+            }
+            let request = pb::UpdateZoneRequest {
+                zone,
+                patch: Some(patch),
+            };
+            vec![
+                conn.call(|mut c| {
+                    let r = request.clone();
+                    async move { c.update_zone(r).await.map(|r| r.into_inner()) }
+                })
+                .await?,
+            ]
+        }
+        verb => {
+            let (zone, which) = match verb {
+                ZoneCommand::Stop { zone } => (zone, 0),
+                ZoneCommand::Start { zone } => (zone, 1),
+                ZoneCommand::Reboot { zone } => (zone, 2),
+                ZoneCommand::Delete { zone } => (zone, 3),
+                ZoneCommand::Reschedule { zone } => (zone, 4),
+                ZoneCommand::Create { .. }
+                | ZoneCommand::Get { .. }
+                | ZoneCommand::List { .. }
+                | ZoneCommand::Update { .. } => unreachable!("handled above"),
+            };
+            let r = pb::ZoneRef { zone };
+            vec![
+                conn.call(|mut c| {
+                    let r = r.clone();
+                    async move {
+                        match which {
+                            0 => c.stop_zone(r).await,
+                            1 => c.start_zone(r).await,
+                            2 => c.reboot_zone(r).await,
+                            3 => c.delete_zone(r).await,
+                            _ => c.reschedule_zone(r).await,
+                        }
+                        .map(|r| r.into_inner())
+                    }
+                })
+                .await?,
+            ]
+        }
+    };
+    print_zones(out, output, &zones, true)
+}
