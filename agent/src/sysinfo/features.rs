@@ -21,55 +21,23 @@ use netlink_packet_route::link::{
     LinkInfo, LinkMessage, MacVlanMode,
 };
 use netlink_packet_route::RouteNetlinkMessage;
-use serde::{Deserialize, Serialize};
+use zonefleet_proto::feature as names;
+use zonefleet_proto::host::Feature;
 
-use super::cgroup::CgroupMounts;
 use super::child::{describe_code, result_code, run_forked, write_i32, CHILD_TIMEOUT};
+use crate::cgroup::detect::Layout;
 
-/// One kernel feature as probed on this host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Feature {
-    /// The feature's name (one of [`FEATURE_NAMES`]).
-    pub name: String,
-    /// Whether zones may rely on it.
-    pub available: bool,
-    /// How it was detected, or why it is missing.
-    pub detail: String,
-}
-
-impl Feature {
-    fn new(name: &str, available: bool, detail: impl Into<String>) -> Self {
-        Feature {
-            name: name.to_string(),
-            available,
-            detail: detail.into(),
-        }
+/// A probe's answer.
+fn found(name: &str, available: bool, detail: impl Into<String>) -> Feature {
+    Feature {
+        name: name.to_string(),
+        available,
+        detail: detail.into(),
     }
 }
 
-/// Every feature [`probe_all`] reports, in its order.
-pub const FEATURE_NAMES: &[&str] = &[
-    "seccomp",
-    "user_namespaces",
-    "overlayfs",
-    "ext4",
-    "loop_devices",
-    "cgroup_v1",
-    "cgroup_v2",
-    "memory_swap_accounting",
-    "cgroup_kill",
-    "pidfd",
-    "veth",
-    "bridge",
-    "bridge_vlan_filtering",
-    "vlan_8021q",
-    "macvlan",
-    "vxlan",
-    "nftables",
-];
-
-/// Probes every feature of [`FEATURE_NAMES`] (cgroup ones against `mounts`).
-pub fn probe_all(mounts: &CgroupMounts) -> Vec<Feature> {
+/// Probes every feature of [`names::ALL`] (cgroup ones against `mounts`).
+pub fn probe_all(mounts: &Layout) -> Vec<Feature> {
     let mut out = vec![
         seccomp(),
         user_namespaces(),
@@ -86,7 +54,7 @@ pub fn probe_all(mounts: &CgroupMounts) -> Vec<Feature> {
     debug_assert!(out
         .iter()
         .map(|f| f.name.as_str())
-        .eq(FEATURE_NAMES.iter().copied()));
+        .eq(names::ALL.iter().copied()));
     out
 }
 
@@ -104,7 +72,7 @@ pub fn seccomp() -> Feature {
     // SAFETY: PR_GET_SECCOMP takes no pointer arguments.
     let mode = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
     if mode < 0 {
-        return Feature::new(
+        return found(
             NAME,
             false,
             format!(
@@ -146,13 +114,13 @@ pub fn seccomp() -> Feature {
         status.as_deref().unwrap_or("absent")
     );
     match child_codes(child, 2) {
-        Err(why) => Feature::new(NAME, false, format!("{how}; filter probe failed: {why}")),
-        Ok(c) if c[0] != 0 => Feature::new(
+        Err(why) => found(NAME, false, format!("{how}; filter probe failed: {why}")),
+        Ok(c) if c[0] != 0 => found(
             NAME,
             false,
             format!("{how}; PR_SET_NO_NEW_PRIVS failed: {}", describe_code(c[0])),
         ),
-        Ok(c) if c[1] != 0 => Feature::new(
+        Ok(c) if c[1] != 0 => found(
             NAME,
             false,
             format!(
@@ -160,7 +128,7 @@ pub fn seccomp() -> Feature {
                 describe_code(c[1])
             ),
         ),
-        Ok(_) => Feature::new(
+        Ok(_) => found(
             NAME,
             true,
             format!("{how}; a child loaded an allow-all BPF filter (SECCOMP_MODE_FILTER)"),
@@ -176,7 +144,7 @@ pub fn user_namespaces() -> Feature {
     let max = match std::fs::read_to_string(max_path) {
         Ok(s) => s.trim().to_string(),
         Err(e) => {
-            return Feature::new(
+            return found(
                 NAME,
                 false,
                 format!("cannot read {max_path}: {e} (kernel without CONFIG_USER_NS?)"),
@@ -184,7 +152,7 @@ pub fn user_namespaces() -> Feature {
         }
     };
     if max.parse::<u64>().map_or(true, |n| n == 0) {
-        return Feature::new(
+        return found(
             NAME,
             false,
             format!("{max_path} is {max}: user namespaces disabled"),
@@ -199,12 +167,12 @@ pub fn user_namespaces() -> Feature {
         })
     };
     match child_codes(child, 1) {
-        Err(why) => Feature::new(
+        Err(why) => found(
             NAME,
             false,
             format!("{max_path} = {max}; probe failed: {why}"),
         ),
-        Ok(c) if c[0] != 0 => Feature::new(
+        Ok(c) if c[0] != 0 => found(
             NAME,
             false,
             format!(
@@ -212,7 +180,7 @@ pub fn user_namespaces() -> Feature {
                 describe_code(c[0])
             ),
         ),
-        Ok(_) => Feature::new(
+        Ok(_) => found(
             NAME,
             true,
             format!("{max_path} = {max}; a child unshare(CLONE_NEWUSER)d"),
@@ -225,7 +193,7 @@ pub fn pidfd() -> Feature {
     // SAFETY: pidfd_open takes a pid and flags, no pointers.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
     if fd < 0 {
-        return Feature::new(
+        return found(
             "pidfd",
             false,
             format!(
@@ -236,7 +204,7 @@ pub fn pidfd() -> Feature {
     }
     // SAFETY: `fd` is a descriptor we just opened and own.
     unsafe { libc::close(fd as RawFd) };
-    Feature::new("pidfd", true, "pidfd_open(getpid()) returned a descriptor")
+    found("pidfd", true, "pidfd_open(getpid()) returned a descriptor")
 }
 
 // ------------------------------------------------------------ filesystems
@@ -258,7 +226,7 @@ fn filesystem_feature(name: &str, fs: &str, module_dir: &str, tool: Option<PathB
         Ok(text) => text
             .lines()
             .any(|l| l.split_whitespace().last() == Some(fs)),
-        Err(e) => return Feature::new(name, false, format!("cannot read /proc/filesystems: {e}")),
+        Err(e) => return found(name, false, format!("cannot read /proc/filesystems: {e}")),
     };
     if !listed {
         let release = nix::sys::utsname::uname()
@@ -276,55 +244,56 @@ fn filesystem_feature(name: &str, fs: &str, module_dir: &str, tool: Option<PathB
         } else {
             "and no module for it was found".to_string()
         };
-        return Feature::new(
+        return found(
             name,
             false,
             format!("{fs} not in /proc/filesystems; {hint}"),
         );
     }
     match tool {
-        Some(t) if !t.is_file() => Feature::new(
+        Some(t) if !t.is_file() => found(
             name,
             false,
             format!("{fs} in /proc/filesystems, but {} not found", t.display()),
         ),
-        Some(t) => Feature::new(
+        Some(t) => found(
             name,
             true,
             format!("{fs} in /proc/filesystems; {} present", t.display()),
         ),
-        None => Feature::new(name, true, format!("{fs} in /proc/filesystems")),
+        None => found(name, true, format!("{fs} in /proc/filesystems")),
     }
 }
 
 /// `loop_devices`: `/dev/loop-control` opens and answers `LOOP_CTL_GET_FREE`.
 pub fn loop_devices() -> Feature {
     match crate::disk::loopdev::free_loop_number() {
-        Ok(n) => Feature::new(
+        Ok(n) => found(
             "loop_devices",
             true,
             format!("/dev/loop-control answered LOOP_CTL_GET_FREE: /dev/loop{n} is free"),
         ),
-        Err(e) => Feature::new("loop_devices", false, e.to_string()),
+        Err(e) => found("loop_devices", false, e.to_string()),
     }
 }
 
 // ----------------------------------------------------------------- cgroups
 
 /// `cgroup_v1`: v1 controller hierarchies in `/proc/self/mountinfo`.
-pub fn cgroup_v1(m: &CgroupMounts) -> Feature {
+pub fn cgroup_v1(m: &Layout) -> Feature {
     if m.v1.is_empty() {
-        return Feature::new(
+        return found(
             "cgroup_v1",
             false,
             "no v1 controller hierarchy in /proc/self/mountinfo",
         );
     }
-    let list: Vec<String> =
-        m.v1.iter()
-            .map(|(c, p)| format!("{c} ({})", p.display()))
-            .collect();
-    Feature::new(
+    let list: Vec<String> = m
+        .v1_controllers()
+        .into_iter()
+        .map(|(c, p)| format!("{c} ({})", p.display()))
+        .collect();
+    found(
         "cgroup_v1",
         true,
         format!(
@@ -335,16 +304,16 @@ pub fn cgroup_v1(m: &CgroupMounts) -> Feature {
 }
 
 /// `cgroup_v2`: a cgroup2 mount, with the controllers its root offers.
-pub fn cgroup_v2(m: &CgroupMounts) -> Feature {
-    let Some(root) = &m.v2 else {
-        return Feature::new(
+pub fn cgroup_v2(m: &Layout) -> Feature {
+    let Some(root) = &m.unified else {
+        return found(
             "cgroup_v2",
             false,
             "no cgroup2 mount in /proc/self/mountinfo",
         );
     };
     match m.v2_controllers() {
-        Ok(c) => Feature::new(
+        Ok(c) => found(
             "cgroup_v2",
             true,
             format!(
@@ -358,7 +327,7 @@ pub fn cgroup_v2(m: &CgroupMounts) -> Feature {
                 }
             ),
         ),
-        Err(e) => Feature::new(
+        Err(e) => found(
             "cgroup_v2",
             false,
             format!(
@@ -373,8 +342,8 @@ pub fn cgroup_v2(m: &CgroupMounts) -> Feature {
 struct ProbeCgroup(PathBuf);
 
 impl ProbeCgroup {
-    fn create(m: &CgroupMounts) -> Result<Self, String> {
-        let root = m.v2.as_ref().ok_or("no cgroup2 mount")?;
+    fn create(m: &Layout) -> Result<Self, String> {
+        let root = m.unified.as_ref().ok_or("no cgroup2 mount")?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -394,14 +363,14 @@ impl Drop for ProbeCgroup {
 
 /// `memory_swap_accounting`: v1 `memory.memsw.limit_in_bytes` exists, or
 /// (memory on v2) a child cgroup gets `memory.swap.max`.
-pub fn memory_swap_accounting(m: &CgroupMounts) -> Feature {
+pub fn memory_swap_accounting(m: &Layout) -> Feature {
     const NAME: &str = "memory_swap_accounting";
-    if let Some(mem) = m.v1.get("memory") {
+    if let Some(mem) = m.v1_hierarchy("memory").map(|h| &h.mount) {
         let f = mem.join("memory.memsw.limit_in_bytes");
         return if f.exists() {
-            Feature::new(NAME, true, format!("v1: {} exists", f.display()))
+            found(NAME, true, format!("v1: {} exists", f.display()))
         } else {
-            Feature::new(
+            found(
                 NAME,
                 false,
                 format!(
@@ -416,12 +385,12 @@ pub fn memory_swap_accounting(m: &CgroupMounts) -> Feature {
         .map(|c| c.iter().any(|c| c == "memory"))
         .unwrap_or(false);
     if !v2_has_memory {
-        return Feature::new(NAME, false, "no memory controller on v1 or v2");
+        return found(NAME, false, "no memory controller on v1 or v2");
     }
-    let root = m.v2.as_ref().expect("v2 controllers imply a v2 mount");
+    let root = m.unified.as_ref().expect("v2 controllers imply a v2 mount");
     let subtree = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
     if !subtree.split_whitespace().any(|c| c == "memory") {
-        return Feature::new(
+        return found(
             NAME,
             false,
             format!(
@@ -431,11 +400,11 @@ pub fn memory_swap_accounting(m: &CgroupMounts) -> Feature {
         );
     }
     match ProbeCgroup::create(m) {
-        Err(why) => Feature::new(NAME, false, format!("v2: {why}")),
+        Err(why) => found(NAME, false, format!("v2: {why}")),
         Ok(cg) => {
             let f = cg.0.join("memory.swap.max");
             if f.exists() {
-                Feature::new(
+                found(
                     NAME,
                     true,
                     format!(
@@ -444,7 +413,7 @@ pub fn memory_swap_accounting(m: &CgroupMounts) -> Feature {
                     ),
                 )
             } else {
-                Feature::new(
+                found(
                     NAME,
                     false,
                     format!("v2: a probe cgroup under {} has no memory.swap.max (kernel without swap accounting)", root.display()),
@@ -455,13 +424,13 @@ pub fn memory_swap_accounting(m: &CgroupMounts) -> Feature {
 }
 
 /// `cgroup_kill`: a child cgroup on v2 has `cgroup.kill` (Linux 5.14+).
-pub fn cgroup_kill(m: &CgroupMounts) -> Feature {
+pub fn cgroup_kill(m: &Layout) -> Feature {
     const NAME: &str = "cgroup_kill";
     match ProbeCgroup::create(m) {
-        Err(why) => Feature::new(NAME, false, why),
+        Err(why) => found(NAME, false, why),
         Ok(cg) => {
             if cg.0.join("cgroup.kill").exists() {
-                Feature::new(
+                found(
                     NAME,
                     true,
                     format!(
@@ -470,7 +439,7 @@ pub fn cgroup_kill(m: &CgroupMounts) -> Feature {
                     ),
                 )
             } else {
-                Feature::new(
+                found(
                     NAME,
                     false,
                     "a v2 probe cgroup has no cgroup.kill (kernel older than 5.14)",
@@ -749,11 +718,11 @@ const IN_NETNS: &str = "in a throwaway network namespace";
 /// A probe that creates a link of one kind (after `setup` links).
 fn link_feature(name: &str, what: &str, requests: &[Request], setup_what: &[&str]) -> Feature {
     match netns_probe(NETLINK_ROUTE, requests) {
-        NetProbe::Failed(why) => Feature::new(name, false, format!("cannot probe: {why}")),
+        NetProbe::Failed(why) => found(name, false, format!("cannot probe: {why}")),
         NetProbe::Answers(codes) => {
             for (i, s) in setup_what.iter().enumerate() {
                 if codes[i] != 0 {
-                    return Feature::new(
+                    return found(
                         name,
                         false,
                         format!(
@@ -765,9 +734,9 @@ fn link_feature(name: &str, what: &str, requests: &[Request], setup_what: &[&str
             }
             let last = codes[setup_what.len()];
             if last == 0 {
-                Feature::new(name, true, format!("{what} over rtnetlink {IN_NETNS}: ok"))
+                found(name, true, format!("{what} over rtnetlink {IN_NETNS}: ok"))
             } else {
-                Feature::new(
+                found(
                     name,
                     false,
                     format!(
@@ -870,13 +839,13 @@ pub fn network() -> Vec<Feature> {
         .map(|p| format!("{p} present"))
         .unwrap_or_else(|| "nft command not installed".into());
     let nftables = match netns_probe(NETLINK_NETFILTER, &[nft_new_table()]) {
-        NetProbe::Failed(why) => Feature::new("nftables", false, format!("cannot probe: {why}; {nft_bin}")),
-        NetProbe::Answers(c) if c[0] == 0 => Feature::new(
+        NetProbe::Failed(why) => found("nftables", false, format!("cannot probe: {why}; {nft_bin}")),
+        NetProbe::Answers(c) if c[0] == 0 => found(
             "nftables",
             true,
             format!("created table inet zfprobe over nf_tables netlink {IN_NETNS}; {nft_bin}"),
         ),
-        NetProbe::Answers(c) => Feature::new(
+        NetProbe::Answers(c) => found(
             "nftables",
             false,
             format!(

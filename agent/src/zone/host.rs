@@ -74,7 +74,7 @@ impl ZoneHost {
         let images = ImageStore::open(&options.data_dir)?;
         let cgroup_parent = cgroup_parent(&options.data_dir, options.cgroup_parent)?;
         let layout = crate::cgroup::detect::detect().map_err(crate::cgroup::CgroupError::from)?;
-        let cgroups = layout.manager(&cgroup_parent)?;
+        let cgroups = crate::cgroup::create_manager(&layout, &cgroup_parent)?;
         let agent_exe = match options.agent_exe {
             Some(exe) => exe,
             None => std::env::current_exe().map_err(|e| ZoneError::io("/proc/self/exe", e))?,

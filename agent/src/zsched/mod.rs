@@ -384,8 +384,7 @@ fn wait_for(child: Pid) -> ExitRecord {
 
 fn cgroup_manager(plan: &BootPlan) -> Result<Box<dyn crate::cgroup::CgroupManager>, ZschedError> {
     let layout = crate::cgroup::detect::detect().map_err(|e| ZschedError::Cgroup(e.to_string()))?;
-    layout
-        .manager(&plan.cgroup_parent)
+    crate::cgroup::create_manager(&layout, &plan.cgroup_parent)
         .map_err(|e| ZschedError::Cgroup(e.to_string()))
 }
 

@@ -195,6 +195,6 @@ fn sweep_stale() {
         .chain(layout.unified.clone())
         .collect();
     cgroup_support::sweep_stale(&mounts, &|parent| {
-        layout.manager(parent).expect("cgroup manager")
+        zonefleet_agent::cgroup::create_manager(&layout, parent).expect("cgroup manager")
     });
 }
