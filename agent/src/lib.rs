@@ -3,10 +3,13 @@
 //! `zonefleet-agent zone …` commands both drive it.
 
 pub mod cgroup;
+pub mod clock;
 pub mod disk;
+pub mod files;
 pub mod image;
 pub mod isolation;
 pub mod net;
+pub mod proc_stat;
 pub mod process;
 pub mod sysinfo;
 pub mod zone;

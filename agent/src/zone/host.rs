@@ -131,7 +131,7 @@ fn cgroup_parent(data_dir: &Path, wanted: Option<String>) -> Result<String> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let parent = wanted.unwrap_or_else(|| crate::cgroup::DEFAULT_PARENT.to_string());
-            crate::zsched::runtime::write_atomic(&path, format!("{parent}\n").as_bytes())?;
+            crate::files::write_atomic(&path, format!("{parent}\n").as_bytes())?;
             Ok(parent)
         }
         Err(e) => Err(ZoneError::io(&path, e)),
