@@ -14,3 +14,8 @@ pub mod process;
 pub mod sysinfo;
 pub mod zone;
 pub mod zsched;
+
+/// The one skip helper of every agent test (see `tests/support/skip.rs`).
+#[cfg(test)]
+#[path = "../tests/support/skip.rs"]
+mod test_skip;

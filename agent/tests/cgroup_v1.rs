@@ -2,13 +2,14 @@
 //! read back from the kernel, processes moved in, memory and pids limits really
 //! enforced, device deny, freeze and kill, delete and sweep.
 
-mod cgroup_support;
+mod support;
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 
-use cgroup_support::*;
+use support::cgroup::*;
+use support::{privileged, require, unique_parent};
 use zonefleet_agent::cgroup::detect::{self, Layout};
 use zonefleet_agent::cgroup::v1::V1Manager;
 use zonefleet_agent::cgroup::{CgroupError, CgroupManager, CgroupVersion, Limits};

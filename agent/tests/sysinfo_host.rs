@@ -2,6 +2,8 @@
 //! independent direct checks (never against this machine's known facts, so
 //! the tests hold on any Linux host).
 
+mod support;
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,18 +13,7 @@ use zonefleet_agent::cgroup::Layout;
 use zonefleet_agent::sysinfo::{self, HostSysinfo, SysinfoError};
 use zonefleet_proto::feature::ALL as FEATURE_NAMES;
 
-/// Root is needed for the namespace and cgroup probes to succeed. Without
-/// it: fail under CI (`CI=true`), print a skip reason elsewhere.
-fn privileged(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: privileged test cannot run under CI: needs root");
-    }
-    eprintln!("{test}: skipped: needs root");
-    false
-}
+use support::privileged;
 
 #[test]
 fn sysinfo_host_id_is_generated_once_and_stable() {
@@ -182,7 +173,10 @@ fn sysinfo_probes_agree_with_direct_checks() {
             .is_ok_and(|s| s.success())
     });
     if !tools || !Path::new("/proc/self/ns/net").exists() {
-        eprintln!("iproute2/unshare missing: network cross-check skipped");
+        support::skip(
+            "sysinfo_probes_agree_with_direct_checks (network part)",
+            "needs iproute2 and unshare",
+        );
         return;
     }
     let ip = |script: &str| {
