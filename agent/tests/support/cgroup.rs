@@ -15,18 +15,10 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// Removes the test parents under each of `mounts` left by runs whose process is
 /// gone: kills their processes, removes their zones and the parent.
 pub fn sweep_stale(mounts: &[PathBuf], manager: &dyn Fn(&str) -> Box<dyn CgroupManager>) {
-    let mut names = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for m in mounts {
-        let Ok(rd) = std::fs::read_dir(m) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix("zonefleet-test-") else {
-                continue;
-            };
-            let pid = rest.split('-').next().unwrap_or("");
-            if !Path::new(&format!("/proc/{pid}")).exists() && !names.contains(&name) {
+        for name in super::stale_entries(m, "zonefleet-test-", '-') {
+            if !names.contains(&name) {
                 names.push(name);
             }
         }

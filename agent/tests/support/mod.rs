@@ -38,6 +38,23 @@ pub fn unique_parent() -> String {
     format!("zonefleet-test-{}-{}", std::process::id(), next())
 }
 
+/// The entries of `dir` named `<prefix><pid><sep>…` whose test process `pid` is
+/// gone: what a crashed run left for the stale sweeps to remove.
+pub fn stale_entries(dir: &Path, prefix: &str, sep: char) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            name.strip_prefix(prefix).is_some_and(|rest| {
+                let pid = rest.split(sep).next().unwrap_or("");
+                !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists()
+            })
+        })
+        .collect()
+}
+
 /// The busybox image archive, built once per test binary.
 pub fn busybox_archive() -> &'static Path {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();

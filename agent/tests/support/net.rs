@@ -26,19 +26,9 @@ pub fn privileged(test: &str) -> bool {
 /// Removes test bridges (`zft<pid>n<k>`) of test processes that are gone,
 /// with their host rules.
 pub fn sweep_stale_bridges() {
-    let Ok(rd) = std::fs::read_dir("/sys/class/net") else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("zft") else {
-            continue;
-        };
-        let pid = rest.split('n').next().unwrap_or("");
-        if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let r = net::remove_bridge(&name);
-            eprintln!("swept stale bridge {name}: {r:?}");
-        }
+    for name in super::stale_entries(Path::new("/sys/class/net"), "zft", 'n') {
+        let r = net::remove_bridge(&name);
+        eprintln!("swept stale bridge {name}: {r:?}");
     }
 }
 
