@@ -3,6 +3,7 @@
 //! role layer that every controller and agent serves behind.
 
 pub mod auth;
+pub mod feature;
 pub mod host;
 pub mod image;
 pub mod network;
