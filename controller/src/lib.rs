@@ -6,8 +6,8 @@
 //! * `scheduler`: placement (filters, scores, refusal counts) and address pools.
 
 pub mod api;
+pub mod bench;
 pub mod config;
-pub mod loopback;
 pub mod node;
 pub mod raft;
 pub mod scheduler;
