@@ -13,3 +13,5 @@ pub mod raft;
 pub mod scheduler;
 pub mod server;
 pub mod state;
+#[cfg(test)]
+mod testing;
