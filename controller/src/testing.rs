@@ -1,5 +1,6 @@
 //! The builders the library's own unit tests share (the state machine's and the
-//! scheduler's): commands, hosts, specs and creates at the state machine's level.
+//! scheduler's): commands, hosts, specs and creates at the state machine's level
+//! (`state/testing.rs` adds the state's own readers of results).
 //! (Integration tests and benchmarks have theirs in the `zonefleet-harness` crate:
 //! a dev-dependency on it would link a second copy of this library into unit tests.)
 

@@ -5,13 +5,7 @@ pub(super) use zonefleet_proto::pb::command_result::Result as R;
 pub(super) use zonefleet_proto::pb::fleet_command::Kind;
 
 pub(super) use super::FleetState;
-
-pub(super) fn cmd(kind: Kind) -> pb::FleetCommand {
-    pb::FleetCommand {
-        at_unix_ms: 1_000,
-        kind: Some(kind),
-    }
-}
+pub(super) use crate::testing::cmd;
 
 pub(super) fn host(id: &str, memory: u64) -> Kind {
     Kind::RegisterHost(pb::RegisterHostCommand {
