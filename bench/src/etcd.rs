@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::load::Writer;
 use crate::procs::Proc;
-use zonefleet_controller::loopback::free_port;
+use zonefleet_harness::loopback::free_port;
 
 /// Three etcd members.
 pub struct EtcdCluster {

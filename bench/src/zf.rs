@@ -15,12 +15,12 @@ use zonefleet_proto::tls::{client_config, connect_channel, CertKey, ExpectedPeer
 
 use crate::load::Writer;
 use crate::procs::Proc;
-use zonefleet_controller::loopback::LoopbackCluster;
+use zonefleet_harness::loopback::LoopbackCluster;
 
 const CLUSTER: &str = "bench";
 
 /// The benchmark's write (shared with `zfadm bench`).
-pub use zonefleet_controller::loopback::bench_create_request as create_request;
+pub use zonefleet_controller::bench::bench_create_request as create_request;
 
 /// The size of the Raft command the controller logs for [`create_request`] (the spec
 /// with its defaults filled in, one uuid, a timestamp): the etcd side puts values of
@@ -58,7 +58,7 @@ impl ZfCluster {
             addrs,
             trust,
             operator,
-        } = zonefleet_controller::loopback::write_cluster(dir, CLUSTER, 3, raft)?;
+        } = zonefleet_harness::loopback::write_cluster(dir, CLUSTER, 3, raft)?;
         let mut cluster = ZfCluster {
             dir: dir.to_owned(),
             bin: bin.to_owned(),

@@ -9,15 +9,13 @@
 //! core and p99 decision time, peak memory (`VmHWM`), then placements committed
 //! through an in-process 3-member cluster in batches of `BATCH`.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use zonefleet_controller::api::operator::command;
 use zonefleet_controller::scheduler::{self, Context};
 use zonefleet_controller::state::FleetState;
+use zonefleet_harness::cluster::{test_raft_config, Cluster};
+use zonefleet_harness::fixtures::{create, host, register_host, spread};
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::command_result::Result as R;
 use zonefleet_proto::pb::fleet_command::Kind;
@@ -49,9 +47,8 @@ fn hosts() -> Vec<pb::Host> {
     let mut rng = Rng(7);
     (0..HOSTS)
         .map(|i| {
-            let size = rng.next() % 4;
+            let size = (rng.next() % 4) as usize;
             pb::Host {
-                host_id: format!("host-{i:05}"),
                 rack: format!("rack-{:03}", i % RACKS),
                 status: pb::HostStatus::Ready as i32,
                 labels: [(
@@ -59,13 +56,12 @@ fn hosts() -> Vec<pb::Host> {
                     if i % 10 == 0 { "gpu" } else { "general" }.to_owned(),
                 )]
                 .into(),
-                capacity: Some(pb::Capacity {
-                    memory_mib: [64, 128, 256, 512][size as usize] * 1024,
-                    cpu_percent: [1600, 3200, 6400, 12800][size as usize],
-                    disk_gib: [1000, 2000, 4000, 8000][size as usize],
-                    ..Default::default()
-                }),
-                ..Default::default()
+                ..host(
+                    &format!("host-{i:05}"),
+                    [64, 128, 256, 512][size] * 1024,
+                    [1600, 3200, 6400, 12800][size],
+                    [1000, 2000, 4000, 8000][size],
+                )
             }
         })
         .collect()
@@ -73,18 +69,16 @@ fn hosts() -> Vec<pb::Host> {
 
 /// The spec of zone batch `i` (a batch of one for the decision benchmark).
 fn zone_spec(rng: &mut Rng, group: Option<usize>) -> pb::ZoneSpec {
-    let placement = group.map(|g| pb::Placement {
-        spread: Some(pb::Spread {
-            by: "rack".into(),
-            group: format!("g{g}"),
-            max_per_domain: Some(2),
-            mode: if g % 4 == 3 {
-                pb::RuleMode::Soft
-            } else {
-                pb::RuleMode::Hard
-            } as i32,
-        }),
-        ..Default::default()
+    let placement = group.map(|g| {
+        let mode = if g % 4 == 3 {
+            pb::RuleMode::Soft
+        } else {
+            pb::RuleMode::Hard
+        };
+        pb::Placement {
+            spread: Some(spread("rack", &format!("g{g}"), 2, mode)),
+            ..Default::default()
+        }
     });
     pb::ZoneSpec {
         image: "base@1".into(),
@@ -117,9 +111,7 @@ fn decisions() {
     let mut state = FleetState::default();
     let setup = Instant::now();
     for h in hosts() {
-        state.apply(&command(Kind::RegisterHost(pb::RegisterHostCommand {
-            host: Some(h),
-        })));
+        state.apply(&register_host(h));
     }
     println!(
         "setup: {HOSTS} hosts in {RACKS} racks registered in {:.2?}",
@@ -198,11 +190,7 @@ async fn committed() {
         let chunk = chunk.to_vec();
         tasks.push(tokio::spawn(async move {
             for h in chunk {
-                node.write(command(Kind::RegisterHost(pb::RegisterHostCommand {
-                    host: Some(h),
-                })))
-                .await
-                .unwrap();
+                node.write(register_host(h)).await.unwrap();
             }
         }));
     }
@@ -225,11 +213,7 @@ async fn committed() {
                 let spec = zone_spec(&mut rng, group);
                 let start = Instant::now();
                 let response = client
-                    .create_zones(pb::CreateZonesRequest {
-                        spec: Some(spec),
-                        count: BATCH as u32,
-                        ..Default::default()
-                    })
+                    .create_zones(create(spec, BATCH as u32))
                     .await
                     .unwrap()
                     .into_inner();

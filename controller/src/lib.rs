@@ -6,10 +6,12 @@
 //! * `scheduler`: placement (filters, scores, refusal counts) and address pools.
 
 pub mod api;
+pub mod bench;
 pub mod config;
-pub mod loopback;
 pub mod node;
 pub mod raft;
 pub mod scheduler;
 pub mod server;
 pub mod state;
+#[cfg(test)]
+mod testing;

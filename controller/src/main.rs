@@ -49,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         raft: config.raft_config(),
         failover: Some(config.failover_timing()),
         initial_members,
+        dialer: std::sync::Arc::new(zonefleet_controller::raft::dial::TcpDialer),
     })
     .await?;
     tracing::info!(id = config.id, listen = %config.listen, advertise = %config.advertise(), "controller started");

@@ -1,12 +1,12 @@
 //! In-process controller clusters on loopback: elections, forwarding, failover,
 //! partitions, snapshots for a wiped member, and membership changes under writes.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
+use zonefleet_harness::bounded;
+use zonefleet_harness::cluster::{test_raft_config, Cluster};
+use zonefleet_harness::fixtures::{create, create_zone, keyed_create, spec};
 use zonefleet_proto::pb;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -68,10 +68,8 @@ async fn a_retried_create_with_the_same_key_creates_once() {
         cluster.leader().await;
         let mut client = cluster.operator(2).await;
         let request = pb::CreateZonesRequest {
-            spec: Some(spec("db")),
-            count: 2,
             idempotency_key: "retry-me".into(),
-            dry_run: false,
+            ..create(spec("db"), 2)
         };
         let first = client
             .create_zones(request.clone())
@@ -224,10 +222,7 @@ async fn a_leader_cut_off_but_listening_is_not_replaced_before_the_timers() {
         let first = cluster.leader().await;
         let term = cluster.node(first).raft().metrics().borrow().current_term;
         let others: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != first).collect();
-        cluster.node(first).net().block(others.clone());
-        for id in &others {
-            cluster.node(*id).net().block([first]);
-        }
+        cluster.isolate(first);
         tokio::time::sleep(Duration::from_millis(5000)).await;
         for id in &others {
             let metrics = cluster.node(*id).raft().metrics().borrow().clone();
@@ -237,9 +232,7 @@ async fn a_leader_cut_off_but_listening_is_not_replaced_before_the_timers() {
                 "controller {id} campaigned while the leader's port still answered"
             );
         }
-        for id in [1, 2, 3] {
-            cluster.node(id).net().heal();
-        }
+        cluster.heal();
     })
     .await;
 }
@@ -251,10 +244,7 @@ async fn a_minority_partition_cannot_commit() {
         let old = cluster.leader().await;
         let majority: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
         // Cut the leader off from both others, both directions.
-        cluster.node(old).net().block(majority.clone());
-        for id in &majority {
-            cluster.node(*id).net().block([old]);
-        }
+        cluster.isolate(old);
         let isolated_write = cluster
             .node(old)
             .write(zonefleet_controller::api::operator::command(
@@ -275,9 +265,7 @@ async fn a_minority_partition_cannot_commit() {
         let mut client = cluster.operator(majority[0]).await;
         create_zone(&mut client, "majority").await;
         // Healed, the old leader follows and catches up.
-        for id in 1..=3 {
-            cluster.node(id).net().heal();
-        }
+        cluster.heal();
         let mut client = cluster.operator(old).await;
         let zone = client
             .get_zone(pb::GetZoneRequest {
@@ -301,11 +289,7 @@ async fn a_wiped_member_re_added_catches_up_by_snapshot() {
         let mut client = cluster.operator(leader).await;
         // Enough writes for snapshots and a purged log (every 50 entries).
         let created = client
-            .create_zones(pb::CreateZonesRequest {
-                spec: Some(spec("bulk")),
-                count: 5,
-                ..Default::default()
-            })
+            .create_zones(create(spec("bulk"), 5))
             .await
             .unwrap()
             .into_inner();
@@ -464,11 +448,7 @@ async fn concurrent_writes_through_every_member_each_get_their_own_result() {
                 tasks.push(tokio::spawn(async move {
                     let alias = format!("c{id}-{i}");
                     let zone = client
-                        .create_zones(pb::CreateZonesRequest {
-                            spec: Some(spec(&alias)),
-                            count: 1,
-                            ..Default::default()
-                        })
+                        .create_zones(create(spec(&alias), 1))
                         .await
                         .unwrap_or_else(|e| panic!("create {alias}: {e}"))
                         .into_inner()
@@ -494,8 +474,7 @@ async fn concurrent_writes_through_every_member_each_get_their_own_result() {
 async fn follower_catches_up_after(cluster: &Cluster, entries: u32, size: usize) {
     let leader = cluster.leader().await;
     let behind = (1..=3).find(|id| *id != leader).unwrap();
-    cluster.node(behind).net().block([leader]);
-    cluster.node(leader).net().block([behind]);
+    cluster.net.cut(behind, leader);
     for i in 0..entries {
         cluster
             .node(leader)
@@ -508,9 +487,7 @@ async fn follower_catches_up_after(cluster: &Cluster, entries: u32, size: usize)
             .unwrap();
     }
     let target = cluster.node(leader).last_log_id().unwrap().index;
-    for id in 1..=3 {
-        cluster.node(id).net().heal();
-    }
+    cluster.heal();
     cluster
         .node(behind)
         .raft()

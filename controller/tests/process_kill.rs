@@ -4,15 +4,14 @@
 //! acknowledged write lost. (The measured version, 20 kills with pause percentiles, is
 //! `bench/run`.)
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bounded, keyed_create};
 use tempfile::TempDir;
+use zonefleet_harness::bounded;
+use zonefleet_harness::fixtures::keyed_create;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::operator_client::OperatorClient;
 use zonefleet_proto::tls::{client_config, connect_channel, CertKey, ExpectedPeer, FleetTrust};
@@ -53,8 +52,7 @@ struct Fleet {
 impl Fleet {
     fn new() -> Fleet {
         let dir = TempDir::new().unwrap();
-        let files =
-            zonefleet_controller::loopback::write_cluster(dir.path(), "proc", 3, "").unwrap();
+        let files = zonefleet_harness::loopback::write_cluster(dir.path(), "proc", 3, "").unwrap();
         Fleet {
             dir,
             addrs: files.addrs,

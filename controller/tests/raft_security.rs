@@ -1,15 +1,15 @@
 //! Who may speak Raft, what malformed or oversized Raft messages get, and what a
 //! controller does with a corrupted log on restart.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
 use tonic::Code;
 use zonefleet_controller::node::{Controller, StartError};
 use zonefleet_controller::raft::log_store::StoreError;
+use zonefleet_harness::bounded;
+use zonefleet_harness::cluster::Cluster;
+use zonefleet_harness::fixtures::create_zone;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::raft_client::RaftClient;
 

@@ -2,15 +2,13 @@
 //! controllers never commit a host past its capacity nor a group past its hard
 //! spread; inventory, dry runs and reschedules through the operator API.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
-use zonefleet_controller::api::operator::command;
+use zonefleet_harness::bounded;
+use zonefleet_harness::cluster::Cluster;
+use zonefleet_harness::fixtures::{create, host, register_host, spread};
 use zonefleet_proto::pb;
-use zonefleet_proto::pb::fleet_command::Kind;
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -19,20 +17,9 @@ async fn register_hosts(cluster: &Cluster) {
     let node = cluster.node(1);
     for r in 0..4 {
         for h in 0..2 {
-            node.write(command(Kind::RegisterHost(pb::RegisterHostCommand {
-                host: Some(pb::Host {
-                    host_id: format!("h{r}{h}"),
-                    capacity: Some(pb::Capacity {
-                        memory_mib: 5120,
-                        cpu_percent: 1600,
-                        disk_gib: 1000,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-            })))
-            .await
-            .unwrap();
+            node.write(register_host(host(&format!("h{r}{h}"), 5120, 1600, 1000)))
+                .await
+                .unwrap();
         }
     }
     // The rack comes from the operators' inventory.
@@ -60,12 +47,7 @@ fn zone_spec(group: Option<&str>) -> pb::ZoneSpec {
         max_physical_memory_mib: Some(1024),
         placement: Some(pb::Placement {
             constraints: vec!["class=general".into()],
-            spread: group.map(|g| pb::Spread {
-                by: "rack".into(),
-                group: g.into(),
-                max_per_domain: Some(3),
-                mode: pb::RuleMode::Hard as i32,
-            }),
+            spread: group.map(|g| spread("rack", g, 3, pb::RuleMode::Hard)),
             ..Default::default()
         }),
         ..Default::default()
@@ -84,11 +66,7 @@ async fn concurrent_creates_through_every_controller_never_overcommit_nor_break_
             let spec = zone_spec((i % 2 == 0).then_some("web"));
             tasks.push(tokio::spawn(async move {
                 client
-                    .create_zones(pb::CreateZonesRequest {
-                        spec: Some(spec),
-                        count: 1 + (i % 3) as u32,
-                        ..Default::default()
-                    })
+                    .create_zones(create(spec, 1 + (i % 3) as u32))
                     .await
                     .unwrap()
                     .into_inner()
@@ -167,10 +145,8 @@ async fn a_dry_run_explains_and_changes_nothing_and_a_reschedule_moves_a_zone() 
         let mut client = cluster.operator(2).await;
         let dry = client
             .create_zones(pb::CreateZonesRequest {
-                spec: Some(zone_spec(Some("web"))),
-                count: 12,
                 dry_run: true,
-                ..Default::default()
+                ..create(zone_spec(Some("web")), 12)
             })
             .await
             .unwrap()
@@ -184,10 +160,8 @@ async fn a_dry_run_explains_and_changes_nothing_and_a_reschedule_moves_a_zone() 
         );
         let refused = client
             .create_zones(pb::CreateZonesRequest {
-                spec: Some(zone_spec(Some("web"))),
-                count: 13,
                 dry_run: true,
-                ..Default::default()
+                ..create(zone_spec(Some("web")), 13)
             })
             .await
             .unwrap()
@@ -205,11 +179,7 @@ async fn a_dry_run_explains_and_changes_nothing_and_a_reschedule_moves_a_zone() 
         assert!(none.is_empty());
         // A zone moves off a cordoned host.
         let created = client
-            .create_zones(pb::CreateZonesRequest {
-                spec: Some(zone_spec(None)),
-                count: 1,
-                ..Default::default()
-            })
+            .create_zones(create(zone_spec(None), 1))
             .await
             .unwrap()
             .into_inner();

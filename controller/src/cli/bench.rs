@@ -59,7 +59,7 @@ async fn one_run(conn: &Connection, clients: usize, seconds: u64) -> anyhow::Res
             let mut latencies = Vec::new();
             let mut errors = 0;
             while Instant::now() < end {
-                let request = zonefleet_controller::loopback::bench_create_request();
+                let request = zonefleet_controller::bench::bench_create_request();
                 let t = Instant::now();
                 match client.create_zones(request).await {
                     Ok(_) => latencies.push(t.elapsed()),

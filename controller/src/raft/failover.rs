@@ -9,7 +9,8 @@
 //! A follower here watches the leader's `AppendEntries` itself. Once none has come
 //! for [`FailoverTiming::after`] (past every voter's lease, so votes can be granted;
 //! later for higher ids, so the survivors campaign one at a time in id order), it
-//! tries to connect to the leader's address. A refused connection means nothing
+//! tries to connect to the leader's address (through the controller's
+//! [`Dialer`], like every peer connection). A refused connection means nothing
 //! listens there any more — the leader's process is gone — and the follower campaigns
 //! at once. A leader that is slow, partitioned away or on a host that does not answer
 //! is left to openraft's own timers: this never makes an election that openraft would
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 
+use super::dial::{Dialer, SharedDialer};
 use super::{NodeId, Raft};
 
 /// How often a follower looks at the time since the leader's last `AppendEntries`.
@@ -82,18 +84,25 @@ impl LeaderContact {
     }
 }
 
-/// Whether nothing listens at `addr` any more (the connection is refused). Any other
-/// outcome — connected, timed out, unreachable — is not proof of a dead leader.
-async fn refused(addr: &str) -> bool {
-    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+/// Whether nothing listens at `leader`'s `addr` any more (the connection is refused).
+/// Any other outcome — connected, timed out, unreachable — is not proof of a dead
+/// leader.
+async fn refused(dialer: &dyn Dialer, leader: NodeId, addr: &str) -> bool {
+    match tokio::time::timeout(PROBE_TIMEOUT, dialer.dial(leader, addr.to_owned())).await {
         Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
         _ => false,
     }
 }
 
-/// Watches the leader for controller `id` until the Raft node stops; see the module
-/// documentation.
-pub async fn watch(id: NodeId, raft: Raft, contact: LeaderContact, timing: FailoverTiming) {
+/// Watches the leader for controller `id` until the Raft node stops, probing it
+/// through `dialer`; see the module documentation.
+pub async fn watch(
+    id: NodeId,
+    raft: Raft,
+    contact: LeaderContact,
+    timing: FailoverTiming,
+    dialer: SharedDialer,
+) {
     let mut interval = tokio::time::interval(POLL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The (term, leader) already probed: one probe per leader and silence.
@@ -130,7 +139,7 @@ pub async fn watch(id: NodeId, raft: Raft, contact: LeaderContact, timing: Failo
             continue;
         }
         probed = Some((term, leader));
-        if refused(&addr).await {
+        if refused(dialer.as_ref(), leader, &addr).await {
             tracing::info!(
                 leader,
                 term,
@@ -152,9 +161,10 @@ mod tests {
     async fn a_closed_port_is_refused_and_a_listening_one_is_not() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        assert!(!refused(&addr).await, "a listening port");
+        let tcp = crate::raft::dial::TcpDialer;
+        assert!(!refused(&tcp, 1, &addr).await, "a listening port");
         drop(listener);
-        assert!(refused(&addr).await, "a closed port");
+        assert!(refused(&tcp, 1, &addr).await, "a closed port");
     }
 
     #[tokio::test]

@@ -5,10 +5,13 @@
 //!   and on-disk format, see `raft.proto`).
 //! * [`log_store`]: the log and the vote in redb, fsync'd before acknowledging.
 //! * [`state_machine`]: the fleet state machine store and its snapshots.
+//! * [`dial`]: how a controller opens a stream to a peer (plain TCP; a test harness's
+//!   own network in tests).
 //! * [`network`]: the Raft gRPC client over mTLS, one channel per peer.
 //! * [`failover`]: a follower campaigns at once when the leader's process is gone.
 
 pub mod codec;
+pub mod dial;
 pub mod failover;
 pub mod log_store;
 pub mod network;

@@ -1,27 +1,31 @@
 //! The Raft network: openraft's RPCs as gRPC calls to the peer's `Raft` service over
 //! mTLS, presenting this controller's certificate and insisting that the server is
-//! the controller with the target's id.
-//!
-//! [`NetControl`] lets tests cut this controller off from chosen peers in both
-//! directions (outgoing calls fail as unreachable, incoming ones are refused by the
-//! service), which is how in-process tests make a partition on real sockets.
+//! the controller with the target's id. Every connection is opened by the
+//! controller's [`Dialer`](super::dial::Dialer).
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper_util::rt::TokioIo;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::{AnyError, BasicNode};
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
-use zonefleet_proto::pb;
+use tokio_rustls::client::TlsStream;
+use tonic::transport::{Channel, Endpoint, Uri};
 use zonefleet_proto::pb::raft_client::RaftClient;
-use zonefleet_proto::tls::{client_config, CertKey, ExpectedPeer, FleetTrust, TlsConnector};
+use zonefleet_proto::tls::{
+    client_config, CertKey, ExpectedPeer, FleetTrust, TlsConnector, TlsError,
+};
 
 use super::codec;
+use super::dial::{PeerStream, SharedDialer};
 use super::{NodeId, TypeConfig};
 
 /// The largest Raft message a controller sends or accepts (16 MiB).
@@ -40,29 +44,34 @@ pub enum NetworkSetupError {
     Address(String, String),
 }
 
-/// Which peers this controller is cut off from (tests' partitions).
-#[derive(Debug, Clone, Default)]
-pub struct NetControl {
-    blocked: Arc<RwLock<BTreeSet<NodeId>>>,
+/// Opens a peer's connections: TLS (as [`TlsConnector`] does it) over a stream the
+/// controller's dialer opened to that peer.
+#[derive(Clone)]
+struct PeerConnector {
+    tls: TlsConnector,
+    dialer: SharedDialer,
+    peer: NodeId,
+    addr: String,
 }
 
-impl NetControl {
-    /// Cuts this controller off from `peers` (replacing any earlier cut).
-    pub fn block(&self, peers: impl IntoIterator<Item = NodeId>) {
-        *self.blocked.write().unwrap_or_else(|p| p.into_inner()) = peers.into_iter().collect();
+impl tower::Service<Uri> for PeerConnector {
+    type Response = TokioIo<TlsStream<PeerStream>>;
+    type Error = TlsError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, TlsError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), TlsError>> {
+        Poll::Ready(Ok(()))
     }
 
-    /// Heals every cut.
-    pub fn heal(&self) {
-        self.block([]);
-    }
-
-    /// Whether traffic with `peer` is cut.
-    pub fn is_blocked(&self, peer: NodeId) -> bool {
-        self.blocked
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&peer)
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let dial = this.dialer.dial(this.peer, this.addr.clone());
+            this.tls
+                .connect_over(&uri, |_, _| dial)
+                .await
+                .map(TokioIo::new)
+        })
     }
 }
 
@@ -73,6 +82,7 @@ type ChannelMap = HashMap<(NodeId, String), RaftClient<Channel>>;
 pub struct PeerChannels {
     trust: FleetTrust,
     own: CertKey,
+    dialer: SharedDialer,
     channels: Arc<Mutex<ChannelMap>>,
 }
 
@@ -83,11 +93,12 @@ impl std::fmt::Debug for PeerChannels {
 }
 
 impl PeerChannels {
-    /// Channels authenticated as `own`, trusting `trust`.
-    pub fn new(trust: FleetTrust, own: CertKey) -> Self {
+    /// Channels authenticated as `own`, trusting `trust`, over streams `dialer` opens.
+    pub fn new(trust: FleetTrust, own: CertKey, dialer: SharedDialer) -> Self {
         PeerChannels {
             trust,
             own,
+            dialer,
             channels: Arc::default(),
         }
     }
@@ -109,8 +120,12 @@ impl PeerChannels {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
-        let channel = endpoint
-            .connect_with_connector_lazy(TlsConnector::new(config).with_timeout(CONNECT_TIMEOUT));
+        let channel = endpoint.connect_with_connector_lazy(PeerConnector {
+            tls: TlsConnector::new(config).with_timeout(CONNECT_TIMEOUT),
+            dialer: self.dialer.clone(),
+            peer: id,
+            addr: addr.to_owned(),
+        });
         let client = RaftClient::new(channel)
             .max_decoding_message_size(MAX_RAFT_MESSAGE)
             .max_encoding_message_size(MAX_RAFT_MESSAGE);
@@ -123,21 +138,18 @@ impl PeerChannels {
 #[derive(Debug, Clone)]
 pub struct Network {
     channels: PeerChannels,
-    control: NetControl,
 }
 
 impl Network {
-    /// A factory over `channels`, obeying `control`.
-    pub fn new(channels: PeerChannels, control: NetControl) -> Self {
-        Network { channels, control }
+    /// A factory over `channels`.
+    pub fn new(channels: PeerChannels) -> Self {
+        Network { channels }
     }
 }
 
 /// The client for one peer.
 pub struct PeerClient {
-    target: NodeId,
     client: Result<RaftClient<Channel>, String>,
-    control: NetControl,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -145,12 +157,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
-            target,
             client: self
                 .channels
                 .client(target, &node.addr)
                 .map_err(|e| e.to_string()),
-            control: self.control.clone(),
         }
     }
 }
@@ -180,12 +190,6 @@ impl PeerClient {
     // openraft's error type is what the trait returns; boxing it here would not help.
     #[allow(clippy::result_large_err)]
     fn client<E: std::error::Error>(&self) -> Result<RaftClient<Channel>, RpcErr<E>> {
-        if self.control.is_blocked(self.target) {
-            return Err(unreachable(format!(
-                "controller {} is partitioned away",
-                self.target
-            )));
-        }
         self.client.clone().map_err(unreachable)
     }
 
@@ -262,9 +266,4 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     fn backoff(&self) -> openraft::network::Backoff {
         openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(100)))
     }
-}
-
-/// The result of a forwarded write, as the leader returned it.
-pub fn forwarded_result(response: pb::ForwardWriteResponse) -> pb::CommandResult {
-    response.result.unwrap_or_default()
 }

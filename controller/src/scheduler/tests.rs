@@ -9,44 +9,12 @@ use zonefleet_proto::pb::command_result::Result as R;
 use zonefleet_proto::pb::fleet_command::Kind;
 
 use crate::state::FleetState;
-
-fn cmd(kind: Kind) -> pb::FleetCommand {
-    pb::FleetCommand {
-        at_unix_ms: 1_000,
-        kind: Some(kind),
-    }
-}
-
-/// A host with `memory` MiB usable (the 1 GiB reservation added), 8 CPUs (7
-/// usable), 1000 GiB of disk.
-fn host(id: &str, rack: &str, memory: u64) -> pb::Host {
-    pb::Host {
-        host_id: id.to_owned(),
-        rack: rack.to_owned(),
-        status: pb::HostStatus::Ready as i32,
-        capacity: Some(pb::Capacity {
-            memory_mib: memory + 1024,
-            cpu_percent: 800,
-            disk_gib: 1000,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+use crate::testing::{cmd, create_kind, host, ok, spec};
 
 fn register(s: &mut FleetState, h: pb::Host) {
     ok(s.apply(&cmd(Kind::RegisterHost(pb::RegisterHostCommand {
         host: Some(h),
     }))));
-}
-
-fn spec(memory: u64) -> pb::ZoneSpec {
-    pb::ZoneSpec {
-        image: "base@1".to_owned(),
-        max_physical_memory_mib: Some(memory),
-        quota_gib: Some(10),
-        ..Default::default()
-    }
 }
 
 fn spread(group: &str, by: &str, max: Option<u32>, soft: bool) -> pb::Placement {
@@ -75,21 +43,6 @@ fn affinity(rule: pb::AffinityRule, target: &str, soft: bool) -> pb::Affinity {
             pb::RuleMode::Hard
         } as i32,
     }
-}
-
-fn ok(result: pb::CommandResult) -> pb::CommandResult {
-    if let Some(R::Error(e)) = &result.result {
-        panic!("refused: {}", e.message);
-    }
-    result
-}
-
-fn create_kind(spec: &pb::ZoneSpec, uuids: &[String]) -> Kind {
-    Kind::CreateZones(pb::CreateZonesCommand {
-        spec: Some(spec.clone()),
-        uuids: uuids.to_vec(),
-        idempotency_key: String::new(),
-    })
 }
 
 /// Creates `n` zones of `spec` named `prefix-i`; returns the response.

@@ -5,26 +5,15 @@ pub(super) use zonefleet_proto::pb::command_result::Result as R;
 pub(super) use zonefleet_proto::pb::fleet_command::Kind;
 
 pub(super) use super::FleetState;
+pub(super) use crate::testing::cmd;
 
-pub(super) fn cmd(kind: Kind) -> pb::FleetCommand {
-    pb::FleetCommand {
-        at_unix_ms: 1_000,
-        kind: Some(kind),
-    }
-}
-
+/// Registers a host with `memory` MiB usable (see [`crate::testing::host`]), no rack
+/// and no status of its own.
 pub(super) fn host(id: &str, memory: u64) -> Kind {
     Kind::RegisterHost(pb::RegisterHostCommand {
         host: Some(pb::Host {
-            host_id: id.to_owned(),
-            // `memory` usable once the global zone's default 1 GiB is kept back.
-            capacity: Some(pb::Capacity {
-                memory_mib: memory + 1024,
-                cpu_percent: 800,
-                disk_gib: 1000,
-                ..Default::default()
-            }),
-            ..Default::default()
+            status: 0,
+            ..crate::testing::host(id, "", memory)
         }),
     })
 }

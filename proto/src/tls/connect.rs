@@ -10,6 +10,7 @@ use http::Uri;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tonic::transport::{Channel, Endpoint};
@@ -65,6 +66,27 @@ impl TlsConnector {
 
     /// Dials `uri` and completes the handshake.
     pub async fn connect(&self, uri: &Uri) -> Result<TlsStream<TcpStream>, TlsError> {
+        self.connect_over(uri, |host, port| async move {
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp)
+        })
+        .await
+    }
+
+    /// Like [`Self::connect`], but over the stream `dial` opens to the URI's host and
+    /// port (its caller's own way of reaching a peer; the TLS session, server name and
+    /// timeout are this connector's).
+    pub async fn connect_over<S, F, Fut>(
+        &self,
+        uri: &Uri,
+        dial: F,
+    ) -> Result<TlsStream<S>, TlsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        F: FnOnce(String, u16) -> Fut,
+        Fut: Future<Output = std::io::Result<S>>,
+    {
         let bad = |reason: &str| TlsError::InvalidAddress {
             value: uri.to_string(),
             reason: reason.to_owned(),
@@ -83,15 +105,14 @@ impl TlsConnector {
         let context = format!("connect {host}:{port}");
         let connector = tokio_rustls::TlsConnector::from(self.config.clone());
         let dial = async {
-            let tcp = TcpStream::connect((host.as_str(), port))
+            let stream = dial(host.clone(), port)
                 .await
                 .map_err(|error| TlsError::Io {
                     context: context.clone(),
                     error,
                 })?;
-            let _ = tcp.set_nodelay(true);
             connector
-                .connect(server_name, tcp)
+                .connect(server_name, stream)
                 .await
                 .map_err(|error| TlsError::Io {
                     context: format!("TLS handshake with {host}:{port}"),

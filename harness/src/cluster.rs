@@ -1,7 +1,6 @@
 //! An in-process controller cluster on loopback: real redb stores in a temporary
-//! directory, real mTLS listeners on port 0, real Raft traffic between them.
-
-#![allow(dead_code)]
+//! directory, real mTLS listeners on port 0, real Raft traffic between them, over
+//! links the test cuts and heals ([`Partitions`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,7 +15,6 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 use zonefleet_controller::node::{Controller, NodeOptions};
 use zonefleet_controller::raft::NodeId;
-use zonefleet_proto::pb;
 use zonefleet_proto::pb::operator_client::OperatorClient;
 use zonefleet_proto::pki::{FleetCa, HostName, IssuedCert, Validity};
 use zonefleet_proto::tls::{
@@ -24,8 +22,12 @@ use zonefleet_proto::tls::{
     IncomingOptions, TlsIncoming,
 };
 
+use crate::net::Partitions;
+
+/// The cluster name of every in-process test cluster.
 pub const CLUSTER: &str = "test";
 
+/// The certificate and key of `issued`.
 pub fn cert_key(issued: &IssuedCert) -> CertKey {
     CertKey::from_pem(&issued.cert_pem, issued.key_pem.as_ref().unwrap()).unwrap()
 }
@@ -44,19 +46,30 @@ pub fn test_raft_config() -> openraft::Config {
     }
 }
 
+/// One running member of a [`Cluster`].
 pub struct Member {
+    /// Its controller.
     pub node: Controller,
+    /// Where it listens.
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
 }
 
+/// An in-process controller cluster whose links tests cut (see [`Partitions`]).
 pub struct Cluster {
+    /// The fleet CA that issued every certificate.
     pub ca: FleetCa,
+    /// The fleet CA, as a client trusts it.
     pub trust: FleetTrust,
+    /// Where the members' stores live (`c<id>`).
     pub dir: TempDir,
+    /// The running members.
     pub members: BTreeMap<NodeId, Member>,
+    /// Every member's Raft timings and snapshot policy.
     pub raft: openraft::Config,
+    /// The links between the members.
+    pub net: Partitions,
 }
 
 impl Cluster {
@@ -75,6 +88,7 @@ impl Cluster {
             dir: TempDir::new().unwrap(),
             members: BTreeMap::new(),
             raft,
+            net: Partitions::new(),
         };
         let mut listeners = BTreeMap::new();
         for id in 1..=n {
@@ -91,10 +105,13 @@ impl Cluster {
         cluster
     }
 
+    /// Member `id`'s data dir.
     pub fn data_dir(&self, id: NodeId) -> PathBuf {
         self.dir.path().join(format!("c{id}"))
     }
 
+    /// What member `id` starts with (`initial`: the members of a new cluster, or
+    /// empty to join), its connections going over [`Cluster::net`].
     pub fn options(&self, id: NodeId, initial: BTreeMap<NodeId, String>) -> NodeOptions {
         let loopback: HostName = "127.0.0.1".parse().unwrap();
         let own = cert_key(
@@ -118,6 +135,7 @@ impl Cluster {
                     id - 1,
                 ),
             ),
+            dialer: self.net.dialer(id),
         }
     }
 
@@ -193,6 +211,18 @@ impl Cluster {
         self.start_member(id, listener, BTreeMap::new()).await;
     }
 
+    /// Cuts member `id` off from every other member, both ways.
+    pub fn isolate(&self, id: NodeId) {
+        let others = self.members.keys().copied().filter(|m| *m != id);
+        self.net.isolate(id, others);
+    }
+
+    /// Heals every cut link.
+    pub fn heal(&self) {
+        self.net.heal_all();
+    }
+
+    /// Member `id`'s controller.
     pub fn node(&self, id: NodeId) -> &Controller {
         &self.members[&id].node
     }
@@ -221,11 +251,13 @@ impl Cluster {
         }
     }
 
+    /// Waits (10 s at most) until every member agrees on one leader.
     pub async fn leader(&self) -> NodeId {
         let ids: Vec<NodeId> = self.members.keys().copied().collect();
         self.leader_among(&ids, Duration::from_secs(10)).await
     }
 
+    /// A fresh operator certificate.
     pub fn operator_cert(&self) -> CertKey {
         cert_key(
             &self
@@ -235,6 +267,7 @@ impl Cluster {
         )
     }
 
+    /// A channel to member `id`, authenticated as `who`.
     pub async fn channel_as(&self, id: NodeId, who: &CertKey) -> Channel {
         let config = client_config(&self.trust, ExpectedPeer::AnyController, Some(who)).unwrap();
         connect_channel(&self.members[&id].addr.to_string(), config)
@@ -242,10 +275,12 @@ impl Cluster {
             .unwrap()
     }
 
+    /// An operator's client of member `id`.
     pub async fn operator(&self, id: NodeId) -> OperatorClient<Channel> {
         OperatorClient::new(self.channel_as(id, &self.operator_cert()).await)
     }
 
+    /// A fresh agent certificate (of a random host).
     pub fn agent_cert(&self) -> CertKey {
         cert_key(
             &self
@@ -255,6 +290,7 @@ impl Cluster {
         )
     }
 
+    /// A certificate of controller `id` of this cluster (a member or not).
     pub fn other_controller_cert(&self, id: &str) -> CertKey {
         let loopback: HostName = "127.0.0.1".parse().unwrap();
         cert_key(
@@ -264,52 +300,4 @@ impl Cluster {
                 .unwrap(),
         )
     }
-}
-
-/// A minimal valid zone spec.
-pub fn spec(alias: &str) -> pb::ZoneSpec {
-    pb::ZoneSpec {
-        alias: Some(alias.to_owned()),
-        image: "base@1".to_owned(),
-        max_physical_memory_mib: Some(256),
-        ..Default::default()
-    }
-}
-
-/// A one-zone create of [`spec`] whose idempotency key is its alias, so a retry
-/// after an error creates nothing twice.
-pub fn keyed_create(alias: &str) -> pb::CreateZonesRequest {
-    pb::CreateZonesRequest {
-        spec: Some(spec(alias)),
-        count: 1,
-        idempotency_key: alias.to_owned(),
-        dry_run: false,
-    }
-}
-
-/// Creates one zone through `client` and returns its uuid.
-pub async fn create_zone(client: &mut OperatorClient<Channel>, alias: &str) -> String {
-    let response = client
-        .create_zones(pb::CreateZonesRequest {
-            spec: Some(spec(alias)),
-            count: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("create {alias}: {e}"))
-        .into_inner();
-    response.zones[0]
-        .spec
-        .as_ref()
-        .unwrap()
-        .uuid
-        .clone()
-        .unwrap()
-}
-
-/// Runs a test body under a deadline.
-pub async fn bounded<F: std::future::Future<Output = ()>>(limit: Duration, body: F) {
-    tokio::time::timeout(limit, body)
-        .await
-        .expect("test timed out");
 }

@@ -1,12 +1,10 @@
 //! What the process tests and the benchmarks share: the files of a controller
 //! cluster on 127.0.0.1 (a fresh fleet CA, each controller's certificate, key and
 //! `controller.toml` — `c<id>.crt`, `c<id>.key`, `c<id>.toml`, data in `data<id>` —
-//! and an operator identity to call them with), and the small write both
-//! benchmarks commit.
+//! and an operator identity to call them with), and free loopback ports.
 
 use std::path::{Path, PathBuf};
 
-use zonefleet_proto::pb;
 use zonefleet_proto::pki::{FleetCa, HostName, Validity};
 use zonefleet_proto::tls::{CertKey, FleetTrust};
 
@@ -35,22 +33,6 @@ pub struct LoopbackCluster {
     pub trust: FleetTrust,
     /// An operator certificate and key.
     pub operator: CertKey,
-}
-
-/// The benchmarks' write (`zfadm bench`, `bench/run`): a one-zone create of a small
-/// spec with no alias and no idempotency key (with no host registered, the zone is
-/// committed pending).
-pub fn bench_create_request() -> pb::CreateZonesRequest {
-    pb::CreateZonesRequest {
-        spec: Some(pb::ZoneSpec {
-            image: "bench@1".into(),
-            max_physical_memory_mib: Some(64),
-            ..Default::default()
-        }),
-        count: 1,
-        idempotency_key: String::new(),
-        dry_run: false,
-    }
 }
 
 /// A port free on 127.0.0.1 right now.
