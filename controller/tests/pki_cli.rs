@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use uuid::Uuid;
-use zonefleet_proto::auth::Role;
-use zonefleet_proto::pki::{identity_from_cert_der, FleetCa};
+use zonefleet_proto::auth::{Role, RoleKind};
+use zonefleet_proto::pki::{identity_from_cert_der, FleetCa, OperatorRole};
 use zonefleet_proto::tls::{load_certs, server_config, CertKey, FleetTrust};
 
 fn zfadm(args: &[&str]) -> Output {
@@ -269,7 +269,43 @@ fn issue_agent_makes_a_certificate_the_tls_layer_maps_to_the_agent_role() {
     let der = &load_certs(&dir.join("operator-alice.crt")).unwrap()[0];
     assert_eq!(
         Role::from_cert_der("prod", der).unwrap(),
-        Role::Operator("alice".into())
+        Role::Operator {
+            name: "alice".into(),
+            role: OperatorRole::Admin
+        }
+    );
+    // A viewer gets its own identity form and files; --role needs --operator.
+    let viewer = zfadm(&[
+        "pki",
+        "issue",
+        "--ca-dir",
+        ca_dir,
+        "--operator",
+        "alice",
+        "--role",
+        "viewer",
+    ]);
+    assert!(viewer.status.success(), "{}", text(&viewer.stderr));
+    assert_eq!(
+        identity_of(&dir.join("viewer-alice.crt")),
+        "zonefleet://prod/operator/viewer/alice"
+    );
+    let der = &load_certs(&dir.join("viewer-alice.crt")).unwrap()[0];
+    assert_eq!(
+        Role::from_cert_der("prod", der).unwrap().kind(),
+        RoleKind::Viewer
+    );
+    for bad in [
+        &["--operator", "carol", "--role", "root"][..],
+        &["--agent", &host_text, "--role", "viewer", "--out", out_text],
+    ] {
+        let run = zfadm(&[&["pki", "issue", "--ca-dir", ca_dir][..], bad].concat());
+        assert!(!run.status.success(), "{bad:?} accepted");
+    }
+    // `pki init`'s operator is an admin, in the form certificates always had.
+    assert_eq!(
+        identity_of(&dir.join("operator-admin.crt")),
+        "zonefleet://prod/operator/admin"
     );
     let ctl = zfadm(&[
         "pki",

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use zonefleet_proto::pki::files::{self, OutputFile, Overwrite};
 use zonefleet_proto::pki::{
     parse_host_id, validate_cluster, validate_operator_name, ControllerEndpoint, FleetCa, HostName,
-    IssuedCert, PkiError, Validity, CA_VALIDITY_DAYS, DEFAULT_CERT_DAYS,
+    IssuedCert, OperatorRole, PkiError, Validity, CA_VALIDITY_DAYS, DEFAULT_CERT_DAYS,
 };
 
 /// `zfadm pki …`
@@ -45,7 +45,7 @@ pub struct InitArgs {
         value_parser = parse_endpoint
     )]
     pub controllers: Vec<ControllerEndpoint>,
-    /// The operator to issue a certificate for.
+    /// The operator to issue an admin certificate for.
     #[arg(long, value_name = "NAME", default_value = "admin", value_parser = parse_operator)]
     pub operator: String,
     /// Validity of the controller and operator certificates, in days (the CA gets 10
@@ -66,6 +66,16 @@ pub struct IssueArgs {
     /// What to issue.
     #[command(flatten)]
     pub subject: IssueSubject,
+    /// What an `--operator` certificate grants: `admin` (everything) or `viewer` (reads
+    /// only).
+    #[arg(
+        long,
+        value_name = "ROLE",
+        default_value = "admin",
+        requires = "operator",
+        value_parser = parse_role
+    )]
+    pub role: OperatorRole,
     /// Validity in days.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CERT_DAYS)]
     pub days: i64,
@@ -99,6 +109,10 @@ fn parse_cluster(s: &str) -> Result<String, PkiError> {
 
 fn parse_operator(s: &str) -> Result<String, PkiError> {
     validate_operator_name(s).map(|()| s.to_owned())
+}
+
+fn parse_role(s: &str) -> Result<OperatorRole, PkiError> {
+    s.parse()
 }
 
 fn parse_endpoint(s: &str) -> Result<ControllerEndpoint, PkiError> {
@@ -240,8 +254,8 @@ fn issue(args: IssueArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         (issued, addresses)
     } else if let Some(name) = &subject.operator {
         let issued = ca
-            .issue_operator(name, validity)
-            .with_context(|| format!("issuing the certificate of operator {name}"))?;
+            .issue_operator_with_role(name, args.role, validity)
+            .with_context(|| format!("issuing the {} certificate of operator {name}", args.role))?;
         (issued, Vec::new())
     } else if let Some(host_id) = subject.agent {
         let issued = ca

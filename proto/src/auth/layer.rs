@@ -1,4 +1,5 @@
-//! The tower layer that turns the TLS peer into a [`Role`] and enforces [`RPC_RULES`].
+//! The tower layer that turns the TLS peer into a [`Role`], enforces [`RPC_RULES`] and
+//! writes the [`audit`](super::audit) line of every write.
 //!
 //! [`RPC_RULES`]: super::RPC_RULES
 
@@ -7,10 +8,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use prost::bytes::Bytes;
+use rustls_pki_types::CertificateDer;
+use tonic::body::Body;
+use tonic::codegen::StdError;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
 
-use super::{authorize, Role};
+use super::audit::{self, AuditRecord, Caller};
+use super::{authorize, rule_for, Access, Role};
 
 /// Applied with `tonic::transport::Server::builder().layer(RoleLayer::new(cluster))`.
 ///
@@ -19,7 +25,7 @@ use super::{authorize, Role};
 /// [`crate::tls::TlsIncoming`] or tonic's own TLS), maps it to a [`Role`] (no
 /// certificate: `Anonymous`), refuses the call when [`authorize`] says so, and
 /// otherwise inserts the `Role` into the extensions, where handlers find it with
-/// [`Role::from_request`].
+/// [`Role::from_request`]. Calls of a write, allowed or refused, get an audit line.
 #[derive(Debug, Clone)]
 pub struct RoleLayer {
     cluster: Arc<str>,
@@ -52,11 +58,16 @@ pub struct RoleService<S> {
     cluster: Arc<str>,
 }
 
-fn role_of<B>(request: &http::Request<B>, cluster: &str) -> Result<Role, Status> {
-    let certs = request
+type PeerCerts = Option<Arc<Vec<CertificateDer<'static>>>>;
+
+fn peer_certs<B>(request: &http::Request<B>) -> PeerCerts {
+    request
         .extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()
-        .and_then(|info| info.peer_certs());
+        .and_then(|info| info.peer_certs())
+}
+
+fn role_of(certs: &PeerCerts, cluster: &str) -> Result<Role, Status> {
     Role::from_peer_certs(cluster, certs.as_deref().map(|c| c.as_slice())).map_err(|e| {
         // Unreachable behind the handshake verifier; refuse rather than guess.
         Status::unauthenticated(e.to_string())
@@ -65,12 +76,18 @@ fn role_of<B>(request: &http::Request<B>, cluster: &str) -> Result<Role, Status>
 
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RoleService<S>
 where
-    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S: tower::Service<http::Request<Body>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
-    ResBody: Default + Send + 'static,
     S::Error: Send + 'static,
+    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Into<StdError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<StdError>,
 {
-    type Response = http::Response<ResBody>;
+    type Response = http::Response<Body>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -78,20 +95,49 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let method = request.uri().path().to_owned();
-        let verdict = role_of(&request, &self.cluster)
+        let certs = peer_certs(&request);
+        let verdict = role_of(&certs, &self.cluster)
             .and_then(|role| authorize(&role, &method).map(|()| role));
-        match verdict {
-            Ok(role) => {
-                tracing::trace!(%role, %method, "rpc allowed");
-                request.extensions_mut().insert(role);
-                Box::pin(self.inner.call(request))
-            }
+        match &verdict {
+            Ok(role) => tracing::trace!(%role, %method, "rpc allowed"),
             Err(status) => {
-                tracing::debug!(%method, code = ?status.code(), message = status.message(), "rpc refused");
-                Box::pin(std::future::ready(Ok(status.into_http())))
+                tracing::debug!(%method, code = ?status.code(), message = status.message(), "rpc refused")
             }
         }
+        let Some(Access::Write { target }) = rule_for(&method).map(|r| r.access) else {
+            return match verdict {
+                Ok(role) => {
+                    let (mut parts, body) = request.into_parts();
+                    parts.extensions.insert(role);
+                    let call = self
+                        .inner
+                        .call(http::Request::from_parts(parts, Body::new(body)));
+                    Box::pin(async move { Ok(call.await?.map(Body::new)) })
+                }
+                Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+            };
+        };
+        // The clone that was polled ready is the one to call.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let caller = Caller::of(certs.as_deref().and_then(|c| c.first()));
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let (object, body) = audit::read_target(&method, target, body).await;
+            let mut record = AuditRecord::new(caller, method, object);
+            match verdict {
+                Ok(role) => {
+                    parts.extensions.insert(role);
+                    let request = http::Request::from_parts(parts, Body::new(body));
+                    Ok(record.watch(inner.call(request).await?))
+                }
+                Err(status) => {
+                    record.finish(Some(status.code()));
+                    Ok(status.into_http())
+                }
+            }
+        })
     }
 }

@@ -3,8 +3,11 @@
 //! The peer certificate (already verified at the TLS handshake, see [`crate::tls`])
 //! maps to a [`Role`]. [`RoleLayer`], applied with `Server::builder().layer(...)`,
 //! puts that role into the request extensions for handlers and refuses any RPC the
-//! role may not call, deciding from the one table [`RPC_RULES`].
+//! role may not call, deciding from the one table [`RPC_RULES`], and writes the audit
+//! line of every call the table marks as a write (see [`audit`]).
 
+pub mod audit;
+mod contract;
 mod layer;
 mod rules;
 
@@ -14,10 +17,10 @@ use rustls_pki_types::CertificateDer;
 use tonic::Status;
 use uuid::Uuid;
 
-use crate::pki::{identity_from_cert_der, PkiError, Principal};
+use crate::pki::{identity_from_cert_der, OperatorRole, PkiError, Principal};
 
 pub use layer::{RoleLayer, RoleService};
-pub use rules::{authorize, role_table_markdown, rule_for, RpcRule, RPC_RULES};
+pub use rules::{authorize, role_table_markdown, rule_for, Access, RpcRule, RPC_RULES};
 
 /// Errors mapping a certificate to a role.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +45,13 @@ pub enum Role {
     Controller(String),
     /// The agent of a host.
     Agent(Uuid),
-    /// An operator, by name.
-    Operator(String),
+    /// An operator, by name, with the role its certificate grants.
+    Operator {
+        /// The operator's name.
+        name: String,
+        /// What the certificate lets the operator do.
+        role: OperatorRole,
+    },
     /// No client certificate (only enrollment is open to it).
     Anonymous,
 }
@@ -55,8 +63,10 @@ pub enum RoleKind {
     Controller,
     /// Any agent.
     Agent,
-    /// Any operator.
-    Operator,
+    /// An operator with every operator right ([`OperatorRole::Admin`]).
+    Admin,
+    /// A read-only operator ([`OperatorRole::Viewer`]).
+    Viewer,
     /// A caller without a client certificate.
     Anonymous,
 }
@@ -67,8 +77,18 @@ impl RoleKind {
         match self {
             RoleKind::Controller => "controller",
             RoleKind::Agent => "agent",
-            RoleKind::Operator => "operator",
+            RoleKind::Admin => "admin",
+            RoleKind::Viewer => "viewer",
             RoleKind::Anonymous => "anonymous",
+        }
+    }
+}
+
+impl From<OperatorRole> for RoleKind {
+    fn from(role: OperatorRole) -> Self {
+        match role {
+            OperatorRole::Admin => RoleKind::Admin,
+            OperatorRole::Viewer => RoleKind::Viewer,
         }
     }
 }
@@ -84,7 +104,11 @@ impl fmt::Display for Role {
         match self {
             Role::Controller(id) => write!(f, "controller {id}"),
             Role::Agent(host) => write!(f, "agent {host}"),
-            Role::Operator(name) => write!(f, "operator {name}"),
+            Role::Operator {
+                name,
+                role: OperatorRole::Admin,
+            } => write!(f, "operator {name}"),
+            Role::Operator { name, role } => write!(f, "operator {name} ({role})"),
             Role::Anonymous => f.write_str("anonymous"),
         }
     }
@@ -103,7 +127,10 @@ impl Role {
         Ok(match identity.principal() {
             Principal::Controller(id) => Role::Controller(id.clone()),
             Principal::Agent(host) => Role::Agent(*host),
-            Principal::Operator(name) => Role::Operator(name.clone()),
+            Principal::Operator { name, role } => Role::Operator {
+                name: name.clone(),
+                role: *role,
+            },
         })
     }
 
@@ -133,7 +160,7 @@ impl Role {
         match self {
             Role::Controller(_) => RoleKind::Controller,
             Role::Agent(_) => RoleKind::Agent,
-            Role::Operator(_) => RoleKind::Operator,
+            Role::Operator { role, .. } => (*role).into(),
             Role::Anonymous => RoleKind::Anonymous,
         }
     }
@@ -178,8 +205,17 @@ mod tests {
         let op = ca.issue_operator("alice", v).unwrap();
         assert_eq!(
             Role::from_peer_certs("prod", Some(&[op.cert_der])).unwrap(),
-            Role::Operator("alice".into())
+            Role::Operator {
+                name: "alice".into(),
+                role: OperatorRole::Admin
+            }
         );
+        let viewer = ca
+            .issue_operator_with_role("bob", OperatorRole::Viewer, v)
+            .unwrap();
+        let role = Role::from_cert_der("prod", &viewer.cert_der).unwrap();
+        assert_eq!(role.kind(), RoleKind::Viewer);
+        assert_eq!(role.to_string(), "operator bob (viewer)");
         assert_eq!(
             Role::from_peer_certs("prod", None).unwrap(),
             Role::Anonymous
@@ -206,7 +242,10 @@ mod tests {
             tonic::Code::InvalidArgument
         );
         for role in [
-            Role::Operator("admin".into()),
+            Role::Operator {
+                name: "admin".into(),
+                role: OperatorRole::Admin,
+            },
             Role::Controller("c1".into()),
             Role::Anonymous,
         ] {

@@ -4,13 +4,41 @@ use tonic::Status;
 
 use super::{Role, RoleKind};
 
-/// One RPC and the roles allowed to call it.
+/// What an RPC does to the fleet: whether it changes anything and whether each call is
+/// written to the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Changes nothing (a viewer may be allowed it).
+    Read,
+    /// Changes desired state, the fleet's trust or a zone: every call is audited (see
+    /// [`super::audit`]). `target` is the dotted path of the request field naming what
+    /// it acts on (`zone`, `spec.alias`), written into the audit line, if there is one.
+    Write {
+        /// Dotted path of the request message's string field naming the target.
+        target: Option<&'static str>,
+    },
+    /// The fleet's own traffic, at a rate no audit line per call could follow: agents
+    /// reporting observed state, Raft replication between members. It changes state,
+    /// but never desired state on an operator's behalf.
+    Internal,
+}
+
+impl Access {
+    /// Whether calls are audited.
+    pub fn is_write(self) -> bool {
+        matches!(self, Access::Write { .. })
+    }
+}
+
+/// One RPC, the roles allowed to call it and what it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RpcRule {
     /// The full gRPC method path, e.g. `/zonefleet.v1.Operator/CreateZones`.
     pub method: &'static str,
     /// Who may call it.
     pub allowed: &'static [RoleKind],
+    /// Whether it changes anything, and so whether it is audited.
+    pub access: Access,
 }
 
 impl RpcRule {
@@ -20,76 +48,124 @@ impl RpcRule {
     }
 }
 
-const fn rule(method: &'static str, allowed: &'static [RoleKind]) -> RpcRule {
-    RpcRule { method, allowed }
+const fn read(method: &'static str, allowed: &'static [RoleKind]) -> RpcRule {
+    RpcRule {
+        method,
+        allowed,
+        access: Access::Read,
+    }
 }
 
-const OPERATORS: &[RoleKind] = &[RoleKind::Operator];
+const fn write(
+    method: &'static str,
+    allowed: &'static [RoleKind],
+    target: &'static str,
+) -> RpcRule {
+    RpcRule {
+        method,
+        allowed,
+        access: Access::Write {
+            target: Some(target),
+        },
+    }
+}
+
+const fn write_untargeted(method: &'static str, allowed: &'static [RoleKind]) -> RpcRule {
+    RpcRule {
+        method,
+        allowed,
+        access: Access::Write { target: None },
+    }
+}
+
+const fn internal(method: &'static str, allowed: &'static [RoleKind]) -> RpcRule {
+    RpcRule {
+        method,
+        allowed,
+        access: Access::Internal,
+    }
+}
+
+/// Every operator, whatever its role.
+const OPERATORS: &[RoleKind] = &[RoleKind::Admin, RoleKind::Viewer];
+const ADMINS: &[RoleKind] = &[RoleKind::Admin];
 const AGENTS: &[RoleKind] = &[RoleKind::Agent];
 const CONTROLLERS: &[RoleKind] = &[RoleKind::Controller];
-const OPERATORS_AND_CONTROLLERS: &[RoleKind] = &[RoleKind::Controller, RoleKind::Operator];
+const OPERATORS_AND_CONTROLLERS: &[RoleKind] =
+    &[RoleKind::Controller, RoleKind::Admin, RoleKind::Viewer];
+const ADMINS_AND_CONTROLLERS: &[RoleKind] = &[RoleKind::Controller, RoleKind::Admin];
 const ANYONE: &[RoleKind] = &[
     RoleKind::Controller,
     RoleKind::Agent,
-    RoleKind::Operator,
+    RoleKind::Admin,
+    RoleKind::Viewer,
     RoleKind::Anonymous,
 ];
 
-/// Every RPC of the contract and who may call it. A method not listed is refused.
+/// Every RPC of the contract, who may call it and what it does. A method not listed is
+/// refused.
 ///
-/// * `Operator` service: operators only (only operators change desired state).
+/// * `Operator` service: operators only (only operators change desired state); the
+///   reads to every operator, the writes to admins only.
 /// * `Control.Enroll`: anyone, including callers without a certificate (the join token
 ///   is checked by the handler).
 /// * other `Control` RPCs: agents only (handlers also call [`Role::require_host`]).
-/// * `Agent` service: operators and controllers.
+/// * `Agent` service: operators and controllers; `Exec` (which acts inside a zone)
+///   admins and controllers only.
 /// * `Raft` service: controllers only.
 ///
-/// A unit test checks this table against `pb::FILE_DESCRIPTOR_SET` both ways, and
-/// another that `docs/security.md` contains [`role_table_markdown`].
+/// A unit test checks this table against `pb::FILE_DESCRIPTOR_SET` both ways (and each
+/// write's target against its request message), and another that `docs/security.md`
+/// contains [`role_table_markdown`].
 pub const RPC_RULES: &[RpcRule] = &[
     // service Operator
-    rule("/zonefleet.v1.Operator/CreateZones", OPERATORS),
-    rule("/zonefleet.v1.Operator/GetZone", OPERATORS),
-    rule("/zonefleet.v1.Operator/ListZones", OPERATORS),
-    rule("/zonefleet.v1.Operator/UpdateZone", OPERATORS),
-    rule("/zonefleet.v1.Operator/StopZone", OPERATORS),
-    rule("/zonefleet.v1.Operator/StartZone", OPERATORS),
-    rule("/zonefleet.v1.Operator/RebootZone", OPERATORS),
-    rule("/zonefleet.v1.Operator/DeleteZone", OPERATORS),
-    rule("/zonefleet.v1.Operator/ListHosts", OPERATORS),
-    rule("/zonefleet.v1.Operator/GetHost", OPERATORS),
-    rule("/zonefleet.v1.Operator/CordonHost", OPERATORS),
-    rule("/zonefleet.v1.Operator/UncordonHost", OPERATORS),
-    rule("/zonefleet.v1.Operator/DrainHost", OPERATORS),
-    rule("/zonefleet.v1.Operator/SetHostInventory", OPERATORS),
-    rule("/zonefleet.v1.Operator/ListImages", OPERATORS),
-    rule("/zonefleet.v1.Operator/CreateNetwork", OPERATORS),
-    rule("/zonefleet.v1.Operator/ListNetworks", OPERATORS),
-    rule("/zonefleet.v1.Operator/DeleteNetwork", OPERATORS),
-    rule("/zonefleet.v1.Operator/CreateJoinToken", OPERATORS),
-    rule("/zonefleet.v1.Operator/ClusterStatus", OPERATORS),
-    rule("/zonefleet.v1.Operator/AddController", OPERATORS),
-    rule("/zonefleet.v1.Operator/RemoveController", OPERATORS),
-    rule("/zonefleet.v1.Operator/GetFleetSettings", OPERATORS),
-    rule("/zonefleet.v1.Operator/SetFleetSettings", OPERATORS),
-    rule("/zonefleet.v1.Operator/RescheduleZone", OPERATORS),
+    write("/zonefleet.v1.Operator/CreateZones", ADMINS, "spec.alias"),
+    read("/zonefleet.v1.Operator/GetZone", OPERATORS),
+    read("/zonefleet.v1.Operator/ListZones", OPERATORS),
+    write("/zonefleet.v1.Operator/UpdateZone", ADMINS, "zone"),
+    write("/zonefleet.v1.Operator/StopZone", ADMINS, "zone"),
+    write("/zonefleet.v1.Operator/StartZone", ADMINS, "zone"),
+    write("/zonefleet.v1.Operator/RebootZone", ADMINS, "zone"),
+    write("/zonefleet.v1.Operator/DeleteZone", ADMINS, "zone"),
+    read("/zonefleet.v1.Operator/ListHosts", OPERATORS),
+    read("/zonefleet.v1.Operator/GetHost", OPERATORS),
+    write("/zonefleet.v1.Operator/CordonHost", ADMINS, "host_id"),
+    write("/zonefleet.v1.Operator/UncordonHost", ADMINS, "host_id"),
+    write("/zonefleet.v1.Operator/DrainHost", ADMINS, "host_id"),
+    write("/zonefleet.v1.Operator/SetHostInventory", ADMINS, "host_id"),
+    read("/zonefleet.v1.Operator/ListImages", OPERATORS),
+    write("/zonefleet.v1.Operator/CreateNetwork", ADMINS, "name"),
+    read("/zonefleet.v1.Operator/ListNetworks", OPERATORS),
+    write("/zonefleet.v1.Operator/DeleteNetwork", ADMINS, "network"),
+    write("/zonefleet.v1.Operator/CreateJoinToken", ADMINS, "rack"),
+    read("/zonefleet.v1.Operator/ClusterStatus", OPERATORS),
+    write("/zonefleet.v1.Operator/AddController", ADMINS, "id"),
+    write("/zonefleet.v1.Operator/RemoveController", ADMINS, "id"),
+    read("/zonefleet.v1.Operator/GetFleetSettings", OPERATORS),
+    write_untargeted("/zonefleet.v1.Operator/SetFleetSettings", ADMINS),
+    write("/zonefleet.v1.Operator/RescheduleZone", ADMINS, "zone"),
     // service Control
-    rule("/zonefleet.v1.Control/Enroll", ANYONE),
-    rule("/zonefleet.v1.Control/RenewCertificate", AGENTS),
-    rule("/zonefleet.v1.Control/Register", AGENTS),
-    rule("/zonefleet.v1.Control/Heartbeat", AGENTS),
-    rule("/zonefleet.v1.Control/WatchAssignments", AGENTS),
-    rule("/zonefleet.v1.Control/ReportZoneState", AGENTS),
+    write("/zonefleet.v1.Control/Enroll", ANYONE, "host_id"),
+    write_untargeted("/zonefleet.v1.Control/RenewCertificate", AGENTS),
+    internal("/zonefleet.v1.Control/Register", AGENTS),
+    internal("/zonefleet.v1.Control/Heartbeat", AGENTS),
+    read("/zonefleet.v1.Control/WatchAssignments", AGENTS),
+    internal("/zonefleet.v1.Control/ReportZoneState", AGENTS),
     // service Agent
-    rule("/zonefleet.v1.Agent/Exec", OPERATORS_AND_CONTROLLERS),
-    rule("/zonefleet.v1.Agent/Logs", OPERATORS_AND_CONTROLLERS),
-    rule("/zonefleet.v1.Agent/LocalStatus", OPERATORS_AND_CONTROLLERS),
+    write(
+        "/zonefleet.v1.Agent/Exec",
+        ADMINS_AND_CONTROLLERS,
+        "start.zone",
+    ),
+    read("/zonefleet.v1.Agent/Logs", OPERATORS_AND_CONTROLLERS),
+    read("/zonefleet.v1.Agent/LocalStatus", OPERATORS_AND_CONTROLLERS),
     // service Raft
-    rule("/zonefleet.v1.Raft/AppendEntries", CONTROLLERS),
-    rule("/zonefleet.v1.Raft/Vote", CONTROLLERS),
-    rule("/zonefleet.v1.Raft/InstallSnapshot", CONTROLLERS),
-    rule("/zonefleet.v1.Raft/ForwardWrite", CONTROLLERS),
-    rule("/zonefleet.v1.Raft/ReadIndex", CONTROLLERS),
+    internal("/zonefleet.v1.Raft/AppendEntries", CONTROLLERS),
+    internal("/zonefleet.v1.Raft/Vote", CONTROLLERS),
+    internal("/zonefleet.v1.Raft/InstallSnapshot", CONTROLLERS),
+    // A command from another member, not replication: audited on the leader too.
+    write_untargeted("/zonefleet.v1.Raft/ForwardWrite", CONTROLLERS),
+    read("/zonefleet.v1.Raft/ReadIndex", CONTROLLERS),
 ];
 
 /// The rule for a full method path, if the method is known.
@@ -115,13 +191,23 @@ pub fn authorize(role: &Role, method: &str) -> Result<(), Status> {
     }
 }
 
-/// [`RPC_RULES`] as a Markdown table (`| RPC | allowed roles |`), as copied into
-/// `docs/security.md`.
+/// [`RPC_RULES`] as a Markdown table (`| RPC | allowed roles | access |`), as copied
+/// into `docs/security.md`.
 pub fn role_table_markdown() -> String {
-    let mut out = String::from("| RPC | allowed roles |\n|---|---|\n");
+    let mut out = String::from("| RPC | allowed roles | access |\n|---|---|---|\n");
     for rule in RPC_RULES {
         let roles: Vec<&str> = rule.allowed.iter().map(|k| k.as_str()).collect();
-        out.push_str(&format!("| `{}` | {} |\n", rule.method, roles.join(", ")));
+        let access = match rule.access {
+            Access::Read => "read".to_owned(),
+            Access::Write { target: Some(t) } => format!("write, audited (target `{t}`)"),
+            Access::Write { target: None } => "write, audited".to_owned(),
+            Access::Internal => "internal".to_owned(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {access} |\n",
+            rule.method,
+            roles.join(", ")
+        ));
     }
     out
 }
@@ -130,58 +216,12 @@ pub fn role_table_markdown() -> String {
 mod tests {
     use std::collections::BTreeSet;
 
-    use prost::Message;
-
     use super::*;
-    use crate::pb::FILE_DESCRIPTOR_SET;
-
-    // Just enough of descriptor.proto to list the RPCs (prost skips the other fields).
-    #[derive(Clone, PartialEq, Message)]
-    struct FileDescriptorSet {
-        #[prost(message, repeated, tag = "1")]
-        file: Vec<FileDescriptorProto>,
-    }
-    #[derive(Clone, PartialEq, Message)]
-    struct FileDescriptorProto {
-        #[prost(string, optional, tag = "2")]
-        package: Option<String>,
-        #[prost(message, repeated, tag = "6")]
-        service: Vec<ServiceDescriptorProto>,
-    }
-    #[derive(Clone, PartialEq, Message)]
-    struct ServiceDescriptorProto {
-        #[prost(string, optional, tag = "1")]
-        name: Option<String>,
-        #[prost(message, repeated, tag = "2")]
-        method: Vec<MethodDescriptorProto>,
-    }
-    #[derive(Clone, PartialEq, Message)]
-    struct MethodDescriptorProto {
-        #[prost(string, optional, tag = "1")]
-        name: Option<String>,
-    }
-
-    fn contract_methods() -> BTreeSet<String> {
-        let set = FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).unwrap();
-        let mut methods = BTreeSet::new();
-        for file in set.file {
-            let package = file.package.unwrap_or_default();
-            for service in file.service {
-                let service_name = service.name.unwrap_or_default();
-                for method in service.method {
-                    methods.insert(format!(
-                        "/{package}.{service_name}/{}",
-                        method.name.unwrap_or_default()
-                    ));
-                }
-            }
-        }
-        methods
-    }
+    use crate::auth::contract;
 
     #[test]
     fn every_rpc_has_exactly_one_rule_and_every_rule_is_an_rpc() {
-        let methods = contract_methods();
+        let methods = contract::methods();
         assert!(methods.len() >= 30, "descriptor lists {methods:?}");
         let rules: Vec<&str> = RPC_RULES.iter().map(|r| r.method).collect();
         let unique: BTreeSet<String> = rules.iter().map(|m| m.to_string()).collect();
@@ -194,8 +234,32 @@ mod tests {
     }
 
     #[test]
+    fn every_write_target_is_a_string_field_of_its_request() {
+        for rule in RPC_RULES {
+            if let Access::Write {
+                target: Some(target),
+            } = rule.access
+            {
+                assert!(
+                    contract::string_field_numbers(rule.method, target).is_some(),
+                    "{}: {target:?} is not a string field of its request",
+                    rule.method
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_policy() {
-        let op = Role::Operator("admin".into());
+        use crate::pki::OperatorRole;
+        let admin = Role::Operator {
+            name: "admin".into(),
+            role: OperatorRole::Admin,
+        };
+        let viewer = Role::Operator {
+            name: "bob".into(),
+            role: OperatorRole::Viewer,
+        };
         let agent = Role::Agent(uuid::Uuid::new_v4());
         let ctl = Role::Controller("c1".into());
         let anon = Role::Anonymous;
@@ -204,33 +268,82 @@ mod tests {
             Err(s) => s.code(),
         };
         use tonic::Code::{Ok, PermissionDenied, Unauthenticated};
+        let reads = [
+            "GetZone",
+            "ListZones",
+            "ListHosts",
+            "GetHost",
+            "ListImages",
+            "ListNetworks",
+            "ClusterStatus",
+            "GetFleetSettings",
+        ];
         for rule in RPC_RULES {
             let m = rule.method;
-            let (o, a, c, n) = (code(&op, m), code(&agent, m), code(&ctl, m), code(&anon, m));
-            if m.starts_with("/zonefleet.v1.Operator/") {
+            let codes = (
+                code(&admin, m),
+                code(&viewer, m),
+                code(&agent, m),
+                code(&ctl, m),
+                code(&anon, m),
+            );
+            // A viewer is never allowed anything that changes state, beyond what is open
+            // to callers without a certificate (enrollment, which needs a join token).
+            if rule.allows(RoleKind::Viewer) && !rule.allows(RoleKind::Anonymous) {
+                assert_eq!(rule.access, Access::Read, "{m}");
+            }
+            if let Some(name) = m.strip_prefix("/zonefleet.v1.Operator/") {
+                let read = reads.contains(&name);
+                assert_eq!(rule.access == Access::Read, read, "{m}");
+                assert!(rule.access.is_write() || read, "{m}");
+                let viewer_code = if read { Ok } else { PermissionDenied };
                 assert_eq!(
-                    (o, a, c, n),
-                    (Ok, PermissionDenied, PermissionDenied, Unauthenticated),
+                    codes,
+                    (
+                        Ok,
+                        viewer_code,
+                        PermissionDenied,
+                        PermissionDenied,
+                        Unauthenticated
+                    ),
                     "{m}"
                 );
             } else if m == "/zonefleet.v1.Control/Enroll" {
-                assert_eq!((o, a, c, n), (Ok, Ok, Ok, Ok), "{m}");
+                assert_eq!(codes, (Ok, Ok, Ok, Ok, Ok), "{m}");
             } else if m.starts_with("/zonefleet.v1.Control/") {
                 assert_eq!(
-                    (o, a, c, n),
-                    (PermissionDenied, Ok, PermissionDenied, Unauthenticated),
+                    codes,
+                    (
+                        PermissionDenied,
+                        PermissionDenied,
+                        Ok,
+                        PermissionDenied,
+                        Unauthenticated
+                    ),
+                    "{m}"
+                );
+            } else if m == "/zonefleet.v1.Agent/Exec" {
+                assert_eq!(
+                    codes,
+                    (Ok, PermissionDenied, PermissionDenied, Ok, Unauthenticated),
                     "{m}"
                 );
             } else if m.starts_with("/zonefleet.v1.Agent/") {
                 assert_eq!(
-                    (o, a, c, n),
-                    (Ok, PermissionDenied, Ok, Unauthenticated),
+                    codes,
+                    (Ok, Ok, PermissionDenied, Ok, Unauthenticated),
                     "{m}"
                 );
             } else if m.starts_with("/zonefleet.v1.Raft/") {
                 assert_eq!(
-                    (o, a, c, n),
-                    (PermissionDenied, PermissionDenied, Ok, Unauthenticated),
+                    codes,
+                    (
+                        PermissionDenied,
+                        PermissionDenied,
+                        PermissionDenied,
+                        Ok,
+                        Unauthenticated
+                    ),
                     "{m}"
                 );
             } else {
@@ -243,7 +356,8 @@ mod tests {
             "/",
             "",
         ] {
-            assert_eq!(code(&op, unknown), PermissionDenied);
+            assert_eq!(code(&admin, unknown), PermissionDenied);
+            assert_eq!(code(&viewer, unknown), PermissionDenied);
             assert_eq!(code(&ctl, unknown), PermissionDenied);
             assert_eq!(code(&anon, unknown), Unauthenticated);
         }

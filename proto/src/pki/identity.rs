@@ -1,5 +1,6 @@
 //! Fleet identities: who a certificate speaks for, written as a SAN URI
-//! `zonefleet://<cluster>/<kind>/<id>`.
+//! `zonefleet://<cluster>/<kind>/<id>`, or `zonefleet://<cluster>/operator/<role>/<name>`
+//! for an operator with less than every right (see [`OperatorRole`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -15,6 +16,64 @@ pub const IDENTITY_SCHEME: &str = "zonefleet";
 /// Longest accepted operator name.
 pub const MAX_OPERATOR_NAME_LEN: usize = 64;
 
+/// What an operator certificate lets its holder do, carried in the identity URI.
+///
+/// An admin's URI has no role segment (`zonefleet://<cluster>/operator/<name>`), exactly
+/// as every operator certificate issued before roles existed, so those stay admins. Any
+/// other role is a segment before the name (`…/operator/viewer/<name>`), which a
+/// controller that predates roles refuses as a malformed identity instead of reading it
+/// as an admin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OperatorRole {
+    /// Everything operators may do.
+    #[default]
+    Admin,
+    /// Reads only: nothing that changes desired state.
+    Viewer,
+}
+
+impl OperatorRole {
+    /// Every role, most powerful first.
+    pub const ALL: [OperatorRole; 2] = [OperatorRole::Admin, OperatorRole::Viewer];
+
+    /// Lowercase name, as in `--role` and the identity URI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorRole::Admin => "admin",
+            OperatorRole::Viewer => "viewer",
+        }
+    }
+
+    /// The URI segment before the name: none for an admin (the form that predates roles).
+    fn segment(self) -> Option<&'static str> {
+        match self {
+            OperatorRole::Admin => None,
+            other => Some(other.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for OperatorRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OperatorRole {
+    type Err = PkiError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| PkiError::InvalidName {
+                what: "operator role",
+                value: s.to_owned(),
+                rule: "admin or viewer",
+            })
+    }
+}
+
 /// What kind of principal an identity names, with its id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Principal {
@@ -22,8 +81,14 @@ pub enum Principal {
     Controller(String),
     /// An agent, by the `host_id` of its host.
     Agent(Uuid),
-    /// A human or automation operator, by name (`[a-z0-9._-]`, starting alphanumeric).
-    Operator(String),
+    /// A human or automation operator, by name (`[a-z0-9._-]`, starting alphanumeric),
+    /// with the role its certificate grants.
+    Operator {
+        /// The operator's name.
+        name: String,
+        /// What the operator may do.
+        role: OperatorRole,
+    },
 }
 
 impl Principal {
@@ -32,14 +97,14 @@ impl Principal {
         match self {
             Principal::Controller(_) => "controller",
             Principal::Agent(_) => "agent",
-            Principal::Operator(_) => "operator",
+            Principal::Operator { .. } => "operator",
         }
     }
 
     /// The id part, as written in the URI and in file names.
     pub fn id(&self) -> String {
         match self {
-            Principal::Controller(id) | Principal::Operator(id) => id.clone(),
+            Principal::Controller(id) | Principal::Operator { name: id, .. } => id.clone(),
             Principal::Agent(host_id) => host_id.to_string(),
         }
     }
@@ -62,7 +127,7 @@ impl Identity {
         validate_cluster(cluster)?;
         match &principal {
             Principal::Controller(id) => validate_controller_id(id)?,
-            Principal::Operator(name) => validate_operator_name(name)?,
+            Principal::Operator { name, .. } => validate_operator_name(name)?,
             Principal::Agent(_) => {}
         }
         Ok(Identity {
@@ -81,9 +146,25 @@ impl Identity {
         Self::new(cluster, Principal::Agent(host_id))
     }
 
-    /// `zonefleet://<cluster>/operator/<name>`.
+    /// `zonefleet://<cluster>/operator/<name>`: an admin.
     pub fn operator(cluster: &str, name: &str) -> Result<Self, PkiError> {
-        Self::new(cluster, Principal::Operator(name.to_owned()))
+        Self::operator_with_role(cluster, name, OperatorRole::Admin)
+    }
+
+    /// An operator with `role`: `zonefleet://<cluster>/operator/<name>` for an admin,
+    /// `zonefleet://<cluster>/operator/<role>/<name>` otherwise.
+    pub fn operator_with_role(
+        cluster: &str,
+        name: &str,
+        role: OperatorRole,
+    ) -> Result<Self, PkiError> {
+        Self::new(
+            cluster,
+            Principal::Operator {
+                name: name.to_owned(),
+                role,
+            },
+        )
     }
 
     /// The cluster this identity belongs to.
@@ -102,9 +183,15 @@ impl Identity {
     }
 
     /// The file stem used for this identity's certificate and key:
-    /// `controller-<id>`, `agent-<host_id>` or `operator-<name>`.
+    /// `controller-<id>`, `agent-<host_id>`, `operator-<name>` for an admin, or
+    /// `<role>-<name>` for another operator role (`viewer-alice`: a prefix no other kind
+    /// has, where `operator-viewer-alice` could be the admin `viewer-alice`).
     pub fn file_stem(&self) -> String {
-        format!("{}-{}", self.principal.kind(), self.principal.id())
+        let kind = match &self.principal {
+            Principal::Operator { role, .. } => role.segment().unwrap_or("operator"),
+            other => other.kind(),
+        };
+        format!("{kind}-{}", self.principal.id())
     }
 }
 
@@ -112,11 +199,16 @@ impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{IDENTITY_SCHEME}://{}/{}/{}",
+            "{IDENTITY_SCHEME}://{}/{}/",
             self.cluster,
-            self.principal.kind(),
-            self.principal.id()
-        )
+            self.principal.kind()
+        )?;
+        if let Principal::Operator { role, .. } = &self.principal {
+            if let Some(segment) = role.segment() {
+                write!(f, "{segment}/")?;
+            }
+        }
+        f.write_str(&self.principal.id())
     }
 }
 
@@ -133,12 +225,31 @@ impl FromStr for Identity {
             .and_then(|r| r.strip_prefix("://"))
             .ok_or_else(|| bad("does not start with zonefleet://"))?;
         let parts: Vec<&str> = rest.split('/').collect();
-        let [cluster, kind, id] = parts[..] else {
-            return Err(bad("expected zonefleet://<cluster>/<kind>/<id>"));
+        let (cluster, kind, role, id) = match parts[..] {
+            [cluster, kind, id] => (cluster, kind, None, id),
+            [cluster, "operator", role, name] => (cluster, "operator", Some(role), name),
+            _ => return Err(bad("expected zonefleet://<cluster>/<kind>/<id>")),
         };
         let principal = match kind {
             "controller" => Principal::Controller(id.to_owned()),
-            "operator" => Principal::Operator(id.to_owned()),
+            "operator" => {
+                let role = match role {
+                    None => OperatorRole::Admin,
+                    // One spelling per identity: an admin is written without a segment.
+                    Some(segment) => match segment.parse()? {
+                        OperatorRole::Admin => {
+                            return Err(bad(
+                                "an admin is written zonefleet://<cluster>/operator/<name>",
+                            ))
+                        }
+                        other => other,
+                    },
+                };
+                Principal::Operator {
+                    name: id.to_owned(),
+                    role,
+                }
+            }
             "agent" => Principal::Agent(parse_host_id(id)?),
             other => {
                 return Err(bad(&format!(
@@ -329,6 +440,7 @@ mod tests {
             Identity::controller("prod", "c1").unwrap(),
             Identity::agent("prod", host).unwrap(),
             Identity::operator("prod", "alice.b_c-1").unwrap(),
+            Identity::operator_with_role("prod", "viewer", OperatorRole::Viewer).unwrap(),
         ] {
             let text = id.to_string();
             assert_eq!(text.parse::<Identity>().unwrap(), id, "{text}");
@@ -337,6 +449,32 @@ mod tests {
             Identity::agent("prod", host).unwrap().to_string(),
             format!("zonefleet://prod/agent/{host}")
         );
+    }
+
+    #[test]
+    fn operator_roles_in_the_uri() {
+        // The form every operator certificate had before roles: an admin.
+        let old: Identity = "zonefleet://prod/operator/alice".parse().unwrap();
+        assert_eq!(
+            old.principal(),
+            &Principal::Operator {
+                name: "alice".into(),
+                role: OperatorRole::Admin
+            }
+        );
+        assert_eq!(old, Identity::operator("prod", "alice").unwrap());
+        assert_eq!(old.file_stem(), "operator-alice");
+        let viewer = Identity::operator_with_role("prod", "alice", OperatorRole::Viewer).unwrap();
+        assert_eq!(viewer.to_string(), "zonefleet://prod/operator/viewer/alice");
+        assert_eq!(viewer.file_stem(), "viewer-alice");
+        // An admin named `viewer` is not a viewer.
+        let named_viewer: Identity = "zonefleet://prod/operator/viewer".parse().unwrap();
+        assert_eq!(named_viewer, Identity::operator("prod", "viewer").unwrap());
+        assert_eq!(
+            "viewer".parse::<OperatorRole>().unwrap(),
+            OperatorRole::Viewer
+        );
+        assert!("root".parse::<OperatorRole>().is_err());
     }
 
     #[test]
@@ -354,6 +492,11 @@ mod tests {
             "zonefleet://prod/agent/0b7c3a4e1d2f4c559a8e3f2b1c0d9e8f",
             "zonefleet://prod/operator/..",
             "zonefleet://prod/operator/.hidden",
+            "zonefleet://prod/operator/admin/alice",
+            "zonefleet://prod/operator/root/alice",
+            "zonefleet://prod/operator/viewer/",
+            "zonefleet://prod/operator/viewer/alice/x",
+            "zonefleet://prod/controller/viewer/c1",
             "zonefleet://-prod/operator/a",
             "https://prod/operator/a",
             "zonefleet:/prod/operator/a",

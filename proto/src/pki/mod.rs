@@ -22,7 +22,8 @@ use uuid::Uuid;
 
 pub use identity::{
     parse_host_id, validate_cluster, validate_controller_id, validate_operator_name,
-    ControllerEndpoint, HostName, Identity, Principal, IDENTITY_SCHEME, MAX_OPERATOR_NAME_LEN,
+    ControllerEndpoint, HostName, Identity, OperatorRole, Principal, IDENTITY_SCHEME,
+    MAX_OPERATOR_NAME_LEN,
 };
 
 /// How long a new CA is valid: 10 years.
@@ -187,7 +188,7 @@ impl KeyUsages {
     /// controllers and agents both serve and call.
     pub fn for_principal(principal: &Principal) -> Self {
         match principal {
-            Principal::Operator(_) => KeyUsages::Client,
+            Principal::Operator { .. } => KeyUsages::Client,
             Principal::Controller(_) | Principal::Agent(_) => KeyUsages::ServerAndClient,
         }
     }
@@ -238,6 +239,14 @@ pub fn identity_from_cert_der(der: &[u8]) -> Result<Identity, PkiError> {
     found.ok_or_else(|| {
         PkiError::BadCertificate("no zonefleet:// identity in subjectAltName".to_owned())
     })
+}
+
+/// A certificate's serial number as lowercase hex (as `openssl x509 -serial` prints it,
+/// in lowercase): how audit lines name the certificate used.
+pub fn serial_from_cert_der(der: &[u8]) -> Result<String, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| PkiError::BadCertificate(format!("cannot parse: {e}")))?;
+    Ok(hex::encode(cert.raw_serial()))
 }
 
 /// Serial numbers are random (122 bits from a v4 UUID), so re-issuing for the same key
@@ -391,9 +400,19 @@ impl FleetCa {
         self.issue(&identity, addresses, validity)
     }
 
-    /// An operator certificate: clientAuth only.
+    /// An admin operator certificate: clientAuth only.
     pub fn issue_operator(&self, name: &str, validity: Validity) -> Result<IssuedCert, PkiError> {
-        let identity = Identity::operator(&self.cluster, name)?;
+        self.issue_operator_with_role(name, OperatorRole::Admin, validity)
+    }
+
+    /// An operator certificate granting `role`: clientAuth only.
+    pub fn issue_operator_with_role(
+        &self,
+        name: &str,
+        role: OperatorRole,
+        validity: Validity,
+    ) -> Result<IssuedCert, PkiError> {
+        let identity = Identity::operator_with_role(&self.cluster, name, role)?;
         self.issue(&identity, &[], validity)
     }
 

@@ -339,7 +339,7 @@ pub fn server_config(trust: &FleetTrust, own: &CertKey) -> Result<Arc<ServerConf
             reason: format!("not in cluster {:?}", trust.cluster()),
         });
     }
-    if matches!(identity.principal(), Principal::Operator(_)) {
+    if matches!(identity.principal(), Principal::Operator { .. }) {
         return Err(TlsError::WrongIdentity {
             found: identity.to_string(),
             reason: "operator certificates are client-only".to_owned(),
