@@ -12,7 +12,6 @@ mod connect;
 mod controller;
 mod host;
 mod image;
-mod input;
 mod network;
 mod pki;
 mod render;
@@ -22,6 +21,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use zonefleet_proto::cli::Format;
 
 /// Operate a zonefleet fleet.
 #[derive(Debug, Parser)]
@@ -39,7 +39,7 @@ pub struct Cli {
         value_enum,
         default_value_t
     )]
-    pub output: render::Output,
+    pub output: Format,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
