@@ -25,7 +25,14 @@ use zonefleet_proto::cli::Format;
 
 /// Operate a zonefleet fleet.
 #[derive(Debug, Parser)]
-#[command(name = "zfadm", version, about, propagate_version = true)]
+// `about` is the help's first line as it read while zfadm was a binary of the
+// controller package (whose description it was).
+#[command(
+    name = "zfadm",
+    version,
+    about = "zonefleet's Raft-replicated controllers and the zfadm operator CLI",
+    propagate_version = true
+)]
 pub struct Cli {
     /// How to reach the controllers (flags, environment or
     /// `~/.config/zonefleet/config.toml`).
