@@ -4,13 +4,14 @@
 //! freeze, the eBPF device filter), and limits that need a controller must be
 //! reported as missing, never faked.
 
-mod cgroup_support;
+mod support;
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 
-use cgroup_support::*;
+use support::cgroup::*;
+use support::{privileged, require, unique_parent};
 use zonefleet_agent::cgroup::detect;
 use zonefleet_agent::cgroup::v2::{bpf, V2Manager};
 use zonefleet_agent::cgroup::{CgroupError, CgroupManager, Limits};
@@ -99,7 +100,10 @@ fn v2_real_missing_controllers_are_reported_not_faked() {
     };
     let offered = fs::read_to_string(root.join("cgroup.controllers")).unwrap();
     if offered.split_whitespace().any(|c| c == "memory") {
-        eprintln!("SKIP: {} offers the memory controller", root.display());
+        support::skip(
+            "v2_real_missing_controllers_are_reported_not_faked",
+            &format!("{} offers the memory controller", root.display()),
+        );
         return;
     }
     let err = mgr

@@ -4,6 +4,8 @@
 //! with its thread), writes refused with ENOSPC at the quota, the overlay of
 //! a zone root on top, and loop devices that free themselves.
 
+mod support;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -15,31 +17,22 @@ use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use zonefleet_agent::disk::{self, loopdev, DiskError, GIB};
 
-/// True when this test may run: root, `/dev/loop-control` and mkfs.ext4.
-/// Otherwise fails under CI (`CI=true`), and prints why it skips elsewhere.
+/// True when this test may run: root, `/dev/loop-control` and mkfs.ext4;
+/// otherwise `support::skip`.
 fn privileged(test: &str) -> bool {
-    let why = if !nix::unistd::geteuid().is_root() {
-        Some("needs root".to_string())
-    } else if !Path::new("/dev/loop-control").exists() {
-        Some("needs /dev/loop-control (loop driver)".to_string())
-    } else if !["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
-        .iter()
-        .any(|p| Path::new(p).exists())
-    {
-        Some("needs mkfs.ext4 (Debian package e2fsprogs)".to_string())
-    } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: privileged test cannot run under CI: {why}")
-        }
-        Some(why) => {
-            eprintln!("{test}: skipped: {why}");
-            false
-        }
-    }
+    support::privileged(test)
+        && support::require(
+            test,
+            "/dev/loop-control (loop driver)",
+            Path::new("/dev/loop-control").exists(),
+        )
+        && support::require(
+            test,
+            "mkfs.ext4 (Debian package e2fsprogs)",
+            ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+                .iter()
+                .any(|p| Path::new(p).exists()),
+        )
 }
 
 /// Runs `f` on a fresh thread inside a new, fully private mount namespace.

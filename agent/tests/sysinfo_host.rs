@@ -2,27 +2,18 @@
 //! independent direct checks (never against this machine's known facts, so
 //! the tests hold on any Linux host).
 
+mod support;
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use zonefleet_agent::sysinfo::{
-    self, features::FEATURE_NAMES, CgroupMounts, Sysinfo, SysinfoError,
-};
+use zonefleet_agent::cgroup::Layout;
+use zonefleet_agent::sysinfo::{self, HostSysinfo, SysinfoError};
+use zonefleet_proto::feature::ALL as FEATURE_NAMES;
 
-/// Root is needed for the namespace and cgroup probes to succeed. Without
-/// it: fail under CI (`CI=true`), print a skip reason elsewhere.
-fn privileged(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: privileged test cannot run under CI: needs root");
-    }
-    eprintln!("{test}: skipped: needs root");
-    false
-}
+use support::privileged;
 
 #[test]
 fn sysinfo_host_id_is_generated_once_and_stable() {
@@ -63,11 +54,11 @@ fn sysinfo_missing_data_dir_is_an_error() {
     assert!(err.to_string().contains("nope"), "{err}");
 }
 
-fn collect() -> Sysinfo {
+fn collect() -> HostSysinfo {
     let data = tempfile::tempdir().unwrap();
     let t = Instant::now();
-    let info = Sysinfo::collect(data.path()).expect("collect sysinfo");
-    eprintln!("Sysinfo::collect took {:?}", t.elapsed());
+    let info = sysinfo::collect(data.path()).expect("collect sysinfo");
+    eprintln!("sysinfo::collect took {:?}", t.elapsed());
     info
 }
 
@@ -95,7 +86,7 @@ fn sysinfo_report_is_complete_and_serializes_with_contract_names() {
     ] {
         assert!(keys.contains(&k), "missing {k} in {keys:?}");
     }
-    assert!(["v1", "v2", "hybrid", "none"].contains(&json["cgroup_version"].as_str().unwrap()));
+    assert!(["v1", "v2"].contains(&json["cgroup_version"].as_str().unwrap()));
     assert!(info.cpus >= 1 && info.memory_mib >= 1);
     assert!(!info.kernel.is_empty() && !info.hostname.is_empty());
     let names: Vec<&str> = info.features.iter().map(|f| f.name.as_str()).collect();
@@ -106,14 +97,14 @@ fn sysinfo_report_is_complete_and_serializes_with_contract_names() {
             &json["features"].as_array().unwrap()[names.iter().position(|n| *n == f.name).unwrap()];
         assert_eq!(back["available"].as_bool(), Some(f.available));
     }
-    let round: Sysinfo = serde_json::from_value(json).unwrap();
+    let round: HostSysinfo = serde_json::from_value(json).unwrap();
     assert_eq!(round, info);
 }
 
 #[test]
 fn sysinfo_probes_agree_with_direct_checks() {
     let info = collect();
-    let avail = |n: &str| info.feature(n).unwrap().available;
+    let avail = |n: &str| sysinfo::feature(&info, n).unwrap().available;
 
     // Filesystems: /proc/filesystems.
     let filesystems = fs::read_to_string("/proc/filesystems").unwrap();
@@ -134,13 +125,16 @@ fn sysinfo_probes_agree_with_direct_checks() {
         .filter_map(|l| l.split(" - ").nth(1)?.split(' ').next())
         .collect();
     assert_eq!(avail("cgroup_v2"), fstypes.contains(&"cgroup2"));
-    let mounts = CgroupMounts::read().unwrap();
-    assert_eq!(avail("cgroup_v1"), !mounts.v1.is_empty());
-    assert_eq!(info.cgroup_version, mounts.version());
-    for c in mounts.v1.keys() {
-        assert!(info.cgroup_controllers.contains(c), "{c} missing");
+    let layout = Layout::read().unwrap();
+    assert_eq!(avail("cgroup_v1"), !layout.v1.is_empty());
+    assert_eq!(Some(info.cgroup_version), layout.version());
+    for (c, _) in layout.v1_controllers() {
+        assert!(
+            info.cgroup_controllers.iter().any(|k| k == c),
+            "{c} missing"
+        );
     }
-    if let Some(mem) = mounts.v1.get("memory") {
+    if let Some(mem) = layout.v1_hierarchy("memory").map(|h| &h.mount) {
         assert_eq!(
             avail("memory_swap_accounting"),
             mem.join("memory.memsw.limit_in_bytes").exists()
@@ -168,7 +162,7 @@ fn sysinfo_probes_agree_with_direct_checks() {
     assert!(
         avail("veth"),
         "veth: {}",
-        info.feature("veth").unwrap().detail
+        sysinfo::feature(&info, "veth").unwrap().detail
     );
     // Network: iproute2 in a network namespace of its own, when installed.
     let tools = ["unshare", "ip"].iter().all(|t| {
@@ -179,7 +173,10 @@ fn sysinfo_probes_agree_with_direct_checks() {
             .is_ok_and(|s| s.success())
     });
     if !tools || !Path::new("/proc/self/ns/net").exists() {
-        eprintln!("iproute2/unshare missing: network cross-check skipped");
+        support::skip(
+            "sysinfo_probes_agree_with_direct_checks (network part)",
+            "needs iproute2 and unshare",
+        );
         return;
     }
     let ip = |script: &str| {
@@ -216,7 +213,7 @@ fn sysinfo_probes_agree_with_direct_checks() {
             avail(name),
             direct,
             "{name}: probe says {:?}, iproute2 `{script}` says {direct}",
-            info.feature(name).unwrap().detail
+            sysinfo::feature(&info, name).unwrap().detail
         );
     }
 }

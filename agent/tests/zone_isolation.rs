@@ -1,10 +1,9 @@
 //! Privileged tests of what a zone's processes can and cannot do, seen from
 //! inside the zone (through `zonefleet-agent zone exec`) and from the host.
 
-mod cgroup_support;
-mod zone_support;
+mod support;
 
-use zone_support::TestHost;
+use support::host::TestHost;
 use zonefleet_proto::spec::{Capability, DEFAULT_LIMIT_PRIV};
 
 #[test]
@@ -84,14 +83,54 @@ fn the_hostname_is_the_zones_own_and_setting_it_leaves_the_hosts() {
     );
 }
 
+/// What busybox `mount` says when mount(2) fails with EPERM, and only then
+/// (any other errno is printed as "mounting … failed: <strerror>").
+const MOUNT_EPERM: &str = "permission denied (are you root?)";
+
+/// Mounts a tmpfs on a directory made first, so a missing mount point cannot be
+/// why the mount fails.
+const MOUNT_ON_A_DIRECTORY: &str =
+    "mkdir -p /tmp/mnt && test -d /tmp/mnt && mount -t tmpfs none /tmp/mnt";
+
+#[test]
+fn metadata_json_inside_the_zone_holds_its_identity_metadata_and_tags() {
+    let Some(t) = TestHost::new("metadata_json_inside_the_zone") else {
+        return;
+    };
+    let zone = t.running(
+        r#"{"alias": "meta", "hostname": "meta-host",
+            "customer_metadata": {"role": "web", "user-script": "echo hi"},
+            "tags": {"tier": "front"}}"#,
+    );
+    let (code, out, err) = t.sh("meta", "cat /.zonecontrol/metadata.json");
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("metadata.json is JSON");
+    assert_eq!(
+        doc,
+        serde_json::json!({
+            "uuid": zone.uuid,
+            "alias": "meta",
+            "hostname": "meta-host",
+            "customer_metadata": {"role": "web", "user-script": "echo hi"},
+            "tags": {"tier": "front"},
+        })
+    );
+    // Read-only inside the zone.
+    let (code, _, err) = t.sh("meta", "echo x > /.zonecontrol/metadata.json");
+    assert_ne!(code, 0, "metadata.json must not be writable: {err}");
+}
+
 #[test]
 fn mount_mknod_and_namespaces_are_refused_even_with_capabilities() {
     let Some(t) = TestHost::new("mount_mknod_and_namespaces_are_refused") else {
         return;
     };
     t.running(r#"{"alias": "plain"}"#);
-    let (code, _, err) = t.sh("plain", "mount -t tmpfs none /mnt");
+    // The mount point exists (the busybox image has no /mnt), so the only
+    // reason left for the refusal is the kernel's answer: seccomp's EPERM.
+    let (code, _, err) = t.sh("plain", MOUNT_ON_A_DIRECTORY);
     assert_ne!(code, 0, "mount must fail: {err}");
+    assert!(err.contains(MOUNT_EPERM), "EPERM: {err}");
     let (code, _, err) = t.sh("plain", "mknod /tmp/sda b 8 0");
     assert_ne!(code, 0, "mknod must fail: {err}");
     assert!(err.contains("Operation not permitted"), "{err}");
@@ -99,10 +138,12 @@ fn mount_mknod_and_namespaces_are_refused_even_with_capabilities() {
     // With CAP_SYS_ADMIN and CAP_MKNOD in limit_priv, seccomp and the device
     // cgroup still hold.
     t.running(r#"{"alias": "capable", "limit_priv": ["CAP_SYS_ADMIN", "CAP_MKNOD"]}"#);
-    let (code, _, err) = t.sh("capable", "mount -t tmpfs none /mnt");
+    let (code, _, err) = t.sh("capable", MOUNT_ON_A_DIRECTORY);
     assert_ne!(code, 0, "seccomp must refuse mount: {err}");
+    assert!(err.contains(MOUNT_EPERM), "EPERM: {err}");
     let (code, _, err) = t.sh("capable", "unshare -n true");
     assert_ne!(code, 0, "seccomp must refuse new namespaces: {err}");
+    assert!(err.contains("Operation not permitted"), "EPERM: {err}");
     let (code, _, err) = t.sh("capable", "mknod /tmp/sda b 8 0 && head -c1 /tmp/sda");
     assert_ne!(code, 0, "a block device must not open: {err}");
 }

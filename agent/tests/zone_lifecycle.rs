@@ -2,15 +2,14 @@
 //! delete through the library and the CLI, zones outliving the agent process,
 //! autoboot after a host restart, refusals, and nothing left behind.
 
-mod cgroup_support;
-mod zone_support;
+mod support;
 
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use zone_support::{wait_output, TestHost};
+use support::host::{wait_output, TestHost};
 use zonefleet_agent::zone::{ZoneError, ZoneState};
 use zonefleet_agent::zsched::runtime::Runtime;
 
@@ -183,7 +182,7 @@ fn zones_outlive_the_agent_process_and_report_how_init_ended() {
     let status = get(&t);
     assert_eq!(status["last_exit"]["status"], 137, "{status}");
     assert_eq!(status["last_exit"]["signal"], 9);
-    cgroup_support::eventually("zsched removed the cgroup", || {
+    support::cgroup::eventually("zsched removed the cgroup", || {
         !t.host.cgroups.exists(&z.uuid).unwrap()
     });
 }
@@ -219,7 +218,7 @@ fn autoboot_zones_come_back_after_a_host_restart() {
                 .unwrap();
         }
     }
-    cgroup_support::eventually("zones are down", || {
+    support::cgroup::eventually("zones are down", || {
         t.host
             .list()
             .unwrap()

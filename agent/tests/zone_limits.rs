@@ -2,13 +2,12 @@
 //! memory (OOM inside the zone), processes (`max_lwps`), CPU (`cpu_cap`), disk
 //! (`quota`), and limits changed live.
 
-mod cgroup_support;
-mod zone_support;
+mod support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use zone_support::TestHost;
+use support::host::TestHost;
 
 #[test]
 fn a_memory_hog_is_oom_killed_inside_the_zone_while_others_go_on() {

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{host_links, privileged, ruleset, NetLab};
+use support::net::{host_links, privileged, ruleset, NetLab};
 use zonefleet_agent::net::plan::host_if_name;
 use zonefleet_agent::zone::ZoneError;
 
@@ -93,6 +93,23 @@ fn zones_ping_each_other_listen_on_80_and_cannot_reach_the_host() {
         );
     }
     eprintln!("took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_nics_mtu_is_what_the_spec_says_inside_the_zone_and_on_the_host() {
+    if !privileged("nic_mtu") {
+        return;
+    }
+    let mut lab = NetLab::new();
+    let mut big = nic("10.99.16.2/24");
+    big["mtu"] = json!(1400);
+    let z = lab.zone(json!({"alias": "mtu", "nics": [big, {"ip": "10.99.17.2/24"}]}));
+    let (code, out) = lab.exec(&z, "cat /sys/class/net/eth0/mtu /sys/class/net/eth1/mtu", T);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "1400\n1500\n", "eth0 as asked, eth1 the default");
+    let host_side =
+        std::fs::read_to_string(format!("/sys/class/net/{}/mtu", host_if_name(&z, 0))).unwrap();
+    assert_eq!(host_side.trim(), "1400", "the host end of the veth matches");
 }
 
 #[test]
@@ -226,7 +243,10 @@ fn a_vlan_nic_is_refused_when_the_kernel_lacks_bridge_vlan_filtering() {
     let feature = lab.host.features.get("bridge_vlan_filtering");
     let result = lab.create(json!({"nics": [{"ip": "10.99.15.2/24", "vlan_id": 5}]}));
     if feature.available {
-        eprintln!("this kernel has bridge VLAN filtering; nothing to refuse");
+        support::skip(
+            "vlan",
+            "this kernel has bridge VLAN filtering: nothing to refuse",
+        );
         return;
     }
     let err = result.unwrap_err().to_string();

@@ -20,6 +20,16 @@ pub enum CgroupVersion {
     V2,
 }
 
+impl CgroupVersion {
+    /// `v1` or `v2`, as in the JSON form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupVersion::V1 => "v1",
+            CgroupVersion::V2 => "v2",
+        }
+    }
+}
+
 const CGROUP_VERSIONS: &[EnumEntry<CgroupVersion>] = &[
     (pb::CgroupVersion::V1 as i32, "v1", CgroupVersion::V1),
     (pb::CgroupVersion::V2 as i32, "v2", CgroupVersion::V2),
@@ -30,7 +40,7 @@ const CGROUP_VERSIONS: &[EnumEntry<CgroupVersion>] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Feature {
-    /// The feature's name, e.g. `seccomp` or `user_namespaces`.
+    /// The feature's name, one of [`crate::feature::ALL`].
     pub name: String,
     /// Whether the host has it.
     pub available: bool,

@@ -5,6 +5,7 @@
 pub mod auth;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod feature;
 pub mod host;
 pub mod image;
 pub mod network;

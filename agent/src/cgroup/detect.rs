@@ -1,12 +1,11 @@
 //! Which cgroup layout this host has: v1 (separate hierarchies), v2 (unified) or
 //! hybrid (both mounted; the v1 hierarchies own the controllers), read from
-//! `/proc/self/mountinfo` and `/proc/cgroups`.
+//! `/proc/self/mountinfo` and `/proc/cgroups`. The one mountinfo parser of the
+//! agent: the cgroup managers ([`super::factory`]) and the sysinfo probes read it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::v1::V1Manager;
-use super::v2::V2Manager;
-use super::{CgroupError, CgroupManager};
+use zonefleet_proto::host::CgroupVersion;
 
 /// Why the layout could not be detected.
 #[derive(Debug, thiserror::Error)]
@@ -23,18 +22,6 @@ pub enum DetectError {
     /// Neither a v1 hierarchy with controllers nor a cgroup2 mount was found.
     #[error("no cgroup mount with controllers in /proc/self/mountinfo")]
     NoCgroups,
-}
-
-/// The host's cgroup layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayoutKind {
-    /// Only v1 hierarchies.
-    V1,
-    /// Only the unified v2 hierarchy.
-    V2,
-    /// v1 hierarchies own the controllers; a cgroup2 mount exists beside them
-    /// (systemd's `unified`), usually with no controller.
-    Hybrid,
 }
 
 /// One mounted v1 hierarchy.
@@ -61,13 +48,64 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// V1, V2 or hybrid; `None` without any usable mount.
-    pub fn kind(&self) -> Option<LayoutKind> {
+    /// Reads this host's `/proc/self/mountinfo` and `/proc/cgroups`, whatever
+    /// they hold (an empty layout on a host without cgroups; [`detect`] refuses
+    /// that).
+    pub fn read() -> Result<Self, DetectError> {
+        let read = |p: &str| {
+            std::fs::read_to_string(p).map_err(|source| DetectError::Read {
+                path: PathBuf::from(p),
+                source,
+            })
+        };
+        let mountinfo = read("/proc/self/mountinfo")?;
+        // A kernel built without v1 support may have no /proc/cgroups: then no
+        // controller is v1-bound, which is what an empty text says.
+        let cgroups = read("/proc/cgroups").unwrap_or_default();
+        Ok(detect_from(&mountinfo, &cgroups))
+    }
+
+    /// The version zones are managed with: v1 when v1 hierarchies carry the
+    /// controllers (a hybrid host too: its cgroup2 mount usually has none), else
+    /// v2; `None` without any usable mount.
+    pub fn version(&self) -> Option<CgroupVersion> {
         match (self.v1.is_empty(), self.unified.is_some()) {
-            (false, false) => Some(LayoutKind::V1),
-            (false, true) => Some(LayoutKind::Hybrid),
-            (true, true) => Some(LayoutKind::V2),
+            (false, _) => Some(CgroupVersion::V1),
+            (true, true) => Some(CgroupVersion::V2),
             (true, false) => None,
+        }
+    }
+
+    /// Whether a cgroup2 mount stands beside v1 hierarchies (systemd's
+    /// "hybrid" layout).
+    pub fn is_hybrid(&self) -> bool {
+        !self.v1.is_empty() && self.unified.is_some()
+    }
+
+    /// Every v1 controller with its hierarchy's mount point, sorted by name.
+    pub fn v1_controllers(&self) -> Vec<(&str, &Path)> {
+        let mut all: Vec<(&str, &Path)> = self
+            .v1
+            .iter()
+            .flat_map(|h| {
+                h.controllers
+                    .iter()
+                    .map(|c| (c.as_str(), h.mount.as_path()))
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// The controllers the cgroup2 root offers (its `cgroup.controllers`),
+    /// empty without a cgroup2 mount.
+    pub fn v2_controllers(&self) -> std::io::Result<Vec<String>> {
+        match &self.unified {
+            None => Ok(Vec::new()),
+            Some(root) => Ok(std::fs::read_to_string(root.join("cgroup.controllers"))?
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()),
         }
     }
 
@@ -77,37 +115,12 @@ impl Layout {
             .iter()
             .find(|h| h.controllers.iter().any(|c| c == controller))
     }
-
-    /// The manager for this host with zones under `parent`: v1 when v1
-    /// hierarchies carry the controllers (v1 and hybrid), else v2.
-    pub fn manager(&self, parent: &str) -> Result<Box<dyn CgroupManager>, CgroupError> {
-        match self.kind() {
-            Some(LayoutKind::V1 | LayoutKind::Hybrid) => {
-                Ok(Box::new(V1Manager::new(self.v1.clone(), parent)?))
-            }
-            Some(LayoutKind::V2) => {
-                let root = self.unified.clone().ok_or(DetectError::NoCgroups)?;
-                Ok(Box::new(V2Manager::new(root, parent)?))
-            }
-            None => Err(DetectError::NoCgroups.into()),
-        }
-    }
 }
 
-/// Detects this host's layout.
+/// Detects this host's layout; fails without any usable cgroup mount.
 pub fn detect() -> Result<Layout, DetectError> {
-    let read = |p: &str| {
-        std::fs::read_to_string(p).map_err(|source| DetectError::Read {
-            path: PathBuf::from(p),
-            source,
-        })
-    };
-    let mountinfo = read("/proc/self/mountinfo")?;
-    // A kernel built without v1 support may have no /proc/cgroups: then no
-    // controller is v1-bound, which is what an empty text says.
-    let cgroups = read("/proc/cgroups").unwrap_or_default();
-    let layout = detect_from(&mountinfo, &cgroups);
-    match layout.kind() {
+    let layout = Layout::read()?;
+    match layout.version() {
         Some(_) => Ok(layout),
         None => Err(DetectError::NoCgroups),
     }
@@ -169,7 +182,7 @@ pub fn detect_from(mountinfo: &str, proc_cgroups: &str) -> Layout {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
-pub(crate) fn unescape(s: &str) -> String {
+fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -207,7 +220,8 @@ mod tests {
     #[test]
     fn hybrid_like_this_ci_machine() {
         let l = detect_from(HYBRID, CGROUPS);
-        assert_eq!(l.kind(), Some(LayoutKind::Hybrid));
+        assert_eq!(l.version(), Some(CgroupVersion::V1));
+        assert!(l.is_hybrid());
         assert_eq!(l.v1.len(), 3, "name=systemd carries no controller");
         assert_eq!(
             l.v1_hierarchy("cpuacct").unwrap().mount,
@@ -223,18 +237,20 @@ mod tests {
     fn pure_v2_and_co_mounted_v1() {
         let v2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
         let l = detect_from(v2, "");
-        assert_eq!(l.kind(), Some(LayoutKind::V2));
+        assert_eq!(l.version(), Some(CgroupVersion::V2));
+        assert!(!l.is_hybrid());
         let v1 =
             "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw shared:9 - cgroup cgroup rw,cpu,cpuacct\n\
                   33 31 0:30 /docker/x /sys/fs/cgroup/my\\040mem rw - cgroup cgroup rw,memory\n";
         let l = detect_from(v1, CGROUPS);
-        assert_eq!(l.kind(), Some(LayoutKind::V1));
+        assert_eq!(l.version(), Some(CgroupVersion::V1));
+        assert!(!l.is_hybrid());
         assert_eq!(l.v1[0].controllers, ["cpu", "cpuacct"]);
         assert_eq!(
             l.v1_hierarchy("memory").unwrap().mount,
             Path::new("/sys/fs/cgroup/my mem")
         );
         assert_eq!(l.v1_hierarchy("memory").unwrap().root, "/docker/x");
-        assert_eq!(detect_from("", "").kind(), None);
+        assert_eq!(detect_from("", "").version(), None);
     }
 }

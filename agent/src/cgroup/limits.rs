@@ -1,16 +1,16 @@
 //! [`Limits`]: the numbers a zone is held to, and their conversions to what each
 //! cgroup version's files want.
 
+use zonefleet_proto::spec::{
+    cpu_cap_to_cfs_quota_us, cpu_shares_to_weight, io_priority_to_weight, CPU_SHARES, IO_PRIORITY,
+};
+
 use super::devices::DeviceRule;
 use super::CgroupError;
 
 /// The CFS period every zone uses, in microseconds: `cpu_cap` 100 (one CPU) is a
 /// quota of one full period.
 pub const CPU_PERIOD_US: u64 = 100_000;
-/// Smallest and largest v1 `cpu.shares` the kernel keeps without clamping.
-pub const SHARES_RANGE: (u64, u64) = (2, 262_144);
-/// Range of the v1 `blkio.weight` scale that [`Limits::io_weight`] uses.
-pub const IO_WEIGHT_RANGE: (u16, u16) = (10, 1000);
 /// Largest `cpu_cap` accepted: 1000 CPUs.
 pub const MAX_CPU_CAP: u32 = 100_000;
 
@@ -92,7 +92,8 @@ impl Limits {
             }
         }
         if let Some(s) = self.cpu_shares {
-            if !(SHARES_RANGE.0..=SHARES_RANGE.1).contains(&s) {
+            // The v1 range, proto's `CPU_SHARES`.
+            if !u32::try_from(s).is_ok_and(|s| CPU_SHARES.contains(&s)) {
                 return bad("cpu_shares", s.to_string(), "2..=262144".into());
             }
         }
@@ -103,7 +104,8 @@ impl Limits {
             }
         }
         if let Some(w) = self.io_weight {
-            if !(IO_WEIGHT_RANGE.0..=IO_WEIGHT_RANGE.1).contains(&w) {
+            // The v1 `blkio.weight` range, proto's `IO_PRIORITY`.
+            if !IO_PRIORITY.contains(&u32::from(w)) {
                 return bad("io_weight", w.to_string(), "10..=1000".into());
             }
         }
@@ -111,21 +113,24 @@ impl Limits {
     }
 }
 
-/// CFS quota in microseconds per [`CPU_PERIOD_US`] for a cap in % of one CPU.
+/// CFS quota in microseconds per [`CPU_PERIOD_US`] for a cap in % of one CPU
+/// (proto's conversion at the agent's period).
 pub fn cpu_quota_us(cap_percent: u32) -> u64 {
-    u64::from(cap_percent) * CPU_PERIOD_US / 100
+    cpu_cap_to_cfs_quota_us(cap_percent, CPU_PERIOD_US)
 }
 
-/// v2 `cpu.weight` for v1 `cpu.shares`, runc's conversion (2 → 1, 1024 → 39,
-/// 262144 → 10000).
+/// v2 `cpu.weight` for v1 `cpu.shares` (proto's conversion, runc's formula;
+/// shares beyond `u32` clamp to the top of the range).
 pub fn shares_to_weight(shares: u64) -> u64 {
-    1 + ((shares.saturating_sub(2)) * 9999) / 262_142
+    u64::from(cpu_shares_to_weight(
+        u32::try_from(shares).unwrap_or(u32::MAX),
+    ))
 }
 
-/// v2 `io.weight` (1..=10000) for a v1 `blkio.weight` (10..=1000), runc's
-/// conversion. `io.bfq.weight` keeps the v1 scale (BFQ's own range is 1..=1000).
+/// v2 `io.weight` for a v1 `blkio.weight` (proto's conversion, runc's
+/// formula). `io.bfq.weight` keeps the v1 scale (BFQ's own range is 1..=1000).
 pub fn io_weight_v2(weight: u16) -> u64 {
-    1 + (u64::from(weight).saturating_sub(10)) * 9999 / 990
+    u64::from(io_priority_to_weight(u32::from(weight)))
 }
 
 /// The value the kernel stores for a memory limit of `bytes`: whole pages.

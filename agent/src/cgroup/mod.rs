@@ -3,9 +3,10 @@
 //! zone's [`Limits`].
 //!
 //! Shaped like youki's libcgroups: [`detect`] finds which layout the host has,
-//! [`v1::V1Manager`] drives the separate v1 hierarchies (one file per controller),
-//! [`v2::V2Manager`] the unified v2 hierarchy (one file per controller, devices by
-//! an eBPF program). Both implement [`CgroupManager`].
+//! [`factory::create_manager`] picks the manager for it, [`v1::V1Manager`] drives
+//! the separate v1 hierarchies (one file per controller), [`v2::V2Manager`] the
+//! unified v2 hierarchy (one file per controller, devices by an eBPF program).
+//! Both implement [`CgroupManager`].
 //!
 //! Every limit that is written is read back: when the kernel stored something else
 //! than what was asked, the call fails with [`CgroupError::ReadBack`] naming the file,
@@ -15,6 +16,7 @@
 pub mod detect;
 pub mod devices;
 mod error;
+pub mod factory;
 pub(crate) mod fsutil;
 mod killer;
 pub mod limits;
@@ -24,22 +26,16 @@ pub mod v2;
 
 use std::time::Duration;
 
-pub use detect::{DetectError, Layout, LayoutKind};
+pub use detect::{DetectError, Layout};
 pub use devices::{DeviceAccess, DeviceKind, DeviceRule};
 pub use error::CgroupError;
+pub use factory::create_manager;
 pub use limits::Limits;
+/// Which cgroup version a manager drives (the version a host reports).
+pub use zonefleet_proto::host::CgroupVersion;
 
 /// The parent cgroup under which a real agent puts its zones (`zonefleet/<uuid>`).
 pub const DEFAULT_PARENT: &str = "zonefleet";
-
-/// Which cgroup version a manager drives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupVersion {
-    /// Separate v1 hierarchies, one per controller (or co-mounted group).
-    V1,
-    /// The unified v2 hierarchy.
-    V2,
-}
 
 /// What a zone has used so far, read from its cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,7 +54,7 @@ pub struct Usage {
 /// The one interface the zone lifecycle uses, whatever the host's layout.
 ///
 /// A trait rather than an enum over the two managers: the zone lifecycle (and its
-/// tests) can hold a `Box<dyn CgroupManager>` from [`Layout::manager`] or a fake of
+/// tests) can hold a `Box<dyn CgroupManager>` from [`create_manager`] or a fake of
 /// its own, and the compiler checks that both managers offer the same operations with
 /// the same signatures. Dynamic dispatch costs nothing next to the file writes each
 /// call makes.

@@ -109,7 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Sysinfo { output } => {
-            let info = zonefleet_agent::sysinfo::Sysinfo::collect(&cli.data_dir)?;
+            let info = zonefleet_agent::sysinfo::collect(&cli.data_dir)?;
             output::sysinfo(&info, output)?;
             Ok(0)
         }

@@ -9,9 +9,6 @@ use std::process::{Command, Stdio};
 use super::loopdev::{self, AttachedLoop};
 use super::{DiskError, GIB, MAX_QUOTA_GIB};
 
-/// File name of a zone's disk image inside its zone dir.
-pub const DISK_IMAGE_NAME: &str = "disk.img";
-
 /// Options given to `mkfs.ext4` besides the device: quiet, no questions, no
 /// blocks reserved for root (the zone's quota is all the zone's), inode
 /// tables and journal left for the kernel to zero lazily (the backing file
@@ -29,7 +26,7 @@ pub const MKFS_ARGS: &[&str] = &[
 
 /// `<zone_dir>/disk.img`.
 pub fn image_path(zone_dir: &Path) -> PathBuf {
-    zone_dir.join(DISK_IMAGE_NAME)
+    zone_dir.join(crate::zone::paths::DISK_IMAGE_FILE)
 }
 
 /// Creates `<zone_dir>/disk.img`: a sparse file of exactly `quota_gib` GiB,

@@ -24,7 +24,7 @@ pub mod image;
 pub mod loopdev;
 pub mod mount;
 
-pub use image::{create, delete, image_path, DISK_IMAGE_NAME};
+pub use image::{create, delete, image_path};
 pub use loopdev::{attach, detach, sweep, AttachedLoop, LoopDevice};
 pub use mount::{
     mount_disk, mount_image, mount_overlay, overlay_options, prepare_overlay_dirs, unmount,

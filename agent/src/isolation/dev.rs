@@ -9,7 +9,7 @@ use std::path::Path;
 use nix::mount::MsFlags;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
-use super::rootfs::mount_fs;
+use super::mount::{io_error as io, mount_fs};
 use super::{IsolationError, Result};
 
 /// The character devices a zone sees: (name, major, minor).
@@ -87,12 +87,4 @@ pub fn populate(root: &Path) -> Result<()> {
         symlink(target, dev.join(name)).map_err(|e| io("link /dev entry", &dev.join(name), e))?;
     }
     Ok(())
-}
-
-fn io(step: &'static str, path: &Path, e: std::io::Error) -> IsolationError {
-    IsolationError::sys(
-        step,
-        path,
-        nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-    )
 }

@@ -8,6 +8,7 @@
 pub mod caps;
 pub mod dev;
 pub mod fds;
+pub mod mount;
 pub mod namespaces;
 pub mod proc_mask;
 pub mod rootfs;

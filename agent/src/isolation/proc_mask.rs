@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::rootfs::bind;
+use super::mount::bind;
 use super::Result;
 
 /// Files replaced by the zone's `/dev/null`.

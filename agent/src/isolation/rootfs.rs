@@ -3,12 +3,11 @@
 //! a read-only `/sys`, its own sized `/tmp` and the read-only metadata
 //! directory, then `pivot_root` makes it `/` and the host's tree is detached.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use super::mount::{bind, ensure_dir, mount_fs};
 use super::{dev, proc_mask, IsolationError, Result};
 
 /// Where the zone's metadata appears inside it (read-only).
@@ -36,63 +35,6 @@ pub fn make_private() -> Result<()> {
         None::<&str>,
     )
     .map_err(|e| IsolationError::sys("make mounts private", "/", e))
-}
-
-/// Creates `path` as a directory (and its parents) if missing. Mount points in
-/// the image may be absent; they are then created in the zone's upper layer.
-fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
-    if !path.is_dir() {
-        fs::create_dir_all(path).map_err(|e| {
-            IsolationError::sys(
-                "create mount point",
-                path,
-                nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            )
-        })?;
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
-    }
-    Ok(())
-}
-
-/// Mounts a filesystem, naming `step` and `target` in the error.
-pub fn mount_fs(
-    step: &'static str,
-    source: &str,
-    target: &Path,
-    fstype: &str,
-    flags: MsFlags,
-    data: Option<&str>,
-) -> Result<()> {
-    mount(Some(source), target, Some(fstype), flags, data)
-        .map_err(|e| IsolationError::sys(step, target, e))
-}
-
-/// Bind-mounts `source` on `target`, read-only when asked (a bind mount takes
-/// the read-only flag only on a remount).
-pub fn bind(step: &'static str, source: &Path, target: &Path, read_only: bool) -> Result<()> {
-    mount(
-        Some(source),
-        target,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| IsolationError::sys(step, target, e))?;
-    if read_only {
-        mount(
-            None::<&str>,
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND
-                | MsFlags::MS_REMOUNT
-                | MsFlags::MS_RDONLY
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV,
-            None::<&str>,
-        )
-        .map_err(|e| IsolationError::sys(step, target, e))?;
-    }
-    Ok(())
 }
 
 /// Mounts the zone's pseudo filesystems under `plan.root`.

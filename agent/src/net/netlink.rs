@@ -113,13 +113,7 @@ impl Netlink {
     ) -> Result<Vec<RouteNetlinkMessage>, nix::Error> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = seq;
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        nl.finalize();
-        let mut bytes = vec![0; nl.buffer_len()];
-        nl.serialize(&mut bytes);
+        let bytes = encode(msg, flags, seq);
         // SAFETY: send(2) of a live buffer of the stated length on our socket.
         let sent =
             unsafe { libc::send(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
@@ -178,8 +172,7 @@ impl Netlink {
     }
 
     fn ack(&mut self, msg: RouteNetlinkMessage, create: bool) -> Result<(), nix::Error> {
-        let flags = NLM_F_REQUEST | NLM_F_ACK | if create { NLM_F_CREATE | NLM_F_EXCL } else { 0 };
-        self.request(msg, flags).map(|_| ())
+        self.request(msg, change_flags(create)).map(|_| ())
     }
 
     /// The index of link `name`, if it exists.
@@ -329,6 +322,25 @@ impl Netlink {
         self.ack(RouteNetlinkMessage::NewRoute(msg), true)
             .map_err(fail(format!("add default route via {gateway}")))
     }
+}
+
+/// The bytes of `msg` as one netlink message with `flags` and sequence number
+/// `seq` (also what the sysinfo probes send from their forked children).
+pub(crate) fn encode(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = seq;
+    let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+    nl.finalize();
+    let mut bytes = vec![0; nl.buffer_len()];
+    nl.serialize(&mut bytes);
+    bytes
+}
+
+/// The flags of an acked change request: create (and fail if it exists), or
+/// change what exists.
+pub(crate) fn change_flags(create: bool) -> u16 {
+    NLM_F_REQUEST | NLM_F_ACK | if create { NLM_F_CREATE | NLM_F_EXCL } else { 0 }
 }
 
 fn family(ip: IpAddr) -> AddressFamily {

@@ -283,8 +283,10 @@ mod tests {
 
     #[test]
     fn nft_accepts_the_scripts_and_removal_leaves_nothing() {
-        if !nix::unistd::geteuid().is_root() || binary().is_none() {
-            eprintln!("skipped: needs root and nft");
+        let test = "nft_accepts_the_scripts_and_removal_leaves_nothing";
+        if !crate::test_skip::privileged(test)
+            || !crate::test_skip::require(test, "the nft command", binary().is_some())
+        {
             return;
         }
         let plan = NetPlan {

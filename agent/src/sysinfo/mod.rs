@@ -8,100 +8,78 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use crate::cgroup::detect::{DetectError, Layout};
 
-mod cgroup;
 mod child;
 pub mod features;
 pub mod host_id;
 
-pub use cgroup::{CgroupMounts, CgroupVersion};
-pub use features::{probe_all, Feature};
+pub use features::probe_all;
 pub use host_id::{host_id_path, load_or_create as load_or_create_host_id, HOST_ID_FILE};
+pub use zonefleet_proto::host::{CgroupVersion, Feature, HostSysinfo};
 
-/// The host's sysinfo. Field names follow the shared `HostSysinfo` contract.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sysinfo {
-    /// The host's stable identity (see [`host_id`]).
-    pub host_id: Uuid,
-    /// The kernel's host name.
-    pub hostname: String,
-    /// Online CPUs.
-    pub cpus: u32,
-    /// Total memory (`MemTotal`), MiB.
-    pub memory_mib: u64,
-    /// Kernel release (`uname -r`).
-    pub kernel: String,
-    /// The cgroup layout.
-    pub cgroup_version: CgroupVersion,
-    /// Every controller some mounted hierarchy offers (v1 and v2 together,
-    /// sorted; a controller is active in one hierarchy only). Which
-    /// hierarchy holds which is in the `cgroup_v1` / `cgroup_v2` features.
-    pub cgroup_controllers: Vec<String>,
-    /// Every probed kernel feature, in a fixed order.
-    pub features: Vec<Feature>,
-    /// This agent's version.
-    pub agent_version: String,
+/// The name `cli/output.rs` renders the sysinfo under: the shared
+/// [`HostSysinfo`] itself, not a copy.
+pub type Sysinfo = HostSysinfo;
+
+/// Collects the sysinfo of this host, with the host id kept in `data_dir`.
+/// Takes some tens of milliseconds: the feature probes fork short-lived
+/// children. A hybrid host reports `v1` (the version its zones are managed
+/// with; the `cgroup_v2` feature names its cgroup2 mount); a host without any
+/// cgroup mount is an error, since it can run no zone.
+pub fn collect(data_dir: &Path) -> Result<HostSysinfo, SysinfoError> {
+    let host_id = host_id::load_or_create(data_dir)?;
+    let hostname = nix::unistd::gethostname()
+        .map_err(|e| SysinfoError::Host {
+            what: "gethostname",
+            reason: e.to_string(),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let cpus = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n > 0)
+        .ok_or(SysinfoError::Host {
+            what: "sysconf(_SC_NPROCESSORS_ONLN)",
+            reason: "no answer".into(),
+        })?;
+    let memory_mib = memory_mib()?;
+    let kernel = nix::sys::utsname::uname()
+        .map_err(|e| SysinfoError::Host {
+            what: "uname",
+            reason: e.to_string(),
+        })?
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let layout = Layout::read()?;
+    let cgroup_version = layout.version().ok_or(DetectError::NoCgroups)?;
+    let mut cgroup_controllers: Vec<String> = layout
+        .v1_controllers()
+        .into_iter()
+        .map(|(c, _)| c.to_string())
+        .collect();
+    cgroup_controllers.extend(layout.v2_controllers().unwrap_or_default());
+    cgroup_controllers.sort();
+    cgroup_controllers.dedup();
+    Ok(HostSysinfo {
+        host_id,
+        hostname,
+        cpus,
+        memory_mib,
+        kernel,
+        cgroup_version,
+        cgroup_controllers,
+        features: probe_all(&layout),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+    })
 }
 
-impl Sysinfo {
-    /// Collects the sysinfo of this host, with the host id kept in
-    /// `data_dir`. Takes some tens of milliseconds: the feature probes fork
-    /// short-lived children.
-    pub fn collect(data_dir: &Path) -> Result<Self, SysinfoError> {
-        let host_id = host_id::load_or_create(data_dir)?;
-        let hostname = nix::unistd::gethostname()
-            .map_err(|e| SysinfoError::Host {
-                what: "gethostname",
-                reason: e.to_string(),
-            })?
-            .to_string_lossy()
-            .into_owned();
-        let cpus = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
-            .ok()
-            .flatten()
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|&n| n > 0)
-            .ok_or(SysinfoError::Host {
-                what: "sysconf(_SC_NPROCESSORS_ONLN)",
-                reason: "no answer".into(),
-            })?;
-        let memory_mib = memory_mib()?;
-        let kernel = nix::sys::utsname::uname()
-            .map_err(|e| SysinfoError::Host {
-                what: "uname",
-                reason: e.to_string(),
-            })?
-            .release()
-            .to_string_lossy()
-            .into_owned();
-        let mounts = CgroupMounts::read().map_err(|source| SysinfoError::Io {
-            op: "read",
-            path: "/proc/self/mountinfo".into(),
-            source,
-        })?;
-        let mut cgroup_controllers: Vec<String> = mounts.v1.keys().cloned().collect();
-        cgroup_controllers.extend(mounts.v2_controllers().unwrap_or_default());
-        cgroup_controllers.sort();
-        cgroup_controllers.dedup();
-        Ok(Sysinfo {
-            host_id,
-            hostname,
-            cpus,
-            memory_mib,
-            kernel,
-            cgroup_version: mounts.version(),
-            cgroup_controllers,
-            features: probe_all(&mounts),
-            agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        })
-    }
-
-    /// The feature called `name`, if probed.
-    pub fn feature(&self, name: &str) -> Option<&Feature> {
-        self.features.iter().find(|f| f.name == name)
-    }
+/// The feature called `name` in `info`, if probed.
+pub fn feature<'a>(info: &'a HostSysinfo, name: &str) -> Option<&'a Feature> {
+    info.features.iter().find(|f| f.name == name)
 }
 
 fn memory_mib() -> Result<u64, SysinfoError> {
@@ -144,6 +122,9 @@ pub enum SysinfoError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The cgroup layout could not be read, or there is no cgroup mount.
+    #[error("cgroups: {0}")]
+    Cgroups(#[from] DetectError),
     /// A basic host fact could not be read.
     #[error("{what}: {reason}")]
     Host {

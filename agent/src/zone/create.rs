@@ -10,7 +10,8 @@ use super::paths::ZonePaths;
 use super::record::{LifecycleState, ZoneRecord};
 use super::status::ZoneStatus;
 use super::{lock, Result, ZoneError, ZoneHost};
-use crate::zsched::runtime::{now_unix_ms, write_atomic};
+use crate::clock::now_unix_ms;
+use crate::files::write_atomic;
 
 impl ZoneHost {
     /// Creates a zone from `spec`. Returns its status (installed, or running

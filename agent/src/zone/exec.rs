@@ -16,7 +16,8 @@ use super::boot::INIT_PATH;
 use super::record::ZoneRecord;
 use super::{Result, ZoneError, ZoneHost};
 use crate::isolation;
-use crate::zsched::runtime::{process_start_ticks, Runtime};
+use crate::proc_stat::process_start_ticks;
+use crate::zsched::runtime::Runtime;
 
 impl ZoneHost {
     /// Runs `argv` in zone `name` and returns its exit status (128 + signal

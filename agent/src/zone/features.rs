@@ -6,31 +6,18 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use zonefleet_proto::feature::{self as names, Demand};
 use zonefleet_proto::spec::ZoneSpec;
 
 use super::{Result, ZoneError, ZoneHost};
-use crate::sysinfo::{features as probe, CgroupMounts, Feature};
+use crate::cgroup::detect::Layout;
+use crate::sysinfo::{features as probe, Feature};
 
-/// The features every zone of brand `os` needs.
-pub const ALWAYS: &[&str] = &["overlayfs", "ext4", "loop_devices", "seccomp", "pidfd"];
-
-/// The features `spec` needs on this host.
-pub fn required(spec: &ZoneSpec) -> Vec<&'static str> {
-    let mut needs = ALWAYS.to_vec();
-    if let (Some(swap), Some(mem)) = (spec.max_swap, spec.max_physical_memory) {
-        // Swap beyond memory can only be limited with swap accounting; without
-        // it the zone could use unlimited swap.
-        if swap > mem {
-            needs.push("memory_swap_accounting");
-        }
-    }
-    if !spec.nics.is_empty() {
-        needs.extend(["veth", "bridge", "nftables"]);
-    }
-    if spec.nics.iter().any(|n| n.vlan_id.is_some()) {
-        needs.push("bridge_vlan_filtering");
-    }
-    needs
+/// What `spec` asks of this host. A standalone host has no networks, so only a
+/// NIC's own `vlan_id` asks for VLAN filtering (a NIC naming a network is
+/// refused by the network plan).
+fn demand(spec: &ZoneSpec) -> Demand {
+    Demand::of_spec(spec, |_| false)
 }
 
 /// Cached feature probes of one host.
@@ -61,18 +48,18 @@ impl FeatureCache {
 /// Runs the probe that answers `name` (the network probe answers all
 /// network features at once).
 fn run_probe(name: &str) -> Vec<Feature> {
-    let mounts = || CgroupMounts::read().unwrap_or_default();
+    let mounts = || Layout::read().unwrap_or_default();
     match name {
-        "seccomp" => vec![probe::seccomp()],
-        "user_namespaces" => vec![probe::user_namespaces()],
-        "overlayfs" => vec![probe::overlayfs()],
-        "ext4" => vec![probe::ext4()],
-        "loop_devices" => vec![probe::loop_devices()],
-        "pidfd" => vec![probe::pidfd()],
-        "cgroup_v1" => vec![probe::cgroup_v1(&mounts())],
-        "cgroup_v2" => vec![probe::cgroup_v2(&mounts())],
-        "memory_swap_accounting" => vec![probe::memory_swap_accounting(&mounts())],
-        "cgroup_kill" => vec![probe::cgroup_kill(&mounts())],
+        names::SECCOMP => vec![probe::seccomp()],
+        names::USER_NAMESPACES => vec![probe::user_namespaces()],
+        names::OVERLAYFS => vec![probe::overlayfs()],
+        names::EXT4 => vec![probe::ext4()],
+        names::LOOP_DEVICES => vec![probe::loop_devices()],
+        names::PIDFD => vec![probe::pidfd()],
+        names::CGROUP_V1 => vec![probe::cgroup_v1(&mounts())],
+        names::CGROUP_V2 => vec![probe::cgroup_v2(&mounts())],
+        names::MEMORY_SWAP_ACCOUNTING => vec![probe::memory_swap_accounting(&mounts())],
+        names::CGROUP_KILL => vec![probe::cgroup_kill(&mounts())],
         _ => probe::network(),
     }
 }
@@ -80,12 +67,13 @@ fn run_probe(name: &str) -> Vec<Feature> {
 impl ZoneHost {
     /// Checks `spec`'s needs; the error names the first missing feature and why.
     pub fn check_features(&self, spec: &ZoneSpec) -> Result<()> {
-        for need in required(spec) {
+        let demand = demand(spec);
+        for need in demand.required() {
             let f = self.features.get(need);
             if !f.available {
-                let detail = match vlan_nic(spec) {
+                let detail = match demand.vlan_nic {
                     // Name the property that asked for it.
-                    Some(i) if need == "bridge_vlan_filtering" => format!(
+                    Some(i) if need == names::BRIDGE_VLAN_FILTERING => format!(
                         "nics[{i}].vlan_id = {} needs VLAN filtering on the host bridge: {}",
                         spec.nics[i].vlan_id.unwrap_or_default(),
                         f.detail
@@ -100,7 +88,7 @@ impl ZoneHost {
         }
         if !spec.nics.is_empty() && crate::net::nft::binary().is_none() {
             return Err(ZoneError::MissingFeature {
-                feature: "nftables".into(),
+                feature: names::NFTABLES.into(),
                 detail: "the nft command is not installed (Debian package nftables); zone NICs \
                          need it for their anti-spoofing rules"
                     .into(),
@@ -108,9 +96,4 @@ impl ZoneHost {
         }
         Ok(())
     }
-}
-
-/// The first NIC of `spec` with a `vlan_id`.
-fn vlan_nic(spec: &ZoneSpec) -> Option<usize> {
-    spec.nics.iter().position(|n| n.vlan_id.is_some())
 }

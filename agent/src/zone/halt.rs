@@ -10,10 +10,9 @@ use nix::unistd::Pid;
 use super::record::ZoneRecord;
 use super::status::ZoneStatus;
 use super::{lock, Result, ZoneError, ZoneHost};
-use crate::zsched::runtime::{now_unix_ms, process_start_ticks, ExitRecord, Runtime};
-
-/// Marker file present while a halt is in progress (state `shutting_down`).
-pub const HALTING_MARK: &str = "halting";
+use crate::clock::now_unix_ms;
+use crate::proc_stat::process_start_ticks;
+use crate::zsched::runtime::{ExitRecord, Runtime};
 
 const POLL: Duration = Duration::from_millis(10);
 const RESEND: Duration = Duration::from_millis(250);
@@ -50,7 +49,7 @@ impl ZoneHost {
             return self.clear_cgroup(uuid);
         };
         if runtime.init_alive() {
-            let mark = dir.join(HALTING_MARK);
+            let mark = dir.join(super::paths::HALTING_MARK);
             std::fs::write(&mark, b"").map_err(|e| ZoneError::io(&mark, e))?;
             let result = self.terminate(uuid, dir, &runtime);
             let _ = std::fs::remove_file(&mark);

@@ -74,7 +74,7 @@ impl ZoneHost {
         let images = ImageStore::open(&options.data_dir)?;
         let cgroup_parent = cgroup_parent(&options.data_dir, options.cgroup_parent)?;
         let layout = crate::cgroup::detect::detect().map_err(crate::cgroup::CgroupError::from)?;
-        let cgroups = layout.manager(&cgroup_parent)?;
+        let cgroups = crate::cgroup::create_manager(&layout, &cgroup_parent)?;
         let agent_exe = match options.agent_exe {
             Some(exe) => exe,
             None => std::env::current_exe().map_err(|e| ZoneError::io("/proc/self/exe", e))?,
@@ -131,7 +131,7 @@ fn cgroup_parent(data_dir: &Path, wanted: Option<String>) -> Result<String> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let parent = wanted.unwrap_or_else(|| crate::cgroup::DEFAULT_PARENT.to_string());
-            crate::zsched::runtime::write_atomic(&path, format!("{parent}\n").as_bytes())?;
+            crate::files::write_atomic(&path, format!("{parent}\n").as_bytes())?;
             Ok(parent)
         }
         Err(e) => Err(ZoneError::io(&path, e)),

@@ -101,6 +101,9 @@ pub enum ZoneError {
     /// A zone file failed.
     #[error(transparent)]
     Runtime(#[from] crate::zsched::runtime::RuntimeError),
+    /// A zone file could not be written.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     /// The zone's network could not be planned, built or removed.
     #[error(transparent)]
     Net(#[from] crate::net::NetError),

@@ -9,7 +9,7 @@ use super::paths::ZonePaths;
 use super::record::ZoneRecord;
 use super::{Result, ZoneError, ZoneHost};
 use crate::net::{self, NetPlan};
-use crate::zsched::plan::{BootPlan, PLAN_FILE};
+use crate::zsched::plan::BootPlan;
 
 impl ZoneHost {
     /// The network plan of `spec` (zone `uuid`) on this host's bridge.
@@ -47,9 +47,7 @@ impl ZoneHost {
     /// Removes the host links and rules of zone `uuid` as it last booted (its
     /// `boot.json`), or as its spec says. Idempotent.
     pub(crate) fn teardown_network(&self, paths: &ZonePaths) -> Result<()> {
-        let booted = BootPlan::load(&paths.dir.join(PLAN_FILE))
-            .ok()
-            .and_then(|p| p.net);
+        let booted = BootPlan::load(&paths.plan()).ok().and_then(|p| p.net);
         let plan = match booted {
             Some(plan) => Some(plan),
             None => match ZoneRecord::load(paths) {

@@ -1,10 +1,35 @@
-//! Where a zone's files live under the agent's data dir. Everything of a zone is
-//! inside `zones/<uuid>/`, so deleting a zone is removing one directory.
+//! Where a zone's files live under the agent's data dir, and the one place that
+//! names them. Everything of a zone is inside `zones/<uuid>/`, so deleting a zone
+//! is removing one directory.
 
 use std::path::{Path, PathBuf};
 
 /// Directory of zones under the data dir.
 pub const ZONES_DIR: &str = "zones";
+/// The zone record.
+pub const RECORD_FILE: &str = "zone.json";
+/// The per-zone lock file.
+pub const LOCK_FILE: &str = "lock";
+/// Mount point of the zone's disk.
+pub const DISK_DIR: &str = "disk";
+/// The zone's disk image (its writable layer, a sparse ext4 file).
+pub const DISK_IMAGE_FILE: &str = "disk.img";
+/// Mount point of the zone's overlay root.
+pub const ROOT_DIR: &str = "root";
+/// Host directory shown read-only in the zone at `/.zonecontrol`.
+pub const ZONECONTROL_DIR: &str = "zonecontrol";
+/// The metadata file in [`ZONECONTROL_DIR`].
+pub const METADATA_FILE: &str = "metadata.json";
+/// The console log zsched writes.
+pub const CONSOLE_FILE: &str = "console.log";
+/// zsched's own log.
+pub const ZSCHED_LOG: &str = "zsched.log";
+/// What zsched booted the zone with.
+pub const PLAN_FILE: &str = "boot.json";
+/// The running zone's supervisor, init and exit (zsched's record).
+pub const RUNTIME_FILE: &str = "runtime.json";
+/// Present while a halt is in progress, so status says `halting`.
+pub const HALTING_MARK: &str = "halting";
 
 /// The paths of one zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,32 +45,40 @@ impl ZonePaths {
             dir: data_dir.join(ZONES_DIR).join(uuid),
         }
     }
-    /// The zone record (`zone.json`).
+    /// The zone record ([`RECORD_FILE`]).
     pub fn record(&self) -> PathBuf {
-        self.dir.join("zone.json")
+        self.dir.join(RECORD_FILE)
     }
     /// The per-zone lock file.
     pub fn lock(&self) -> PathBuf {
-        self.dir.join("lock")
+        self.dir.join(LOCK_FILE)
     }
     /// Mount point of the zone's disk (used inside the zone's mount namespace only).
     pub fn disk_mount(&self) -> PathBuf {
-        self.dir.join("disk")
+        self.dir.join(DISK_DIR)
     }
     /// Mount point of the zone's overlay root (inside its mount namespace only).
     pub fn root(&self) -> PathBuf {
-        self.dir.join("root")
+        self.dir.join(ROOT_DIR)
     }
     /// Host directory shown read-only in the zone at `/.zonecontrol`.
     pub fn zonecontrol(&self) -> PathBuf {
-        self.dir.join("zonecontrol")
+        self.dir.join(ZONECONTROL_DIR)
     }
     /// The metadata file served to the zone.
     pub fn metadata(&self) -> PathBuf {
-        self.zonecontrol().join("metadata.json")
+        self.zonecontrol().join(METADATA_FILE)
     }
     /// The console log.
     pub fn console(&self) -> PathBuf {
-        self.dir.join(crate::zsched::console::CONSOLE_FILE)
+        self.dir.join(CONSOLE_FILE)
+    }
+    /// The mark of a halt in progress.
+    pub fn halting(&self) -> PathBuf {
+        self.dir.join(HALTING_MARK)
+    }
+    /// The plan zsched booted the zone with.
+    pub fn plan(&self) -> PathBuf {
+        self.dir.join(PLAN_FILE)
     }
 }

@@ -10,7 +10,7 @@ use zonefleet_proto::spec::ZoneSpec;
 
 use super::paths::ZonePaths;
 use super::{Result, ZoneError};
-use crate::zsched::runtime::write_atomic;
+use crate::files::write_atomic;
 
 /// The durable lifecycle state of a zone (running is observed, not stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +92,6 @@ impl ZoneRecord {
 
     /// Whether `dir` holds a zone record.
     pub fn exists(dir: &Path) -> bool {
-        dir.join("zone.json").is_file()
+        dir.join(super::paths::RECORD_FILE).is_file()
     }
 }

@@ -75,7 +75,7 @@ impl ZoneStatus {
     /// Combines a record and the runtime record of the zone in `paths`.
     pub fn observe(record: ZoneRecord, paths: &ZonePaths) -> Result<ZoneStatus> {
         let runtime = Runtime::load(&paths.dir)?;
-        let halting = paths.dir.join(super::halt::HALTING_MARK).exists();
+        let halting = paths.halting().exists();
         let (state, init_pid, zsched_pid, last_exit) = match record.state {
             LifecycleState::Configured => (ZoneState::Configured, None, None, None),
             LifecycleState::Failed => (ZoneState::Failed, None, None, None),

@@ -10,9 +10,6 @@ use std::path::{Path, PathBuf};
 /// Default cap of one console log file.
 pub const DEFAULT_CAP_BYTES: u64 = 1 << 20;
 
-/// File name of the console log inside a zone's directory.
-pub const CONSOLE_FILE: &str = "console.log";
-
 /// A size-capped, rotating log file.
 pub struct ConsoleLog {
     path: PathBuf,
@@ -64,6 +61,7 @@ impl ConsoleLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zone::paths::CONSOLE_FILE;
 
     #[test]
     fn log_rotates_at_its_cap_and_keeps_one_old_file() {

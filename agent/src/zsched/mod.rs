@@ -29,8 +29,7 @@ use crate::isolation::{self, IsolationError};
 use plan::BootPlan;
 use runtime::{ExitRecord, Runtime};
 
-/// File name of zsched's own diagnostics inside a zone's directory.
-pub const ZSCHED_LOG: &str = "zsched.log";
+use crate::zone::paths::ZSCHED_LOG;
 
 /// Why zsched could not boot or supervise a zone.
 #[derive(Debug, thiserror::Error)]
@@ -243,9 +242,9 @@ fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
     let mut record = Runtime {
         zsched_pid: std::process::id() as i32,
         init_pid: child.as_raw(),
-        init_start_ticks: runtime::process_start_ticks(child.as_raw()).unwrap_or(0),
-        boot_id: runtime::current_boot_id().unwrap_or_default(),
-        booted_at_unix_ms: runtime::now_unix_ms(),
+        init_start_ticks: crate::proc_stat::process_start_ticks(child.as_raw()).unwrap_or(0),
+        boot_id: crate::proc_stat::current_boot_id().unwrap_or_default(),
+        booted_at_unix_ms: crate::clock::now_unix_ms(),
         exit: None,
     };
     record.store(&plan.zone_dir)?;
@@ -287,7 +286,7 @@ fn detach_network(plan: &BootPlan) {
 /// init's exit are waited for together with `poll` on the console pipe and a
 /// pidfd.
 fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
-    let path = plan.zone_dir.join(console::CONSOLE_FILE);
+    let path = plan.zone_dir.join(crate::zone::paths::CONSOLE_FILE);
     let mut log = match console::ConsoleLog::open(&path, plan.console_cap_bytes) {
         Ok(log) => Some(log),
         Err(e) => {
@@ -373,7 +372,7 @@ fn wait_for(child: Pid) -> ExitRecord {
             return ExitRecord {
                 status: exit.status,
                 signal: exit.signal,
-                at_unix_ms: runtime::now_unix_ms(),
+                at_unix_ms: crate::clock::now_unix_ms(),
             };
         }
         // Not reapable (should not happen for our own child): do not spin.
@@ -384,8 +383,7 @@ fn wait_for(child: Pid) -> ExitRecord {
 
 fn cgroup_manager(plan: &BootPlan) -> Result<Box<dyn crate::cgroup::CgroupManager>, ZschedError> {
     let layout = crate::cgroup::detect::detect().map_err(|e| ZschedError::Cgroup(e.to_string()))?;
-    layout
-        .manager(&plan.cgroup_parent)
+    crate::cgroup::create_manager(&layout, &plan.cgroup_parent)
         .map_err(|e| ZschedError::Cgroup(e.to_string()))
 }
 

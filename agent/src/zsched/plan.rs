@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::runtime::{write_replace, RuntimeError};
+use super::runtime::RuntimeError;
+use crate::files::write_replace;
 
-/// File name of the boot plan inside a zone's directory.
-pub const PLAN_FILE: &str = "boot.json";
+use crate::zone::paths::PLAN_FILE;
 
 /// How to boot one zone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,13 +4,13 @@
 //! zone still runs without asking zsched.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// File name of the runtime record inside a zone's directory.
-pub const RUNTIME_FILE: &str = "runtime.json";
+use crate::files::{write_replace, FileError};
+use crate::proc_stat::{current_boot_id, is_zombie, process_start_ticks};
+use crate::zone::paths::RUNTIME_FILE;
 
 /// How a zone's init ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +85,7 @@ impl Runtime {
     /// boot path saves the fsyncs.
     pub fn store(&self, zone_dir: &Path) -> Result<(), RuntimeError> {
         let bytes = serde_json::to_vec_pretty(self).expect("runtime record serializes");
-        write_replace(&zone_dir.join(RUNTIME_FILE), &bytes)
+        Ok(write_replace(&zone_dir.join(RUNTIME_FILE), &bytes)?)
     }
 
     /// Whether init is alive right now: same host boot, and the pid still names
@@ -98,78 +98,19 @@ impl Runtime {
     }
 }
 
-/// Writes `bytes` to `path` atomically and durably: a temporary file beside it,
-/// fsync, rename. For records that must survive a host crash (a zone's record).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    write_file(path, bytes, true)
-}
-
-/// Writes `bytes` to `path` atomically but not durably (no fsync): a reader sees
-/// the old or the new contents, never a mix, unless the host itself crashes.
-pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    write_file(path, bytes, false)
-}
-
-fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<(), RuntimeError> {
-    let io = |source| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut file = fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    if durable {
-        file.sync_all().map_err(io)?;
+impl From<FileError> for RuntimeError {
+    fn from(e: FileError) -> Self {
+        RuntimeError::Io {
+            path: e.path,
+            source: e.source,
+        }
     }
-    fs::rename(&tmp, path).map_err(io)
-}
-
-/// This host boot's id, which changes at every reboot.
-pub fn current_boot_id() -> Option<String> {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
-/// A process's start time in clock ticks since boot, or `None` if it is gone.
-pub fn process_start_ticks(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: fields after
-    // the last ')' are unambiguous. starttime is field 22, the 20th after it.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether a process has exited and waits to be reaped (state `Z` or `X`).
-pub fn is_zombie(pid: i32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next());
-    matches!(state, Some("Z" | "X"))
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn own_start_time_is_readable_and_stable() {
-        let me = std::process::id() as i32;
-        let a = process_start_ticks(me).expect("own stat");
-        assert_eq!(Some(a), process_start_ticks(me));
-        assert_eq!(process_start_ticks(i32::MAX), None);
-    }
+    use crate::clock::now_unix_ms;
 
     #[test]
     fn record_round_trips_and_detects_a_dead_init() {

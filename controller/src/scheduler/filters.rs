@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use zonefleet_proto::feature::{self, Demand};
 use zonefleet_proto::pb;
 use zonefleet_proto::spec::{
     AffinityRule, AffinityTarget, Constraint, FailureDomain, Placement, RuleMode,
@@ -110,32 +111,24 @@ pub struct Rules {
     pub current: Option<u32>,
 }
 
-/// The features a zone of `spec` needs beyond what every host runs: VLAN filtering
-/// on the bridge for a VLAN NIC (its own `vlan_id` or its network's), swap
-/// accounting for swap beyond memory.
+/// The features a zone of `spec` needs that tell hosts apart: the agent's rule
+/// (`zonefleet_proto::feature::Demand`, a NIC on a VLAN network counted through
+/// `networks`) without the baseline every zonefleet host has.
 pub fn required_features(
     spec: &pb::ZoneSpec,
     networks: &BTreeMap<String, pb::Network>,
 ) -> Vec<&'static str> {
-    let mut needs = Vec::new();
-    if let (Some(swap), Some(mem)) = (spec.max_swap_mib, spec.max_physical_memory_mib) {
-        if swap > mem {
-            needs.push("memory_swap_accounting");
-        }
-    }
-    let vlan = spec.nics.iter().any(|n| {
-        n.vlan_id.is_some()
-            || n.network.as_deref().is_some_and(|name| {
-                networks
-                    .get(name)
-                    .or_else(|| networks.values().find(|net| net.name == name))
-                    .is_some_and(|net| net.vlan_id.is_some())
-            })
-    });
-    if vlan {
-        needs.push("bridge_vlan_filtering");
-    }
-    needs
+    let network_has_vlan = |name: &str| {
+        networks
+            .get(name)
+            .or_else(|| networks.values().find(|net| net.name == name))
+            .is_some_and(|net| net.vlan_id.is_some())
+    };
+    Demand::of_pb(spec, network_has_vlan)
+        .required()
+        .into_iter()
+        .filter(|f| !feature::is_baseline(f))
+        .collect()
 }
 
 fn slots(counts: Option<&HostCounts>) -> HashSet<u32> {

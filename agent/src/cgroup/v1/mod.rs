@@ -13,7 +13,7 @@ mod pids;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::detect::{self, V1Hierarchy};
+use super::detect::V1Hierarchy;
 use super::killer::{self, Freezable};
 use super::{check_name, check_parent, fsutil, procfs};
 use super::{CgroupError, CgroupManager, CgroupVersion, Limits, Usage};
@@ -31,7 +31,7 @@ pub struct V1Manager {
 }
 
 impl V1Manager {
-    /// A manager over `hierarchies` (from [`detect::detect`]) with zones under
+    /// A manager over `hierarchies` (from [`super::detect::detect`]) with zones under
     /// `parent` (e.g. [`super::DEFAULT_PARENT`]) in each. Hierarchies carrying none
     /// of [`CONTROLLERS`] are ignored.
     pub fn new(hierarchies: Vec<V1Hierarchy>, parent: &str) -> Result<Self, CgroupError> {
@@ -53,11 +53,6 @@ impl V1Manager {
             hierarchies,
             parent: parent.to_owned(),
         })
-    }
-
-    /// The manager for this host's v1 hierarchies.
-    pub fn from_host(parent: &str) -> Result<Self, CgroupError> {
-        Self::new(detect::detect()?.v1, parent)
     }
 
     /// The hierarchies in use.

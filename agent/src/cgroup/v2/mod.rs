@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::killer::{self, Freezable};
-use super::{check_name, check_parent, detect, fsutil, procfs};
+use super::{check_name, check_parent, fsutil, procfs};
 use super::{CgroupError, CgroupManager, CgroupVersion, Limits, Usage};
 
 /// The controllers enabled for zones when the host offers them.
@@ -58,14 +58,6 @@ impl V2Manager {
             root: root.into(),
             parent: parent.to_owned(),
         })
-    }
-
-    /// The manager for this host's cgroup2 mount.
-    pub fn from_host(parent: &str) -> Result<Self, CgroupError> {
-        let root = detect::detect()?
-            .unified
-            .ok_or(detect::DetectError::NoCgroups)?;
-        Self::new(root, parent)
     }
 
     /// The zone's directory.

@@ -1,15 +1,10 @@
-//! Shared by the privileged zone tests: a [`TestHost`] with its own data dir and
-//! cgroup parent, the busybox image built once per test binary, running commands
-//! in zones through the real `zonefleet-agent` binary, and cleanup of every zone,
-//! process and cgroup when the host is dropped (also after a failed assertion).
-//!
-//! Test files include it next to `cgroup_support` (`mod cgroup_support; mod
-//! zone_support;`), whose root check, unique names and stale sweep it reuses.
-#![allow(dead_code)] // each test binary uses a different part
+//! For the privileged zone tests: a [`TestHost`] with its own data dir and
+//! cgroup parent and the busybox image, running commands in zones through the
+//! real `zonefleet-agent` binary, and cleanup of every zone, process and cgroup
+//! when the host is dropped (also after a failed assertion).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use zonefleet_agent::cgroup::detect::detect;
@@ -17,29 +12,7 @@ use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
 use zonefleet_agent::zone::{ZoneState, ZoneStatus};
 use zonefleet_proto::spec::ZoneSpec;
 
-use crate::cgroup_support;
-
-/// The agent binary (runs zsched, and `zone exec` in tests).
-pub const AGENT: &str = env!("CARGO_BIN_EXE_zonefleet-agent");
-
-/// The busybox image archive, built once per test binary.
-pub fn busybox_archive() -> &'static Path {
-    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
-    ARCHIVE.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("zone-busybox-{}.tar.gz", std::process::id()));
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images/build-busybox.sh");
-        let status = Command::new("bash")
-            .arg(&script)
-            .arg(&out)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run build-busybox.sh");
-        assert!(status.success(), "build-busybox.sh failed: {status}");
-        out
-    })
-}
+use super::{busybox_archive, cgroup, privileged, unique_parent, AGENT};
 
 /// One test's host: its own data dir and cgroup parent; dropping it deletes
 /// every zone and removes the parent cgroup.
@@ -55,30 +28,16 @@ impl TestHost {
     /// A fresh host with the busybox image imported as `busybox`; `None` when
     /// the test must skip (not root, outside CI).
     pub fn new(test: &str) -> Option<TestHost> {
-        if !cgroup_support::privileged(test) {
+        if !privileged(test) {
             return None;
         }
-        sweep_stale();
+        sweep_stale_cgroups();
         let dir = tempfile::Builder::new()
             .prefix("zonefleet-ztest-")
             .tempdir()
             .expect("tempdir");
         let data = dir.path().join("data");
-        let mut options = HostOptions::new(&data);
-        options.cgroup_parent = Some(cgroup_support::unique_parent());
-        options.agent_exe = Some(PathBuf::from(AGENT));
-        options.halt_grace = Duration::from_secs(5);
-        let host = ZoneHost::open(options).expect("open zone host");
-        host.images
-            .import(
-                busybox_archive(),
-                zonefleet_agent::image::ImportOptions {
-                    name: Some("busybox".into()),
-                    version: Some("1".into()),
-                    ..Default::default()
-                },
-            )
-            .expect("import busybox");
+        let host = open_host(&data, Duration::from_secs(5), |_| {});
         Some(TestHost {
             host,
             data,
@@ -184,9 +143,36 @@ pub fn wait_output(mut child: std::process::Child, limit: Duration) -> Output {
     }
 }
 
+/// Opens a zone host on `data` with a cgroup parent of its own, the agent binary
+/// as zsched, `halt_grace`, whatever `adjust` sets, and busybox imported as
+/// `busybox@1`.
+pub fn open_host(
+    data: &Path,
+    halt_grace: Duration,
+    adjust: impl FnOnce(&mut HostOptions),
+) -> ZoneHost {
+    let mut options = HostOptions::new(data);
+    options.cgroup_parent = Some(unique_parent());
+    options.agent_exe = Some(PathBuf::from(AGENT));
+    options.halt_grace = halt_grace;
+    adjust(&mut options);
+    let host = ZoneHost::open(options).expect("open zone host");
+    host.images
+        .import(
+            busybox_archive(),
+            zonefleet_agent::image::ImportOptions {
+                name: Some("busybox".into()),
+                version: Some("1".into()),
+                ..Default::default()
+            },
+        )
+        .expect("import busybox");
+    host
+}
+
 /// Removes test cgroup parents left by runs whose process is gone (their zone
 /// processes die with them, and with those the zones' mounts and loop devices).
-fn sweep_stale() {
+pub fn sweep_stale_cgroups() {
     let Ok(layout) = detect() else { return };
     let mounts: Vec<PathBuf> = layout
         .v1
@@ -194,7 +180,7 @@ fn sweep_stale() {
         .map(|h| h.mount.clone())
         .chain(layout.unified.clone())
         .collect();
-    cgroup_support::sweep_stale(&mounts, &|parent| {
-        layout.manager(parent).expect("cgroup manager")
+    cgroup::sweep_stale(&mounts, &|parent| {
+        zonefleet_agent::cgroup::create_manager(&layout, parent).expect("cgroup manager")
     });
 }

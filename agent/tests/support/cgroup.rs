@@ -1,12 +1,10 @@
-//! Shared by the privileged cgroup tests: the root check, unique names, sweeping
-//! what a crashed run left, child processes that wait to be moved into a zone, and
-//! a guard that cleans up even when a test fails.
-#![allow(dead_code)] // each test binary uses a different part
+//! For the privileged cgroup tests: sweeping what a crashed run left, child
+//! processes that wait to be moved into a zone, polling, and a guard that cleans
+//! up even when a test fails.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use zonefleet_agent::cgroup::CgroupManager;
@@ -14,52 +12,13 @@ use zonefleet_agent::cgroup::CgroupManager;
 /// How long any single wait of a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Whether a privileged test may run: root, or else fail under CI and skip
-/// (with the reason printed) elsewhere.
-pub fn privileged(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root (CI=true, so this is a failure, not a skip)");
-    }
-    eprintln!("SKIP {test}: needs root");
-    false
-}
-
-/// Skips (or, under CI, fails) when the host lacks a layout the test needs.
-pub fn require(test: &str, what: &str, present: bool) -> bool {
-    if !present {
-        eprintln!("SKIP {test}: this host has no {what}");
-    }
-    present
-}
-
-/// `zonefleet-test-<pid>-<n>`: unique per process and call.
-pub fn unique_parent() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "zonefleet-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// Removes the test parents under each of `mounts` left by runs whose process is
 /// gone: kills their processes, removes their zones and the parent.
 pub fn sweep_stale(mounts: &[PathBuf], manager: &dyn Fn(&str) -> Box<dyn CgroupManager>) {
-    let mut names = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for m in mounts {
-        let Ok(rd) = std::fs::read_dir(m) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix("zonefleet-test-") else {
-                continue;
-            };
-            let pid = rest.split('-').next().unwrap_or("");
-            if !Path::new(&format!("/proc/{pid}")).exists() && !names.contains(&name) {
+        for name in super::stale_entries(m, "zonefleet-test-", '-') {
+            if !names.contains(&name) {
                 names.push(name);
             }
         }
