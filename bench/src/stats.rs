@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-/// The `p` quantile (0..=1) of sorted samples, in milliseconds (nearest rank).
+use zonefleet_proto::cli::percentile;
+
+/// The `p` quantile (0..=1) of sorted samples, in milliseconds (nearest rank, see
+/// [`percentile`]); NaN without samples.
 pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1000.0
+    percentile(sorted, p).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// One load run's numbers.

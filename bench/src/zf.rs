@@ -20,7 +20,7 @@ use zonefleet_harness::loopback::LoopbackCluster;
 const CLUSTER: &str = "bench";
 
 /// The benchmark's write (shared with `zfadm bench`).
-pub use zonefleet_controller::bench::bench_create_request as create_request;
+pub use zonefleet_proto::cli::bench::create_request;
 
 /// The size of the Raft command the controller logs for [`create_request`] (the spec
 /// with its defaults filled in, one uuid, a timestamp): the etcd side puts values of

@@ -16,6 +16,7 @@ use zonefleet_controller::scheduler::{self, Context};
 use zonefleet_controller::state::FleetState;
 use zonefleet_harness::cluster::{test_raft_config, Cluster};
 use zonefleet_harness::fixtures::{create, host, register_host, spread};
+use zonefleet_proto::cli::percentile;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::command_result::Result as R;
 use zonefleet_proto::pb::fleet_command::Kind;
@@ -102,11 +103,6 @@ fn vm_hwm_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
-
 fn decisions() {
     let mut state = FleetState::default();
     let setup = Instant::now();
@@ -155,8 +151,8 @@ fn decisions() {
         "decisions: {ZONES} zones ({grouped} in spread groups), {refused} refused; \
          {:.0} decisions/s on one core; p50 {:.1?}, p99 {:.1?}, max {:.1?}",
         ZONES as f64 / decide_total.as_secs_f64(),
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
+        percentile(&times, 0.5).unwrap_or_default(),
+        percentile(&times, 0.99).unwrap_or_default(),
         times[times.len() - 1],
     );
     println!(
@@ -241,8 +237,8 @@ async fn committed() {
          controllers: {placed} placed in {elapsed:.2?}: {:.0} committed placements/s; \
          create p50 {:.1?}, p99 {:.1?}",
         placed as f64 / elapsed.as_secs_f64(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
+        percentile(&latencies, 0.5).unwrap_or_default(),
+        percentile(&latencies, 0.99).unwrap_or_default(),
     );
     println!("peak memory (VmHWM) after the cluster benchmark (3 controllers in this process): {:.0} MiB", vm_hwm_mib());
 }

@@ -6,7 +6,6 @@
 //! * `scheduler`: placement (filters, scores, refusal counts) and address pools.
 
 pub mod api;
-pub mod bench;
 pub mod config;
 pub mod node;
 pub mod raft;

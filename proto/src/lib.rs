@@ -3,6 +3,8 @@
 //! role layer that every controller and agent serves behind.
 
 pub mod auth;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod feature;
 pub mod host;
 pub mod image;

@@ -17,6 +17,7 @@ use clap::Subcommand;
 use zonefleet_agent::image::ImportOptions;
 use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
 use zonefleet_agent::zone::ZoneState;
+use zonefleet_proto::cli::percentile;
 use zonefleet_proto::spec::ZoneSpec;
 
 /// Benchmarks.
@@ -79,8 +80,7 @@ impl Samples {
     fn quantile(&self, q: f64) -> Duration {
         let mut sorted = self.times.clone();
         sorted.sort();
-        let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-        sorted[i]
+        percentile(&sorted, q).unwrap_or_default()
     }
 
     fn print(&self) {

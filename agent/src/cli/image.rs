@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use zonefleet_agent::image::{ImageStore, ImportOptions};
 use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
+use zonefleet_proto::cli::Format;
 
-use super::output::{self, Format};
+use super::output;
 
 /// Image commands. IMAGE is a uuid, `sha256:<hex>` (or a unique prefix), or
 /// `name[@version]`.
@@ -70,7 +71,7 @@ pub fn run(data_dir: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         ImageCommand::List { output } => {
-            output::images(&ImageStore::open(data_dir)?.list()?, output);
+            output::images(&ImageStore::open(data_dir)?.list()?, output)?;
             Ok(0)
         }
         ImageCommand::Delete { image } => {

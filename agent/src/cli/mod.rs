@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-pub use output::Format;
+use zonefleet_proto::cli::Format;
 
 /// Command line of `zonefleet-agent`.
 #[derive(Debug, Parser)]
@@ -110,7 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Sysinfo { output } => {
             let info = zonefleet_agent::sysinfo::collect(&cli.data_dir)?;
-            output::sysinfo(&info, output);
+            output::sysinfo(&info, output)?;
             Ok(0)
         }
         Command::Completions { shell } => {

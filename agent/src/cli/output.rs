@@ -1,56 +1,24 @@
 //! How the agent's commands print: aligned tables for people, JSON for scripts.
 
+use std::io::Write;
+
 use zonefleet_agent::image::ImageRecord;
 use zonefleet_agent::sysinfo::Sysinfo;
 use zonefleet_agent::zone::ps::ZoneProcess;
 use zonefleet_agent::zone::ZoneStatus;
+use zonefleet_proto::cli::{table, write_json, Format};
 
-/// Output format of a listing command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Aligned columns.
-    Table,
-    /// JSON.
-    Json,
-}
-
-/// Prints rows as columns padded to their widest cell.
-fn table(header: &[&str], rows: Vec<Vec<String>>) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    line(header.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        line(row);
-    }
-}
-
-fn json<T: serde::Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("serializable")
-    );
+/// Standard output, where every listing goes.
+fn stdout() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
 }
 
 /// `zone list`.
-pub fn zones(zones: &[ZoneStatus], format: Format) {
+pub fn zones(zones: &[ZoneStatus], format: Format) -> std::io::Result<()> {
     match format {
-        Format::Json => json(&zones),
+        Format::Json => write_json(&mut stdout(), &zones),
         Format::Table => table(
+            &mut stdout(),
             &["UUID", "ALIAS", "STATE", "RAM", "IMAGE"],
             zones
                 .iter()
@@ -73,18 +41,19 @@ pub fn zones(zones: &[ZoneStatus], format: Format) {
 }
 
 /// `zone get`.
-pub fn zone(zone: &ZoneStatus, format: Format) {
+pub fn zone(zone: &ZoneStatus, format: Format) -> std::io::Result<()> {
     match format {
-        Format::Json => json(zone),
+        Format::Json => write_json(&mut stdout(), zone),
         Format::Table => zones(std::slice::from_ref(zone), format),
     }
 }
 
 /// `zone ps`.
-pub fn processes(procs: &[ZoneProcess], format: Format) {
+pub fn processes(procs: &[ZoneProcess], format: Format) -> std::io::Result<()> {
     match format {
-        Format::Json => json(&procs),
+        Format::Json => write_json(&mut stdout(), &procs),
         Format::Table => table(
+            &mut stdout(),
             &["PID", "ZONE", "COMMAND"],
             procs
                 .iter()
@@ -101,10 +70,11 @@ pub fn processes(procs: &[ZoneProcess], format: Format) {
 }
 
 /// `image list`.
-pub fn images(images: &[ImageRecord], format: Format) {
+pub fn images(images: &[ImageRecord], format: Format) -> std::io::Result<()> {
     match format {
-        Format::Json => json(&images),
+        Format::Json => write_json(&mut stdout(), &images),
         Format::Table => table(
+            &mut stdout(),
             &["UUID", "NAME", "VERSION", "SIZE", "SHA256"],
             images
                 .iter()
@@ -123,21 +93,24 @@ pub fn images(images: &[ImageRecord], format: Format) {
 }
 
 /// `sysinfo`.
-pub fn sysinfo(info: &Sysinfo, format: Format) {
+pub fn sysinfo(info: &Sysinfo, format: Format) -> std::io::Result<()> {
     match format {
-        Format::Json => json(info),
+        Format::Json => write_json(&mut stdout(), info),
         Format::Table => {
-            println!("host_id   {}", info.host_id);
-            println!("hostname  {}", info.hostname);
-            println!("cpus      {}", info.cpus);
-            println!("memory    {} MiB", info.memory_mib);
-            println!("kernel    {}", info.kernel);
-            println!(
+            let mut out = stdout();
+            writeln!(out, "host_id   {}", info.host_id)?;
+            writeln!(out, "hostname  {}", info.hostname)?;
+            writeln!(out, "cpus      {}", info.cpus)?;
+            writeln!(out, "memory    {} MiB", info.memory_mib)?;
+            writeln!(out, "kernel    {}", info.kernel)?;
+            writeln!(
+                out,
                 "cgroup    {} ({})",
                 info.cgroup_version.as_str(),
                 info.cgroup_controllers.join(",")
-            );
+            )?;
             table(
+                &mut out,
                 &["FEATURE", "AVAILABLE", "DETAIL"],
                 info.features
                     .iter()
@@ -149,7 +122,7 @@ pub fn sysinfo(info: &Sysinfo, format: Format) {
                         ]
                     })
                     .collect(),
-            );
+            )
         }
     }
 }

@@ -1,14 +1,13 @@
 //! `zonefleet-agent zone …`: the zone lifecycle by hand, as `vmadm` does.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Subcommand;
 use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
+use zonefleet_proto::cli::{read_input, Format};
 use zonefleet_proto::spec::ZoneSpec;
 
-use super::output::{self, Format};
+use super::output;
 
 /// Zone commands. ZONE is a uuid, a unique uuid prefix or an alias.
 #[derive(Debug, Subcommand)]
@@ -96,18 +95,6 @@ pub enum ZoneCommand {
     Autoboot,
 }
 
-fn read_input(file: &Path) -> anyhow::Result<String> {
-    if file == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("read stdin")?;
-        Ok(s)
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))
-    }
-}
-
 fn host(options: &HostOptions, grace: Option<u64>) -> anyhow::Result<ZoneHost> {
     let mut options = options.clone();
     if let Some(secs) = grace {
@@ -154,11 +141,11 @@ pub fn run(options: &HostOptions, cmd: ZoneCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         ZoneCommand::List { output } => {
-            output::zones(&host(options, None)?.list()?, output);
+            output::zones(&host(options, None)?.list()?, output)?;
             Ok(0)
         }
         ZoneCommand::Get { zone, output } => {
-            output::zone(&host(options, None)?.get(&zone)?, output);
+            output::zone(&host(options, None)?.get(&zone)?, output)?;
             Ok(0)
         }
         ZoneCommand::Logs { zone } => {
@@ -169,7 +156,7 @@ pub fn run(options: &HostOptions, cmd: ZoneCommand) -> anyhow::Result<i32> {
         }
         ZoneCommand::Exec { zone, command } => Ok(host(options, None)?.exec(&zone, &command)?),
         ZoneCommand::Ps { zone, output } => {
-            output::processes(&host(options, None)?.ps(zone.as_deref())?, output);
+            output::processes(&host(options, None)?.ps(zone.as_deref())?, output)?;
             Ok(0)
         }
         ZoneCommand::Autoboot => {

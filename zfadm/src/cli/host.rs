@@ -3,10 +3,11 @@
 use std::io::Write;
 
 use clap::Subcommand;
+use zonefleet_proto::cli::Format;
 use zonefleet_proto::pb;
 
 use super::connect::Connection;
-use super::render::{print_hosts, Output};
+use super::render::print_hosts;
 
 /// `zfadm host …`
 #[derive(Debug, Subcommand)]
@@ -55,7 +56,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 /// Runs a host command.
 pub async fn run(
     conn: &Connection,
-    output: Output,
+    output: Format,
     command: HostCommand,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {

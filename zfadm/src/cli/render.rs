@@ -3,19 +3,9 @@
 
 use std::io::Write;
 
-use clap::ValueEnum;
 use serde_json::{json, Value};
+use zonefleet_proto::cli::{table, write_json, Format};
 use zonefleet_proto::pb;
-
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Output {
-    /// Aligned columns.
-    #[default]
-    Table,
-    /// JSON.
-    Json,
-}
 
 fn state_name(state: i32) -> String {
     pb::ZoneState::try_from(state)
@@ -100,49 +90,20 @@ fn status_json(s: &pb::ClusterStatusResponse) -> Value {
     })
 }
 
-/// Prints rows as aligned columns under `header`.
-fn table(out: &mut dyn Write, header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.len());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    writeln!(
-        out,
-        "{}",
-        line(header.iter().map(|h| h.to_string()).collect())
-    )?;
-    for row in rows {
-        writeln!(out, "{}", line(row))?;
-    }
-    Ok(())
-}
-
 /// Prints zones (`single`: one zone as a JSON object rather than an array).
 pub(super) fn print_zones(
     out: &mut dyn Write,
-    output: Output,
+    output: Format,
     zones: &[pb::Zone],
     single: bool,
 ) -> anyhow::Result<()> {
-    if output == Output::Json {
+    if output == Format::Json {
         let value = if single && zones.len() == 1 {
             zone_json(&zones[0])
         } else {
             Value::Array(zones.iter().map(zone_json).collect())
         };
-        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        write_json(out, &value)?;
         return Ok(());
     }
     let rows = zones
@@ -166,24 +127,24 @@ pub(super) fn print_zones(
             ]
         })
         .collect();
-    table(
+    Ok(table(
         out,
         &[
             "UUID", "ALIAS", "RAM", "DESIRED", "OBSERVED", "HOST", "MESSAGE",
         ],
         rows,
-    )
+    )?)
 }
 
 /// Prints hosts.
 pub(super) fn print_hosts(
     out: &mut dyn Write,
-    output: Output,
+    output: Format,
     hosts: &[pb::Host],
 ) -> anyhow::Result<()> {
-    if output == Output::Json {
+    if output == Format::Json {
         let v: Vec<Value> = hosts.iter().map(host_json).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        write_json(out, &v)?;
         return Ok(());
     }
     let rows = hosts
@@ -204,22 +165,22 @@ pub(super) fn print_hosts(
             ]
         })
         .collect();
-    table(
+    Ok(table(
         out,
         &["HOST", "RACK", "STATUS", "RAM USED/MIB", "ZONES", "LABELS"],
         rows,
-    )
+    )?)
 }
 
 /// Prints networks.
 pub(super) fn print_networks(
     out: &mut dyn Write,
-    output: Output,
+    output: Format,
     networks: &[pb::Network],
 ) -> anyhow::Result<()> {
-    if output == Output::Json {
+    if output == Format::Json {
         let v: Vec<Value> = networks.iter().map(network_json).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        write_json(out, &v)?;
         return Ok(());
     }
     let rows = networks
@@ -233,18 +194,18 @@ pub(super) fn print_networks(
             ]
         })
         .collect();
-    table(out, &["UUID", "NAME", "SUBNET", "RANGE"], rows)
+    Ok(table(out, &["UUID", "NAME", "SUBNET", "RANGE"], rows)?)
 }
 
 /// Prints image manifests.
 pub(super) fn print_images(
     out: &mut dyn Write,
-    output: Output,
+    output: Format,
     images: &[pb::ImageManifest],
 ) -> anyhow::Result<()> {
-    if output == Output::Json {
+    if output == Format::Json {
         let v: Vec<Value> = images.iter().map(image_json).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        write_json(out, &v)?;
         return Ok(());
     }
     let rows = images
@@ -258,17 +219,17 @@ pub(super) fn print_images(
             ]
         })
         .collect();
-    table(out, &["UUID", "NAME", "VERSION", "SIZE"], rows)
+    Ok(table(out, &["UUID", "NAME", "VERSION", "SIZE"], rows)?)
 }
 
 /// Prints a cluster status.
 pub fn print_status(
     out: &mut dyn Write,
-    output: Output,
+    output: Format,
     s: &pb::ClusterStatusResponse,
 ) -> anyhow::Result<()> {
-    if output == Output::Json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&status_json(s))?)?;
+    if output == Format::Json {
+        write_json(out, &status_json(s))?;
         return Ok(());
     }
     writeln!(
@@ -308,9 +269,9 @@ pub fn print_status(
             ]
         })
         .collect();
-    table(
+    Ok(table(
         out,
         &["ID", "ADDRESS", "ROLE", "VOTER", "MATCHED", "LAG"],
         rows,
-    )
+    )?)
 }

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{json, Value};
+use zonefleet_proto::cli::{read_input, Format};
 use zonefleet_proto::pb;
 
 use super::connect::Connection;
-use super::input::read_input;
-use super::render::{print_networks, Output};
+use super::render::print_networks;
 
 /// `zfadm network …`
 #[derive(Debug, Subcommand)]
@@ -33,7 +33,7 @@ pub enum NetworkCommand {
 /// Runs a network command.
 pub async fn run(
     conn: &Connection,
-    output: Output,
+    output: Format,
     command: NetworkCommand,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {

@@ -3,10 +3,11 @@
 use std::io::Write;
 
 use clap::Subcommand;
+use zonefleet_proto::cli::Format;
 use zonefleet_proto::pb;
 
 use super::connect::Connection;
-use super::render::{print_images, Output};
+use super::render::print_images;
 
 /// `zfadm image …`
 #[derive(Debug, Subcommand)]
@@ -18,7 +19,7 @@ pub enum ImageCommand {
 /// Runs an image command.
 pub async fn run(
     conn: &Connection,
-    output: Output,
+    output: Format,
     _command: ImageCommand,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {

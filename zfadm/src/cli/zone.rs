@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{json, Value};
+use zonefleet_proto::cli::{read_input, write_json, Format};
 use zonefleet_proto::pb;
 
 use super::connect::Connection;
-use super::input::read_input;
-use super::render::{print_zones, zone_json, Output};
+use super::render::{print_zones, zone_json};
 
 /// `zfadm zone …`
 #[derive(Debug, Subcommand)]
@@ -95,7 +95,7 @@ fn consistency(stale: bool) -> i32 {
 /// Runs a zone command.
 pub async fn run(
     conn: &Connection,
-    output: Output,
+    output: Format,
     command: ZoneCommand,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
@@ -121,7 +121,7 @@ pub async fn run(
                     async move { c.create_zones(r).await.map(|r| r.into_inner()) }
                 })
                 .await?;
-            if output == Output::Json && dry_run {
+            if output == Format::Json && dry_run {
                 let v = json!({
                     "zones": response.zones.iter().map(zone_json).collect::<Vec<_>>(),
                     "top_scores": response.top_scores.iter()
@@ -129,10 +129,10 @@ pub async fn run(
                         .collect::<Vec<_>>(),
                     "explanation": response.explanation,
                 });
-                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                write_json(out, &v)?;
                 return Ok(());
             }
-            if output == Output::Table {
+            if output == Format::Table {
                 if dry_run {
                     writeln!(out, "dry run: nothing was created")?;
                     for t in &response.top_scores {

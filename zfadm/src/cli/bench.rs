@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde_json::json;
+use zonefleet_proto::cli::bench::create_request;
+use zonefleet_proto::cli::{percentile, write_json, Format};
 
 use super::connect::Connection;
-use super::render::Output;
 
 /// Arguments of `zfadm bench`.
 #[derive(Debug, Clone, Args)]
@@ -40,12 +41,9 @@ pub struct RunResult {
     pub p99_ms: f64,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1000.0
+/// A percentile in milliseconds; 0 without samples.
+fn ms(percentile: Option<Duration>) -> f64 {
+    percentile.map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 async fn one_run(conn: &Connection, clients: usize, seconds: u64) -> anyhow::Result<RunResult> {
@@ -59,7 +57,7 @@ async fn one_run(conn: &Connection, clients: usize, seconds: u64) -> anyhow::Res
             let mut latencies = Vec::new();
             let mut errors = 0;
             while Instant::now() < end {
-                let request = zonefleet_controller::bench::bench_create_request();
+                let request = create_request();
                 let t = Instant::now();
                 match client.create_zones(request).await {
                     Ok(_) => latencies.push(t.elapsed()),
@@ -83,8 +81,8 @@ async fn one_run(conn: &Connection, clients: usize, seconds: u64) -> anyhow::Res
         ops: all.len(),
         errors,
         throughput: all.len() as f64 / elapsed,
-        p50_ms: percentile(&all, 0.50),
-        p99_ms: percentile(&all, 0.99),
+        p50_ms: ms(percentile(&all, 0.50)),
+        p99_ms: ms(percentile(&all, 0.99)),
     })
 }
 
@@ -92,14 +90,14 @@ async fn one_run(conn: &Connection, clients: usize, seconds: u64) -> anyhow::Res
 pub async fn run(
     conn: &Connection,
     args: &BenchArgs,
-    output: Output,
+    output: Format,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for &clients in &args.clients {
         results.push(one_run(conn, clients.max(1), args.seconds).await?);
     }
-    if output == Output::Json {
+    if output == Format::Json {
         let v: Vec<_> = results
             .iter()
             .map(|r| {
@@ -107,7 +105,7 @@ pub async fn run(
                 "ops_per_sec": r.throughput, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms})
             })
             .collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        write_json(out, &v)?;
         return Ok(());
     }
     writeln!(

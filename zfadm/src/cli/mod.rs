@@ -12,7 +12,6 @@ mod connect;
 mod controller;
 mod host;
 mod image;
-mod input;
 mod network;
 mod pki;
 mod render;
@@ -22,10 +21,18 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use zonefleet_proto::cli::Format;
 
 /// Operate a zonefleet fleet.
 #[derive(Debug, Parser)]
-#[command(name = "zfadm", version, about, propagate_version = true)]
+// `about` is the help's first line as it read while zfadm was a binary of the
+// controller package (whose description it was).
+#[command(
+    name = "zfadm",
+    version,
+    about = "zonefleet's Raft-replicated controllers and the zfadm operator CLI",
+    propagate_version = true
+)]
 pub struct Cli {
     /// How to reach the controllers (flags, environment or
     /// `~/.config/zonefleet/config.toml`).
@@ -39,7 +46,7 @@ pub struct Cli {
         value_enum,
         default_value_t
     )]
-    pub output: render::Output,
+    pub output: Format,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

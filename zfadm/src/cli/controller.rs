@@ -3,10 +3,11 @@
 use std::io::Write;
 
 use clap::Subcommand;
+use zonefleet_proto::cli::Format;
 use zonefleet_proto::pb;
 
 use super::connect::Connection;
-use super::render::{print_status, Output};
+use super::render::print_status;
 
 /// `zfadm controller …`
 #[derive(Debug, Subcommand)]
@@ -28,7 +29,7 @@ pub enum ControllerCommand {
 /// Runs a controller membership command.
 pub async fn run(
     conn: &Connection,
-    output: Output,
+    output: Format,
     command: ControllerCommand,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
