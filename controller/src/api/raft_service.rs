@@ -1,13 +1,14 @@
 //! The `Raft` gRPC service: openraft's RPCs from peers, writes forwarded by followers,
 //! and read indexes for their linearizable reads. Callable only by controllers (the
-//! role layer refuses anyone else); malformed messages are `INVALID_ARGUMENT`.
+//! role layer refuses anyone else), and of those only by the members of the group, each
+//! for itself ([`members`]); malformed messages are `INVALID_ARGUMENT`.
 
 use tonic::{Request, Response, Status};
-use zonefleet_proto::auth::Role;
 use zonefleet_proto::pb;
 
+use crate::api::members::{self, Claim};
 use crate::node::Controller;
-use crate::raft::codec;
+use crate::raft::{codec, NodeId};
 
 /// The `Raft` service of one controller.
 #[derive(Debug, Clone)]
@@ -21,21 +22,19 @@ impl RaftService {
         RaftService { node }
     }
 
-    /// The calling controller, refused when tests have cut it off.
-    fn caller<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        match Role::from_request(request)? {
-            Role::Controller(id) => {
-                if let Ok(id) = id.parse() {
-                    if self.node.net().is_blocked(id) {
-                        return Err(Status::unavailable("partitioned"));
-                    }
-                }
-                Ok(())
-            }
-            other => Err(Status::permission_denied(format!(
-                "{other} is not a controller"
-            ))),
+    /// The calling controller, if a member that may make `claim` (see [`members`]);
+    /// refused when tests have cut it off.
+    fn caller<T>(
+        &self,
+        request: &Request<T>,
+        rpc: &str,
+        claim: Claim<'_>,
+    ) -> Result<NodeId, Status> {
+        let id = members::admit(self.node.raft(), request, rpc, claim)?;
+        if self.node.net().is_blocked(id) {
+            return Err(Status::unavailable("partitioned"));
         }
+        Ok(id)
     }
 }
 
@@ -53,7 +52,8 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        self.caller(&request)?;
+        let claim = Claim::Replication(request.get_ref().vote.as_ref());
+        self.caller(&request, "AppendEntries", claim)?;
         let rpc = codec::append_request_from_pb(request.into_inner()).map_err(bad)?;
         let response = self
             .node
@@ -74,7 +74,8 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
-        self.caller(&request)?;
+        let claim = Claim::Candidacy(request.get_ref().vote.as_ref());
+        self.caller(&request, "Vote", claim)?;
         let rpc = codec::vote_request_from_pb(request.get_ref()).map_err(bad)?;
         let response = self.node.raft().vote(rpc).await.map_err(raft_err)?;
         Ok(Response::new(codec::vote_response_to_pb(&response)))
@@ -84,7 +85,8 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
-        self.caller(&request)?;
+        let claim = Claim::Replication(request.get_ref().vote.as_ref());
+        self.caller(&request, "InstallSnapshot", claim)?;
         let rpc = codec::snapshot_request_from_pb(request.into_inner()).map_err(bad)?;
         let response = self
             .node
@@ -101,7 +103,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::ForwardWriteRequest>,
     ) -> Result<Response<pb::ForwardWriteResponse>, Status> {
-        self.caller(&request)?;
+        self.caller(&request, "ForwardWrite", Claim::Service)?;
         let request = request.into_inner();
         match (request.command, request.membership_change) {
             (Some(command), None) => {
@@ -126,7 +128,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexResponse>, Status> {
-        self.caller(&request)?;
+        self.caller(&request, "ReadIndex", Claim::Service)?;
         let read = self.node.read_index_as_leader().await?;
         Ok(Response::new(pb::ReadIndexResponse {
             read_log_id: codec::opt_log_id_to_pb(read.as_ref()),

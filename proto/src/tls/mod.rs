@@ -8,7 +8,8 @@
 //! * [`client_config`] verifies the server's chain and name and, in addition, that the
 //!   server is the [`ExpectedPeer`] (a controller, a given controller, or the agent of a
 //!   given host).
-//! * [`TlsIncoming`] is an accept loop for `Server::serve_with_incoming`;
+//! * [`TlsIncoming`] is an accept loop for `Server::serve_with_incoming`; its
+//!   [`LiveConnections`] closes the open connections of a peer no longer trusted;
 //!   [`connect_channel`] / [`TlsConnector`] give a tonic `Channel` over the same TLS.
 //!
 //! The crypto provider is always [`provider`] (ring), passed explicitly to every builder:
@@ -32,7 +33,8 @@ use crate::pki::{self, Identity, PkiError, Principal};
 
 pub use connect::{connect_channel, TlsConnector, DEFAULT_CONNECT_TIMEOUT};
 pub use serve::{
-    IncomingOptions, TlsIncoming, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES,
+    IncomingOptions, LiveConnections, TlsConnection, TlsIncoming, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 pub use verify::{FleetClientVerifier, FleetServerVerifier};
 
