@@ -1,5 +1,6 @@
 //! Who may speak Raft (members only, each for itself), what malformed or oversized
-//! Raft messages get, and what a controller does with a corrupted log on restart.
+//! Raft messages get, who may read the store, and what a controller does with a
+//! corrupted log on restart.
 
 mod common;
 
@@ -365,6 +366,44 @@ async fn malformed_garbage_and_oversized_messages_get_errors() {
         // The controller still serves.
         let mut client = cluster.operator(1).await;
         create_zone(&mut client, "still-alive").await;
+    })
+    .await;
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_private_and_an_older_looser_one_is_tightened() {
+    use std::os::unix::fs::PermissionsExt;
+    bounded(LIMIT, async {
+        let mut cluster = Cluster::start(1).await;
+        cluster.leader().await;
+        let dir = cluster.data_dir(1);
+        let files = ["raft.redb", "snapshot.redb"].map(|f| dir.join(f));
+        assert_eq!(mode(&dir), 0o700);
+        for file in &files {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        let addr = cluster.members[&1].addr;
+        drop(cluster.kill(1).await);
+        // As an older controller left them.
+        let loosen = |path: &std::path::Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        loosen(&dir, 0o755);
+        for file in &files {
+            loosen(file, 0o644);
+        }
+        cluster.restart(1, addr).await;
+        assert_eq!(mode(&dir), 0o700);
+        for file in &files {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        let mut client = cluster.operator(1).await;
+        create_zone(&mut client, "after-tightening").await;
     })
     .await;
 }

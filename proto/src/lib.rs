@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod host;
 pub mod image;
+pub mod modes;
 pub mod network;
 pub mod pb;
 pub mod pki;

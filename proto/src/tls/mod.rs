@@ -69,6 +69,9 @@ pub enum TlsError {
         /// What was wrong (never the key itself).
         reason: String,
     },
+    /// A key file is unusable: unreadable, or accessible to group or others.
+    #[error(transparent)]
+    KeyFile(#[from] crate::modes::KeyFileError),
     /// A certificate does not carry a usable fleet identity.
     #[error(transparent)]
     Identity(#[from] PkiError),
@@ -125,7 +128,9 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 /// Reads the private key (PKCS#8, SEC1 or PKCS#1) of a PEM file; errors name the file.
+/// A key file that group or others may access is refused (see [`crate::modes`]).
 pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    crate::modes::require_private_key(path)?;
     let pem = read(path)?;
     key_from_pem(&pem).map_err(|reason| TlsError::NoPrivateKey {
         path: path.to_owned(),
