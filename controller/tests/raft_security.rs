@@ -3,12 +3,14 @@
 //! corrupted log on restart.
 
 mod common;
+#[path = "../../proto/tests/support/idle_h2.rs"]
+mod idle_h2;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use idle_h2::idle_connection;
 use tokio::task::JoinHandle;
 use tonic::Code;
 use zonefleet_controller::node::{Controller, StartError};
@@ -16,7 +18,7 @@ use zonefleet_controller::raft::log_store::StoreError;
 use zonefleet_controller::raft::NodeId;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::raft_client::RaftClient;
-use zonefleet_proto::tls::{client_config, CertKey, ExpectedPeer, TlsConnector};
+use zonefleet_proto::tls::{client_config, CertKey, ExpectedPeer};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// The term of every forged message: far above any term a test cluster reaches.
@@ -235,26 +237,11 @@ async fn non_members_and_impostors_are_refused_on_every_raft_rpc() {
     .await;
 }
 
-/// A raw TLS connection to `target` as `who` that has sent the HTTP/2 preface and then
-/// only reads; the task ends when the server closes the connection.
+/// An idle HTTP/2 connection to `target` as `who`; the task ends when the server
+/// closes it.
 async fn open_connection(cluster: &Cluster, target: NodeId, who: &CertKey) -> JoinHandle<()> {
     let config = client_config(&cluster.trust, ExpectedPeer::AnyController, Some(who)).unwrap();
-    let uri: tonic::codegen::http::Uri = format!("http://{}", cluster.members[&target].addr)
-        .parse()
-        .unwrap();
-    let mut tls = TlsConnector::new(config).connect(&uri).await.unwrap();
-    // The client preface and an empty SETTINGS frame.
-    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = tls.read(&mut buf).await {
-            if n == 0 {
-                return;
-            }
-        }
-    })
+    idle_connection(cluster.members[&target].addr, config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,9 +26,12 @@ use zonefleet_proto::pb::*;
 use zonefleet_proto::pki::{FleetCa, HostName, IssuedCert, Validity};
 use zonefleet_proto::tls::{
     client_config, connect_channel, provider, server_config, CertKey, ExpectedPeer,
-    FleetServerVerifier, FleetTrust, IncomingOptions, LiveConnections, TlsConnector, TlsError,
-    TlsIncoming,
+    FleetServerVerifier, FleetTrust, IncomingOptions, LiveConnections, TlsError, TlsIncoming,
 };
+
+#[path = "support/idle_h2.rs"]
+mod idle_h2;
+use idle_h2::idle_connection;
 
 const CLUSTER: &str = "prod";
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -685,28 +688,6 @@ async fn a_silent_client_does_not_block_others_and_is_dropped() {
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     })
     .await;
-}
-
-/// A TLS connection as `own` that has sent the HTTP/2 preface and then only reads; the
-/// task ends when the server closes the connection.
-async fn idle_connection(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-) -> tokio::task::JoinHandle<()> {
-    let uri = format!("http://{addr}").parse().unwrap();
-    let mut tls = TlsConnector::new(config).connect(&uri).await.unwrap();
-    // The client preface and an empty SETTINGS frame.
-    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = tls.read(&mut buf).await {
-            if n == 0 {
-                return;
-            }
-        }
-    })
 }
 
 #[tokio::test]
