@@ -56,6 +56,12 @@ fn a_zone_goes_through_its_lifecycle_and_bad_requests_change_nothing() {
     assert!(matches!(t.host.halt("life"), Ok(s) if s.state == ZoneState::Installed));
     let running = t.host.boot("life").unwrap();
     assert_eq!(running.state, ZoneState::Running);
+    // The zone records (specs) are owner only; the zone still boots.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let zones = std::fs::metadata(t.data.join("zones")).unwrap();
+        assert_eq!(zones.permissions().mode() & 0o777, 0o700);
+    }
     assert!(matches!(
         t.host.boot("life"),
         Err(ZoneError::WrongState { .. })

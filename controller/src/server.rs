@@ -1,6 +1,7 @@
 //! The controller's listener: the `Raft` and `Operator` services on one mTLS port,
 //! behind the role layer (only controllers may call `Raft`, only operators
-//! `Operator`), with explicit message size limits.
+//! `Operator`), with explicit message size limits; a controller that leaves the group
+//! loses its open connections at once.
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,12 +12,14 @@ use zonefleet_proto::pb::operator_server::OperatorServer;
 use zonefleet_proto::pb::raft_server::RaftServer;
 use zonefleet_proto::tls::TlsIncoming;
 
+use crate::api::members;
 use crate::api::operator::{OperatorService, MAX_OPERATOR_MESSAGE};
 use crate::api::raft_service::RaftService;
 use crate::node::Controller;
 use crate::raft::network::MAX_RAFT_MESSAGE;
 
-/// Serves `node` on `incoming` until `shutdown` completes.
+/// Serves `node` on `incoming` until `shutdown` completes, closing the connections of a
+/// controller removed from the group meanwhile.
 pub async fn serve(
     node: Controller,
     incoming: TlsIncoming,
@@ -28,12 +31,18 @@ pub async fn serve(
     let operator = OperatorServer::new(OperatorService::new(node.clone()))
         .max_decoding_message_size(MAX_OPERATOR_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
-    Server::builder()
+    let live = incoming.live();
+    let server = Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .layer(RoleLayer::new(node.cluster()))
         .add_service(raft)
         .add_service(operator)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        // The Raft node stopped: nothing left to watch, keep serving.
+        () = members::close_removed(node.raft().clone(), live) => server.await,
+    }
 }

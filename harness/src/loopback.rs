@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use zonefleet_proto::pki::{FleetCa, HostName, Validity};
+use zonefleet_proto::pki::{files, FleetCa, HostName, Validity};
 use zonefleet_proto::tls::{CertKey, FleetTrust};
 
 /// Errors writing a loopback cluster's files.
@@ -86,7 +86,13 @@ pub fn write_cluster(
             .map_err(pki)?;
         let key = issued.key_pem.as_ref().ok_or_else(|| pki("no key"))?;
         write(dir.join(format!("c{id}.crt")), &issued.cert_pem)?;
-        write(dir.join(format!("c{id}.key")), key.expose_pem())?;
+        // 0600, or the controller refuses to load it.
+        let key_file = files::OutputFile {
+            path: dir.join(format!("c{id}.key")),
+            contents: key.expose_pem().to_owned(),
+            private: true,
+        };
+        files::write_files(&[key_file], files::Overwrite::Replace).map_err(pki)?;
         write(
             dir.join(format!("c{id}.toml")),
             format!(

@@ -26,8 +26,12 @@ use zonefleet_proto::pb::*;
 use zonefleet_proto::pki::{FleetCa, HostName, IssuedCert, Validity};
 use zonefleet_proto::tls::{
     client_config, connect_channel, provider, server_config, CertKey, ExpectedPeer,
-    FleetServerVerifier, FleetTrust, IncomingOptions, TlsError, TlsIncoming,
+    FleetServerVerifier, FleetTrust, IncomingOptions, LiveConnections, TlsError, TlsIncoming,
 };
+
+#[path = "support/idle_h2.rs"]
+mod idle_h2;
+use idle_h2::idle_connection;
 
 const CLUSTER: &str = "prod";
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -257,11 +261,21 @@ impl Fleet {
 /// Serves the three test services behind TlsIncoming + RoleLayer with `own` as the
 /// server certificate; returns the address.
 async fn serve(fleet: &Fleet, own: &CertKey, options: IncomingOptions) -> SocketAddr {
+    serve_live(fleet, own, options).await.0
+}
+
+/// Like [`serve`], also returning the listener's live connections.
+async fn serve_live(
+    fleet: &Fleet,
+    own: &CertKey,
+    options: IncomingOptions,
+) -> (SocketAddr, LiveConnections) {
     let config = server_config(&fleet.trust, own).unwrap();
     let incoming = TlsIncoming::bind("127.0.0.1:0".parse().unwrap(), config, options)
         .await
         .unwrap();
     let addr = incoming.local_addr();
+    let live = incoming.live();
     tokio::spawn(
         Server::builder()
             .layer(RoleLayer::new(CLUSTER))
@@ -270,7 +284,7 @@ async fn serve(fleet: &Fleet, own: &CertKey, options: IncomingOptions) -> Socket
             .add_service(ControlServer::new(TestControl))
             .serve_with_incoming(incoming),
     );
-    addr
+    (addr, live)
 }
 
 async fn controller_server(fleet: &Fleet) -> SocketAddr {
@@ -672,6 +686,56 @@ async fn a_silent_client_does_not_block_others_and_is_dropped() {
             .await
             .expect("the silent connection was not dropped");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn live_connections_of_one_identity_can_be_closed() {
+    bounded(async {
+        let f = fleet();
+        let (addr, live) = serve_live(&f, &f.controller("c1"), IncomingOptions::default()).await;
+        let alice = f.operator("alice");
+        let bob = f.operator("bob");
+        let doomed = idle_connection(addr, f.client(Some(&alice))).await;
+        let kept = idle_connection(addr, f.client(Some(&bob))).await;
+        let names = |live: &LiveConnections| {
+            let mut names: Vec<String> = live.identities().iter().map(|i| i.to_string()).collect();
+            names.sort();
+            names
+        };
+        // The server registers a connection when its side of the handshake is done,
+        // which may be after the client's.
+        let wait_for = |count: usize| {
+            let live = live.clone();
+            async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                while names(&live).len() != count {
+                    assert!(tokio::time::Instant::now() < deadline, "{:?}", names(&live));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        wait_for(2).await;
+        let listed = names(&live);
+        assert!(listed[0].ends_with("/operator/alice"), "{listed:?}");
+        assert!(listed[1].ends_with("/operator/bob"), "{listed:?}");
+
+        let is_alice = |i: &zonefleet_proto::pki::Identity| i.to_string().ends_with("/alice");
+        assert_eq!(live.close_where(is_alice), 1);
+        tokio::time::timeout(Duration::from_secs(5), doomed)
+            .await
+            .expect("the closed connection stayed open")
+            .unwrap();
+        assert!(
+            !kept.is_finished(),
+            "another identity's connection was closed"
+        );
+        // A closed connection leaves the registry; a new one of the same identity is
+        // served as usual.
+        wait_for(1).await;
+        let reply = cluster_status(addr, f.client(Some(&alice))).await.unwrap();
+        assert_eq!(reply.leader_id, "operator alice");
     })
     .await;
 }

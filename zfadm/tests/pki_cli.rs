@@ -338,3 +338,46 @@ fn help_version_and_completions() {
     assert!(text(&completions.stdout).contains("zfadm"));
     assert!(!zfadm(&[]).status.success());
 }
+
+#[test]
+fn a_key_readable_by_others_is_refused_naming_it_and_its_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    let ca_dir = dir.to_str().unwrap();
+    assert!(init(&dir, &[]).status.success());
+    let loosen = |name: &str| {
+        let path = dir.join(name);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    };
+    let assert_refused = |out: &Output, key: &Path| {
+        assert!(!out.status.success());
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(&key.display().to_string()), "{stderr}");
+        assert!(stderr.contains("0644"), "{stderr}");
+    };
+
+    // The CA key, by `pki issue`.
+    let ca_key = loosen("ca.key");
+    let issue = zfadm(&["pki", "issue", "--ca-dir", ca_dir, "--operator", "alice"]);
+    assert_refused(&issue, &ca_key);
+    assert!(!dir.join("operator-alice.crt").exists());
+
+    // An operator key, before any controller is dialled.
+    let op_key = loosen("operator-admin.key");
+    let ca = dir.join("ca.crt");
+    let cert = dir.join("operator-admin.crt");
+    let status = zfadm(&[
+        "--controllers",
+        "127.0.0.1:1",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        op_key.to_str().unwrap(),
+        "cluster",
+        "status",
+    ]);
+    assert_refused(&status, &op_key);
+}

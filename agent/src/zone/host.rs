@@ -70,7 +70,17 @@ impl ZoneHost {
     /// detects the cgroup layout, opens the image store.
     pub fn open(options: HostOptions) -> Result<ZoneHost> {
         let zones = options.data_dir.join(ZONES_DIR);
-        std::fs::create_dir_all(&zones).map_err(|e| ZoneError::io(&zones, e))?;
+        // Every zone's record (its spec) is in there: owner only. A booted zone is not
+        // bothered, it sees its own root only.
+        let loosened =
+            zonefleet_proto::modes::private_dir(&zones).map_err(|e| ZoneError::io(&zones, e))?;
+        if let Some(mode) = loosened {
+            tracing::warn!(
+                path = %zones.display(),
+                was = format_args!("{mode:04o}"),
+                "tightened the zones directory: group and others had access"
+            );
+        }
         let images = ImageStore::open(&options.data_dir)?;
         let cgroup_parent = cgroup_parent(&options.data_dir, options.cgroup_parent)?;
         let layout = crate::cgroup::detect::detect().map_err(crate::cgroup::CgroupError::from)?;

@@ -1,7 +1,9 @@
 //! The gRPC services a controller serves, each behind the role layer.
 //!
 //! * [`raft_service`]: controller ↔ controller Raft traffic and write forwarding.
+//! * [`members`]: only the members of the group may call it, each only for itself.
 //! * [`operator`]: the operator API.
 
+pub mod members;
 pub mod operator;
 pub mod raft_service;

@@ -1,13 +1,14 @@
 //! The `Raft` gRPC service: openraft's RPCs from peers, writes forwarded by followers,
 //! and read indexes for their linearizable reads. Callable only by controllers (the
-//! role layer refuses anyone else); malformed messages are `INVALID_ARGUMENT`.
+//! role layer refuses anyone else), and of those only by the members of the group, each
+//! for itself ([`members`]); malformed messages are `INVALID_ARGUMENT`.
 
 use tonic::{Request, Response, Status};
-use zonefleet_proto::auth::Role;
 use zonefleet_proto::pb;
 
+use crate::api::members::{self, Claim};
 use crate::node::Controller;
-use crate::raft::codec;
+use crate::raft::{codec, NodeId};
 
 /// The `Raft` service of one controller.
 #[derive(Debug, Clone)]
@@ -21,14 +22,14 @@ impl RaftService {
         RaftService { node }
     }
 
-    /// Refuses a caller that is not a controller.
-    fn caller<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        match Role::from_request(request)? {
-            Role::Controller(_) => Ok(()),
-            other => Err(Status::permission_denied(format!(
-                "{other} is not a controller"
-            ))),
-        }
+    /// The calling controller, if a member that may make `claim` (see [`members`]).
+    fn caller<T>(
+        &self,
+        request: &Request<T>,
+        rpc: &str,
+        claim: Claim<'_>,
+    ) -> Result<NodeId, Status> {
+        members::admit(self.node.raft(), request, rpc, claim)
     }
 }
 
@@ -46,7 +47,8 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        self.caller(&request)?;
+        let claim = Claim::Replication(request.get_ref().vote.as_ref());
+        self.caller(&request, "AppendEntries", claim)?;
         let rpc = codec::append_request_from_pb(request.into_inner()).map_err(bad)?;
         let response = self
             .node
@@ -67,7 +69,8 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
-        self.caller(&request)?;
+        let claim = Claim::Candidacy(request.get_ref().vote.as_ref());
+        self.caller(&request, "Vote", claim)?;
         let rpc = codec::vote_request_from_pb(request.get_ref()).map_err(bad)?;
         let response = self.node.raft().vote(rpc).await.map_err(raft_err)?;
         Ok(Response::new(codec::vote_response_to_pb(&response)))
@@ -77,7 +80,8 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
-        self.caller(&request)?;
+        let claim = Claim::Replication(request.get_ref().vote.as_ref());
+        self.caller(&request, "InstallSnapshot", claim)?;
         let rpc = codec::snapshot_request_from_pb(request.into_inner()).map_err(bad)?;
         let response = self
             .node
@@ -94,7 +98,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::ForwardWriteRequest>,
     ) -> Result<Response<pb::ForwardWriteResponse>, Status> {
-        self.caller(&request)?;
+        self.caller(&request, "ForwardWrite", Claim::Service)?;
         let request = request.into_inner();
         match (request.command, request.membership_change) {
             (Some(command), None) => {
@@ -119,7 +123,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexResponse>, Status> {
-        self.caller(&request)?;
+        self.caller(&request, "ReadIndex", Claim::Service)?;
         let read = self.node.read_index_as_leader().await?;
         Ok(Response::new(pb::ReadIndexResponse {
             read_log_id: codec::opt_log_id_to_pb(read.as_ref()),

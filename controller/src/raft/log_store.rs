@@ -57,7 +57,7 @@ pub enum StoreError {
         /// redb's error.
         error: Box<redb::Error>,
     },
-    /// The data dir could not be created.
+    /// The data dir or a store file could not be created or made private.
     #[error("{path}: {error}")]
     Io {
         /// The directory.
@@ -107,18 +107,39 @@ pub(crate) fn unseal(sealed: &[u8]) -> Result<&[u8], String> {
 }
 
 /// Opens (creating if needed) the store file in `data_dir`, with every table present.
+/// The data dir is made `0700` and the file `0600` (see [`keep_private`]).
 pub fn open_db(data_dir: &Path) -> Result<Arc<Database>, StoreError> {
-    std::fs::create_dir_all(data_dir).map_err(|error| StoreError::Io {
-        path: data_dir.to_owned(),
-        error,
-    })?;
+    keep_private(data_dir, zonefleet_proto::modes::private_dir)?;
     let path = data_dir.join(DB_FILE);
+    keep_private(&path, zonefleet_proto::modes::private_file)?;
     let db = Database::create(&path).map_err(|e| db_err(&path, e))?;
     let txn = db.begin_write().map_err(|e| db_err(&path, e))?;
     txn.open_table(LOG).map_err(|e| db_err(&path, e))?;
     txn.open_table(META).map_err(|e| db_err(&path, e))?;
     txn.commit().map_err(|e| db_err(&path, e))?;
     Ok(Arc::new(db))
+}
+
+/// Creates `path` private or tightens it with `make` (one of [`zonefleet_proto::modes`]'
+/// `private_dir` and `private_file`): every spec, metadata and token hash of the fleet
+/// is in the store, so no other local user may read it. Tightening an older, looser
+/// data dir is logged.
+pub(crate) fn keep_private(
+    path: &Path,
+    make: fn(&Path) -> std::io::Result<Option<u32>>,
+) -> Result<(), StoreError> {
+    let before = make(path).map_err(|error| StoreError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    if let Some(mode) = before {
+        tracing::warn!(
+            path = %path.display(),
+            was = format_args!("{mode:04o}"),
+            "tightened the mode of a controller store path: group and others had access"
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default)]

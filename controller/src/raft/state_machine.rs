@@ -27,7 +27,7 @@ use super::codec::{
     opt_log_id_from_pb, opt_log_id_to_pb, snapshot_meta_from_pb, snapshot_meta_to_pb,
     stored_membership_from_pb, stored_membership_to_pb,
 };
-use super::log_store::{db_err, seal, unseal, StoreError};
+use super::log_store::{db_err, keep_private, seal, unseal, StoreError};
 use super::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::state::FleetState;
 
@@ -77,6 +77,7 @@ impl StateMachineStore {
     /// older data dir kept it).
     pub fn open(data_dir: &Path, log_db: &Database) -> Result<Self, StoreError> {
         let path = data_dir.join(SNAPSHOT_FILE);
+        keep_private(&path, zonefleet_proto::modes::private_file)?;
         let db = Database::create(&path).map_err(|e| db_err(&path, e))?;
         {
             let txn = db.begin_write().map_err(|e| db_err(&path, e))?;

@@ -26,11 +26,11 @@ pub const CA_CERT: &str = "ca.crt";
 /// The CA key's file name.
 pub const CA_KEY: &str = "ca.key";
 /// Mode of private key files.
-pub const KEY_MODE: u32 = 0o600;
+pub const KEY_MODE: u32 = crate::modes::PRIVATE_FILE_MODE;
 /// Mode of certificate files.
 pub const CERT_MODE: u32 = 0o644;
 /// Mode of a directory created to hold PKI files.
-pub const DIR_MODE: u32 = 0o700;
+pub const DIR_MODE: u32 = crate::modes::PRIVATE_DIR_MODE;
 
 /// `<kind>-<id>.crt` for an identity.
 pub fn cert_file_name(identity: &Identity) -> String {

@@ -98,6 +98,9 @@ pub enum PkiError {
         /// The underlying error.
         error: std::io::Error,
     },
+    /// A key file is unusable: unreadable, or accessible to group or others.
+    #[error(transparent)]
+    KeyFile(#[from] crate::modes::KeyFileError),
     /// The file exists and overwriting was not asked for.
     #[error("{0} already exists (use --force to overwrite)")]
     Exists(PathBuf),
@@ -356,6 +359,7 @@ impl FleetCa {
             })
         };
         let cert_pem = read(&cert_path)?;
+        crate::modes::require_private_key(&key_path)?;
         let key_pem = KeyPem::new(read(&key_path)?);
         Self::from_pem(&cert_pem, &key_pem).map_err(|e| match e {
             PkiError::BadCa(why) => PkiError::BadCa(format!("{}: {why}", dir.display())),

@@ -8,7 +8,8 @@
 //! * [`client_config`] verifies the server's chain and name and, in addition, that the
 //!   server is the [`ExpectedPeer`] (a controller, a given controller, or the agent of a
 //!   given host).
-//! * [`TlsIncoming`] is an accept loop for `Server::serve_with_incoming`;
+//! * [`TlsIncoming`] is an accept loop for `Server::serve_with_incoming`; its
+//!   [`LiveConnections`] closes the open connections of a peer no longer trusted;
 //!   [`connect_channel`] / [`TlsConnector`] give a tonic `Channel` over the same TLS.
 //!
 //! The crypto provider is always [`provider`] (ring), passed explicitly to every builder:
@@ -32,7 +33,8 @@ use crate::pki::{self, Identity, PkiError, Principal};
 
 pub use connect::{connect_channel, TlsConnector, DEFAULT_CONNECT_TIMEOUT};
 pub use serve::{
-    IncomingOptions, TlsIncoming, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES,
+    IncomingOptions, LiveConnections, TlsConnection, TlsIncoming, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_PENDING_HANDSHAKES,
 };
 pub use verify::{FleetClientVerifier, FleetServerVerifier};
 
@@ -67,6 +69,9 @@ pub enum TlsError {
         /// What was wrong (never the key itself).
         reason: String,
     },
+    /// A key file is unusable: unreadable, or accessible to group or others.
+    #[error(transparent)]
+    KeyFile(#[from] crate::modes::KeyFileError),
     /// A certificate does not carry a usable fleet identity.
     #[error(transparent)]
     Identity(#[from] PkiError),
@@ -123,7 +128,9 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 /// Reads the private key (PKCS#8, SEC1 or PKCS#1) of a PEM file; errors name the file.
+/// A key file that group or others may access is refused (see [`crate::modes`]).
 pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    crate::modes::require_private_key(path)?;
     let pem = read(path)?;
     key_from_pem(&pem).map_err(|reason| TlsError::NoPrivateKey {
         path: path.to_owned(),

@@ -1,19 +1,27 @@
-//! The TLS accept loop that feeds `tonic::transport::Server::serve_with_incoming`.
+//! The TLS accept loop that feeds `tonic::transport::Server::serve_with_incoming`, and
+//! the registry of the connections it handed out, through which a node closes the live
+//! connections of a peer it no longer trusts.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::Stream;
+use tonic::transport::server::Connected;
+
+use crate::pki::{identity_from_cert_der, Identity};
 
 /// How long a client may take to complete the TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,12 +55,14 @@ impl Default for IncomingOptions {
 /// handshakes (a refused client certificate, a timeout) are logged at debug level and
 /// never reach tonic. Dropping the stream stops the accept loop and closes the listener.
 ///
-/// Each item is a `tokio_rustls::server::TlsStream<TcpStream>`, whose tonic connect info
-/// is `TlsConnectInfo<TcpConnectInfo>`: that is where the role layer finds the peer's
-/// certificate.
+/// Each item is a [`TlsConnection`], whose tonic connect info is
+/// `TlsConnectInfo<TcpConnectInfo>`: that is where the role layer finds the peer's
+/// certificate. Every connection whose peer presented a fleet identity is listed in
+/// [`TlsIncoming::live`] while it is open.
 pub struct TlsIncoming {
     local_addr: SocketAddr,
-    connections: mpsc::Receiver<io::Result<TlsStream<TcpStream>>>,
+    connections: mpsc::Receiver<io::Result<TlsConnection>>,
+    live: LiveConnections,
     accept_loop: JoinHandle<()>,
 }
 
@@ -74,15 +84,18 @@ impl TlsIncoming {
     ) -> io::Result<Self> {
         let local_addr = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(options.max_pending_handshakes.max(1));
+        let live = LiveConnections::default();
         let accept_loop = tokio::spawn(accept_loop(
             listener,
             TlsAcceptor::from(config),
             options,
+            live.clone(),
             tx,
         ));
         Ok(TlsIncoming {
             local_addr,
             connections: rx,
+            live,
             accept_loop,
         })
     }
@@ -102,6 +115,12 @@ impl TlsIncoming {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
+
+    /// The open connections this listener accepted, by peer identity (a handle that
+    /// outlives the stream).
+    pub fn live(&self) -> LiveConnections {
+        self.live.clone()
+    }
 }
 
 impl Drop for TlsIncoming {
@@ -111,7 +130,7 @@ impl Drop for TlsIncoming {
 }
 
 impl Stream for TlsIncoming {
-    type Item = io::Result<TlsStream<TcpStream>>;
+    type Item = io::Result<TlsConnection>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.connections.poll_recv(cx)
@@ -122,7 +141,8 @@ async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     options: IncomingOptions,
-    tx: mpsc::Sender<io::Result<TlsStream<TcpStream>>>,
+    live: LiveConnections,
+    tx: mpsc::Sender<io::Result<TlsConnection>>,
 ) {
     let pending = Arc::new(Semaphore::new(options.max_pending_handshakes.max(1)));
     loop {
@@ -149,12 +169,13 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let tx = tx.clone();
+        let live = live.clone();
         let timeout = options.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
-                    let _ = tx.send(Ok(tls)).await;
+                    let _ = tx.send(Ok(live.register(tls))).await;
                 }
                 Ok(Err(error)) => {
                     tracing::debug!(%peer, %error, "TLS handshake refused");
@@ -164,5 +185,208 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+/// The connections a [`TlsIncoming`] handed out that are still open, by the fleet
+/// identity their peer presented (cheap to clone; all clones share one registry).
+///
+/// This is how a node stops trusting a peer at once rather than at its next request:
+/// [`LiveConnections::close_where`] makes every matching connection fail its pending and
+/// future reads and writes, so the server drops it.
+#[derive(Debug, Clone, Default)]
+pub struct LiveConnections {
+    registry: Arc<Mutex<Registry>>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    next: u64,
+    open: HashMap<u64, (Identity, Arc<Closer>)>,
+}
+
+impl LiveConnections {
+    /// Closes every open connection whose peer identity `doomed` picks; returns how many.
+    pub fn close_where(&self, doomed: impl Fn(&Identity) -> bool) -> usize {
+        let registry = self.lock();
+        let mut closed = 0;
+        for (identity, closer) in registry.open.values() {
+            if doomed(identity) && !closer.is_closed() {
+                closer.close();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// The identities of the open connections (one entry per connection).
+    pub fn identities(&self) -> Vec<Identity> {
+        let registry = self.lock();
+        registry
+            .open
+            .values()
+            .filter(|(_, closer)| !closer.is_closed())
+            .map(|(identity, _)| identity.clone())
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // The registry holds no invariant a panicking holder could have broken.
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wraps an established connection, listing it while it lives when its peer
+    /// presented a fleet identity.
+    fn register(&self, stream: TlsStream<TcpStream>) -> TlsConnection {
+        let identity = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|leaf| identity_from_cert_der(leaf).ok());
+        let closer = Arc::new(Closer::default());
+        let registration = identity.map(|identity| {
+            let mut registry = self.lock();
+            let key = registry.next;
+            registry.next += 1;
+            registry.open.insert(key, (identity, closer.clone()));
+            Registration {
+                live: self.clone(),
+                key,
+            }
+        });
+        TlsConnection {
+            _registration: registration,
+            closer,
+            stream,
+        }
+    }
+}
+
+/// Takes a connection off the registry when it is dropped.
+#[derive(Debug)]
+struct Registration {
+    live: LiveConnections,
+    key: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.live.lock().open.remove(&self.key);
+    }
+}
+
+/// The "closed" flag of one connection and the tasks to wake when it is set.
+#[derive(Debug, Default)]
+struct Closer {
+    closed: AtomicBool,
+    /// The last reader's and writer's wakers.
+    wakers: Mutex<[Option<Waker>; 2]>,
+}
+
+const READER: usize = 0;
+const WRITER: usize = 1;
+
+impl Closer {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|e| e.into_inner()));
+        for waker in wakers.into_iter().flatten() {
+            waker.wake();
+        }
+    }
+
+    /// `Err` once closed; otherwise remembers `cx`'s waker for [`Closer::close`]. The
+    /// waker is stored before the flag is read, so a close in between still wakes it.
+    fn check(&self, side: usize, cx: &Context<'_>) -> io::Result<()> {
+        {
+            let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            match &mut wakers[side] {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+        }
+        if self.is_closed() {
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed by this node: the peer is no longer trusted",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One connection accepted by [`TlsIncoming`]: the TLS stream, which fails every read
+/// and write once [`LiveConnections::close_where`] picked it.
+#[derive(Debug)]
+pub struct TlsConnection {
+    /// Declared first so it is dropped first: the entry leaves the registry before the
+    /// socket closes.
+    _registration: Option<Registration>,
+    closer: Arc<Closer>,
+    stream: TlsStream<TcpStream>,
+}
+
+impl TlsConnection {
+    /// The TLS stream.
+    pub fn stream(&self) -> &TlsStream<TcpStream> {
+        &self.stream
+    }
+}
+
+impl Connected for TlsConnection {
+    type ConnectInfo = <TlsStream<TcpStream> as Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for TlsConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.closer.check(READER, cx)?;
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.closer.check(WRITER, cx)?;
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.closer.check(WRITER, cx)?;
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.closer.check(WRITER, cx)?;
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
     }
 }
