@@ -120,14 +120,12 @@ fn host(options: &HostOptions, grace: Option<u64>) -> anyhow::Result<ZoneHost> {
 pub fn run(options: &HostOptions, cmd: ZoneCommand) -> anyhow::Result<i32> {
     match cmd {
         ZoneCommand::Validate { file } => {
-            let spec = ZoneSpec::from_json(&read_input(&file)?)?;
-            spec.validate()
-                .map_err(zonefleet_proto::spec::SpecError::Invalid)?;
+            ZoneSpec::from_json_validated(&read_input(&file)?)?;
             println!("valid");
             Ok(0)
         }
         ZoneCommand::Create { file } => {
-            let spec = ZoneSpec::from_json(&read_input(&file)?)?;
+            let spec = ZoneSpec::from_json_validated(&read_input(&file)?)?;
             let status = host(options, None)?.create(spec)?;
             println!("{}", status.uuid);
             Ok(0)

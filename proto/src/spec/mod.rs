@@ -23,6 +23,7 @@ mod limits;
 mod mac;
 mod nic;
 mod placement;
+mod read;
 pub(crate) mod text;
 mod validate;
 mod zone;
@@ -48,4 +49,4 @@ pub use placement::{
     Spread,
 };
 pub use text::ROOT_PATH;
-pub use zone::{Brand, OnHostLost, ZoneSpec};
+pub use zone::{Brand, OnHostLost, ZoneSpec, FIELDS};
