@@ -1,9 +1,9 @@
-//! One reading and validation pass names every problem of a spec at
+//! One reading and validation pass names every problem of a spec (or a patch) at
 //! once, as `vmadm validate` does, and prints each problem once.
 
 use std::error::Error as _;
 
-use zonefleet_proto::spec::{SpecError, ZoneSpec};
+use zonefleet_proto::spec::{SpecError, ZonePatch, ZoneSpec};
 
 fn messages(err: &SpecError) -> Vec<String> {
     err.validation()
@@ -83,4 +83,13 @@ fn problems_are_printed_once() {
     );
     // A report that walks the error's sources (anyhow's `{:#}`) adds nothing.
     assert!(err.source().is_none());
+}
+
+#[test]
+fn a_patch_names_every_problem_at_once() {
+    let err = ZonePatch::from_json(r#"{"ram": 1, "cpu_cap": "x", "tags": {"a": 1}}"#).unwrap_err();
+    let got = messages(&err);
+    let fields: Vec<&str> = got.iter().map(|m| m.split(':').next().unwrap()).collect();
+    assert_eq!(fields, ["cpu_cap", "tags.a", "ram"], "{got:#?}");
+    assert!(ZonePatch::from_json("[]").is_err());
 }

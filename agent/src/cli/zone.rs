@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
-use zonefleet_proto::spec::ZoneSpec;
+use zonefleet_proto::spec::{ZonePatch, ZoneSpec};
 
 use super::output::{self, Format};
 
@@ -148,7 +148,8 @@ pub fn run(options: &HostOptions, cmd: ZoneCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         ZoneCommand::Update { zone, file } => {
-            host(options, None)?.update(&zone, &read_input(&file)?)?;
+            let patch = ZonePatch::from_json(&read_input(&file)?)?;
+            host(options, None)?.update(&zone, &patch)?;
             Ok(0)
         }
         ZoneCommand::List { output } => {

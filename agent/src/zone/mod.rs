@@ -80,14 +80,6 @@ pub enum ZoneError {
         /// Why it is missing.
         detail: String,
     },
-    /// A property cannot change on an existing zone.
-    #[error("{field} cannot change on an existing zone ({why})")]
-    Immutable {
-        /// The property.
-        field: &'static str,
-        /// What to do instead.
-        why: &'static str,
-    },
     /// The image store failed (image missing, import error…).
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),

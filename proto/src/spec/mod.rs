@@ -22,6 +22,7 @@ mod image_ref;
 mod limits;
 mod mac;
 mod nic;
+mod patch;
 mod placement;
 mod read;
 pub(crate) mod text;
@@ -44,6 +45,7 @@ pub use limits::{
 };
 pub use mac::MacAddr;
 pub use nic::{Nic, MAX_NICS};
+pub use patch::{ZonePatch, IMMUTABLE};
 pub use placement::{
     Affinity, AffinityRule, AffinityTarget, FailureDomain, Placement, PlacementStrategy, RuleMode,
     Spread,
