@@ -1,9 +1,9 @@
 //! How the agent's commands print: aligned tables for people, JSON for scripts.
 
-use zonefleet_agent::image::ImageRecord;
 use zonefleet_agent::sysinfo::Sysinfo;
 use zonefleet_agent::zone::ps::ZoneProcess;
 use zonefleet_agent::zone::ZoneStatus;
+use zonefleet_proto::image::ImageManifest;
 
 /// Output format of a listing command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -101,7 +101,7 @@ pub fn processes(procs: &[ZoneProcess], format: Format) {
 }
 
 /// `image list`.
-pub fn images(images: &[ImageRecord], format: Format) {
+pub fn images(images: &[ImageManifest], format: Format) {
     match format {
         Format::Json => json(&images),
         Format::Table => table(
@@ -114,7 +114,7 @@ pub fn images(images: &[ImageRecord], format: Format) {
                         i.name.clone(),
                         i.version.clone(),
                         i.size.to_string(),
-                        i.sha256[..12].to_string(),
+                        i.sha256.to_string()[..12].to_string(),
                     ]
                 })
                 .collect(),

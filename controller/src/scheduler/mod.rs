@@ -40,8 +40,8 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use zonefleet_proto::pb;
 use zonefleet_proto::spec::{ImageRef, Placement};
+use zonefleet_proto::{image, pb};
 
 use explain::Counts;
 use filters::{required_features, Rules};
@@ -70,20 +70,24 @@ pub struct Choice {
     pub top: Vec<(u32, Key)>,
 }
 
-/// The image `reference` names, if the fleet knows it.
+/// The image `reference` names, if the fleet knows it, by the fleet's one rule
+/// (`docs/images.md`): a name without a version is its highest version.
 fn find_image<'a>(
     images: &'a BTreeMap<String, pb::ImageManifest>,
     reference: &str,
 ) -> Option<&'a pb::ImageManifest> {
     match ImageRef::parse(reference).ok()? {
         ImageRef::Uuid(u) => images.get(&u.to_string()),
-        ImageRef::Sha256(_) => {
-            let hex = reference.trim_start_matches("sha256:");
+        ImageRef::Sha256(digest) => {
+            let hex = digest.to_string();
             images.values().find(|i| i.sha256 == hex)
         }
-        ImageRef::Name { name, version } => images
-            .values()
-            .find(|i| i.name == name && version.as_deref().is_none_or(|v| i.version == v)),
+        ImageRef::Name { name, version } => image::highest_by(
+            images
+                .values()
+                .filter(|i| i.name == name && version.as_deref().is_none_or(|v| i.version == v)),
+            |i| &i.version,
+        ),
     }
 }
 
