@@ -22,7 +22,9 @@ impl FleetState {
                 networks: &self.networks,
                 images: &self.images,
             };
-            scheduler::decide(&self.derived.view, &ctx, &spec, current, 0)
+            scheduler::Parsed::of(&spec).and_then(|parsed| {
+                scheduler::decide(&self.derived.view, &ctx, &spec, &parsed, current, 0)
+            })
         };
         let choice = match decided {
             Ok(choice) => choice,
