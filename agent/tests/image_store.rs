@@ -169,13 +169,16 @@ fn tar_gzip_and_zstd_give_the_same_rootfs() {
         let rec = store
             .import(&path, opts(&name.replace('.', "-"), "1"))
             .unwrap();
-        assert_eq!(rec.sha256, sha256sum(&path), "{name}");
+        assert_eq!(rec.sha256.to_string(), sha256sum(&path), "{name}");
         assert_eq!(rec.size, bytes.len() as u64);
-        let rootfs = store.rootfs_path(&rec.sha256).unwrap();
-        assert_eq!(rootfs, store.root().join(&rec.sha256).join("rootfs"));
+        let rootfs = store.rootfs_path(&rec.sha256.to_string()).unwrap();
+        assert_eq!(
+            rootfs,
+            store.root().join(rec.sha256.to_string()).join("rootfs")
+        );
         assert!(store
             .root()
-            .join(&rec.sha256)
+            .join(rec.sha256.to_string())
             .join("manifest.json")
             .is_file());
         snapshots.push(snapshot(&rootfs));
@@ -226,21 +229,27 @@ fn reimport_is_a_noop() {
         (first.name.as_str(), first.version.as_str()),
         ("web-app", "0")
     );
-    let before = snapshot(&store.rootfs_path(&first.sha256).unwrap());
+    let before = snapshot(&store.rootfs_path(&first.sha256.to_string()).unwrap());
     let again = store
         .import(
             &path,
             ImportOptions {
                 name: Some("other".into()),
-                expected_sha256: Some(format!("sha256:{}", first.sha256.to_uppercase())),
+                expected_sha256: Some(format!(
+                    "sha256:{}",
+                    first.sha256.to_string().to_uppercase()
+                )),
                 ..Default::default()
             },
         )
         .unwrap();
     assert_eq!(again, first);
     assert_eq!(store.list().unwrap(), vec![first.clone()]);
-    assert_eq!(store_entries(&store), vec![first.sha256.clone()]);
-    assert_eq!(snapshot(&store.rootfs_path(&first.sha256).unwrap()), before);
+    assert_eq!(store_entries(&store), vec![first.sha256.to_string()]);
+    assert_eq!(
+        snapshot(&store.rootfs_path(&first.sha256.to_string()).unwrap()),
+        before
+    );
     // The store dir is private: images carry setuid binaries.
     let mode = fs::metadata(store.root()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
@@ -266,16 +275,21 @@ fn references_resolve() {
     );
     assert_eq!(
         store
-            .get(&format!("sha256:{}", &base.sha256[..12]))
+            .get(&format!("sha256:{}", &base.sha256.to_string()[..12]))
             .unwrap(),
         base
     );
     assert_eq!(
-        store.get(&base.sha256[..10]).unwrap(),
+        store.get(&base.sha256.to_string()[..10]).unwrap(),
         base,
         "bare hex prefix"
     );
-    assert_eq!(store.get(&base.sha256[..10].to_uppercase()).unwrap(), base);
+    assert_eq!(
+        store
+            .get(&base.sha256.to_string()[..10].to_uppercase())
+            .unwrap(),
+        base
+    );
     assert_eq!(store.get("app@1.2").unwrap(), v1_2);
     assert_eq!(store.get("app@2.0-rc.1").unwrap(), rc);
     // Latest: 2.0-rc.1 > 1.10 > 1.2 (semver-ish, not lexical).
@@ -300,7 +314,7 @@ fn references_resolve() {
             .list()
             .unwrap()
             .iter()
-            .filter(|r| r.sha256.starts_with(p.as_str()))
+            .filter(|r| r.sha256.to_string().starts_with(p.as_str()))
             .count()
             > 1
     });
@@ -341,17 +355,17 @@ fn delete_refused_while_in_use() {
     assert!(usage.unpacked_bytes > 300_000, "{usage:?}");
     assert_eq!(usage.archive_bytes, rec.size + other.size);
 
-    let in_use = |r: &zonefleet_agent::image::ImageRecord| r.sha256 == rec.sha256;
+    let in_use = |r: &zonefleet_proto::image::ImageManifest| r.sha256 == rec.sha256;
     let err = store.delete("x@1", in_use).unwrap_err();
     assert!(matches!(err, ImageError::InUse { .. }), "{err}");
     assert!(err.to_string().contains("in use"));
-    assert!(store.rootfs_path(&rec.sha256).is_ok());
+    assert!(store.rootfs_path(&rec.sha256.to_string()).is_ok());
 
     let deleted = store.delete("x", |_| false).unwrap();
     assert_eq!(deleted, rec);
     assert!(matches!(store.get("x"), Err(ImageError::NotFound(_))));
-    assert!(store.rootfs_path(&rec.sha256).is_err());
-    assert_eq!(store_entries(&store), vec![other.sha256.clone()]);
+    assert!(store.rootfs_path(&rec.sha256.to_string()).is_err());
+    assert_eq!(store_entries(&store), vec![other.sha256.to_string()]);
     assert_eq!(store.disk_usage().unwrap().images, 1);
     // Gone means importable again.
     assert_eq!(
@@ -405,7 +419,10 @@ fn file_over_symlink_replaces_the_link() {
     let path = write(td.path(), "over.tar", &b.into_inner().unwrap());
     let rec = store.import(&path, opts("over", "1")).unwrap();
     assert_eq!(fs::read(&victim).unwrap(), b"original");
-    let replaced = store.rootfs_path(&rec.sha256).unwrap().join("link");
+    let replaced = store
+        .rootfs_path(&rec.sha256.to_string())
+        .unwrap()
+        .join("link");
     assert!(fs::symlink_metadata(&replaced).unwrap().is_file());
     assert_eq!(fs::read(replaced).unwrap(), b"owned");
 }
@@ -438,8 +455,8 @@ fn busybox_image_builds_reproducibly_and_imports() {
         )
         .unwrap();
     assert_eq!(rec.name, "busybox");
-    assert_eq!(rec.min_ram_mib, 16);
-    let rootfs = store.rootfs_path(&rec.sha256).unwrap();
+    assert_eq!(rec.min_ram, Some(16));
+    let rootfs = store.rootfs_path(&rec.sha256.to_string()).unwrap();
     let bb = fs::metadata(rootfs.join("bin/busybox")).unwrap();
     assert!(bb.is_file() && bb.permissions().mode() & 0o111 == 0o111);
     assert_eq!(bb.uid(), 0);

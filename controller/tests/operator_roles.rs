@@ -111,7 +111,7 @@ async fn every_write(
                 client
                     .update_zone(pb::UpdateZoneRequest {
                         zone: zone.to_owned(),
-                        patch: Some(pb::ZoneSpec::default()),
+                        patch: Some(pb::ZonePatch { json: "{}".into() }),
                     })
                     .await,
             ),
@@ -356,9 +356,8 @@ async fn an_admin_reads_and_writes_and_is_audited() {
         client
             .update_zone(pb::UpdateZoneRequest {
                 zone: zone.clone(),
-                patch: Some(pb::ZoneSpec {
-                    max_physical_memory_mib: Some(128),
-                    ..Default::default()
+                patch: Some(pb::ZonePatch {
+                    json: r#"{"max_physical_memory": 128}"#.into(),
                 }),
             })
             .await

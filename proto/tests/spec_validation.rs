@@ -324,14 +324,14 @@ fn several_problems_are_reported_at_once() {
 }
 
 #[test]
-fn parse_errors_keep_their_position() {
-    let err = ZoneSpec::from_json("{\n  \"image\": \"base\",\n  \"cpu_cap\": -1\n}").unwrap_err();
+fn syntax_errors_keep_their_position() {
+    let err = ZoneSpec::from_json("{\n  \"image\": \"base\",\n  \"cpu_cap\": -1,\n}").unwrap_err();
     match err {
         SpecError::Parse {
             path, line, column, ..
         } => {
-            assert_eq!(path, "cpu_cap");
-            assert_eq!((line, column), (3, 15));
+            assert_eq!(path, "<root>");
+            assert_eq!((line, column), (4, 1));
         }
         other => panic!("{other:?}"),
     }

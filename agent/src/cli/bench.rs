@@ -186,7 +186,7 @@ fn boot(image: &Path, runs: usize, with_runc: bool, with_nic: bool) -> anyhow::R
     }
 
     if with_runc {
-        let rootfs = host.images.rootfs_path(&record.sha256)?;
+        let rootfs = host.images.rootfs_path(&record.sha256.to_string())?;
         let (run_boot, run_cycle) = runc(&scratch.dir, &rootfs, runs)?;
         run_boot.print();
         run_cycle.print();

@@ -78,7 +78,9 @@ pub fn run(data_dir: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
             let host = ZoneHost::open(HostOptions::new(data_dir))?;
             let zones = host.list()?;
             let record = host.images.delete(&image, |img| {
-                zones.iter().any(|z| z.record.image_sha256 == img.sha256)
+                zones
+                    .iter()
+                    .any(|z| z.record.image_sha256 == img.sha256.to_string())
             })?;
             println!("deleted {}@{}", record.name, record.version);
             Ok(0)

@@ -2,11 +2,11 @@
 
 use std::io::Write;
 
-use zonefleet_agent::image::ImageRecord;
 use zonefleet_agent::sysinfo::Sysinfo;
 use zonefleet_agent::zone::ps::ZoneProcess;
 use zonefleet_agent::zone::ZoneStatus;
 use zonefleet_proto::cli::{table, write_json, Format};
+use zonefleet_proto::image::ImageManifest;
 
 /// Standard output, where every listing goes.
 fn stdout() -> std::io::StdoutLock<'static> {
@@ -70,7 +70,7 @@ pub fn processes(procs: &[ZoneProcess], format: Format) -> std::io::Result<()> {
 }
 
 /// `image list`.
-pub fn images(images: &[ImageRecord], format: Format) -> std::io::Result<()> {
+pub fn images(images: &[ImageManifest], format: Format) -> std::io::Result<()> {
     match format {
         Format::Json => write_json(&mut stdout(), &images),
         Format::Table => table(
@@ -84,7 +84,7 @@ pub fn images(images: &[ImageRecord], format: Format) -> std::io::Result<()> {
                         i.name.clone(),
                         i.version.clone(),
                         i.size.to_string(),
-                        i.sha256[..12].to_string(),
+                        i.sha256.to_string()[..12].to_string(),
                     ]
                 })
                 .collect(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
 use zonefleet_proto::cli::{read_input, Format};
-use zonefleet_proto::spec::ZoneSpec;
+use zonefleet_proto::spec::{ZonePatch, ZoneSpec};
 
 use super::output;
 
@@ -107,14 +107,12 @@ fn host(options: &HostOptions, grace: Option<u64>) -> anyhow::Result<ZoneHost> {
 pub fn run(options: &HostOptions, cmd: ZoneCommand) -> anyhow::Result<i32> {
     match cmd {
         ZoneCommand::Validate { file } => {
-            let spec = ZoneSpec::from_json(&read_input(&file)?)?;
-            spec.validate()
-                .map_err(zonefleet_proto::spec::SpecError::Invalid)?;
+            ZoneSpec::from_json_validated(&read_input(&file)?)?;
             println!("valid");
             Ok(0)
         }
         ZoneCommand::Create { file } => {
-            let spec = ZoneSpec::from_json(&read_input(&file)?)?;
+            let spec = ZoneSpec::from_json_validated(&read_input(&file)?)?;
             let status = host(options, None)?.create(spec)?;
             println!("{}", status.uuid);
             Ok(0)
@@ -137,7 +135,8 @@ pub fn run(options: &HostOptions, cmd: ZoneCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         ZoneCommand::Update { zone, file } => {
-            host(options, None)?.update(&zone, &read_input(&file)?)?;
+            let patch = ZonePatch::from_json(&read_input(&file)?)?;
+            host(options, None)?.update(&zone, &patch)?;
             Ok(0)
         }
         ZoneCommand::List { output } => {

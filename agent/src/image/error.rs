@@ -160,6 +160,9 @@ pub enum ImageError {
         /// The sha256 of the read that was unpacked.
         second: String,
     },
+    /// An image name or version breaks the fleet's naming rule.
+    #[error("invalid image {0}")]
+    Naming(zonefleet_proto::spec::ValidationError),
     /// A manifest field is invalid.
     #[error("invalid image {field} {value:?}: {reason}")]
     InvalidField {

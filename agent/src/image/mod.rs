@@ -11,12 +11,10 @@ mod error;
 mod manifest;
 mod store;
 mod unpack;
-mod version;
 
 pub use archive::{detect_format, ArchiveFormat};
 pub use error::{EntryPos, ImageError, Refusal, Result};
 pub use manifest::{
-    default_name, normalize_sha256, validate_name, validate_version, ImageRecord, ImportOptions,
+    default_name, normalize_sha256, validate_name, validate_version, ImportOptions,
 };
 pub use store::{DiskUsage, ImageStore};
-pub use version::compare_versions;

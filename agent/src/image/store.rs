@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! <data>/images/                      mode 0700: images hold setuid binaries
-//!   <sha256>/manifest.json            the ImageRecord, written once
+//!   <sha256>/manifest.json            the image's ImageManifest, written once
 //!   <sha256>/rootfs/                  the unpacked layer, never modified after import
 //!   .tmp-<random>/                    an import (or delete) in progress
 //! ```
@@ -24,13 +24,14 @@ use std::time::SystemTime;
 
 use rustix::fs::{flock, FlockOperation};
 use uuid::Uuid;
+use zonefleet_proto::image::{self as fleet_image, ImageManifest};
+use zonefleet_proto::spec::Sha256Digest;
 
 use super::archive;
 use super::error::{ImageError, Result};
 use super::manifest::{
-    default_name, normalize_sha256, validate_name, validate_version, ImageRecord, ImportOptions,
+    default_name, normalize_sha256, validate_name, validate_version, ImportOptions,
 };
-use super::version::compare_versions;
 
 const TMP_PREFIX: &str = ".tmp-";
 const MANIFEST: &str = "manifest.json";
@@ -59,7 +60,7 @@ pub struct DiskUsage {
 
 /// A stored record with the time it was imported (its manifest's mtime).
 struct Stored {
-    record: ImageRecord,
+    record: ImageManifest,
     imported: SystemTime,
 }
 
@@ -194,7 +195,7 @@ impl ImageStore {
         &self,
         archive_path: impl AsRef<Path>,
         options: ImportOptions,
-    ) -> Result<ImageRecord> {
+    ) -> Result<ImageManifest> {
         let archive_path = archive_path.as_ref();
         let name = match options.name {
             Some(name) => name,
@@ -240,13 +241,13 @@ impl ImageStore {
                 second: unpacked.sha256,
             });
         }
-        let record = ImageRecord {
+        let record = ImageManifest {
             uuid: options.uuid.unwrap_or_else(Uuid::new_v4),
             name,
             version,
-            sha256,
+            sha256: digest(&sha256)?,
             size: unpacked.size,
-            min_ram_mib: options.min_ram_mib,
+            min_ram: (options.min_ram_mib != 0).then_some(options.min_ram_mib),
             description: options.description,
         };
         let manifest = tmp.path.join(MANIFEST);
@@ -256,12 +257,12 @@ impl ImageStore {
         rustix::fs::syncfs(&tmp.lock).map_err(|e| ImageError::io(&tmp.path, e.into()))?;
 
         let _store_lock = self.lock()?;
-        if let Some(existing) = self.read_record(&record.sha256)? {
+        if let Some(existing) = self.read_record(&record.sha256.to_string())? {
             // Another import of the same archive won the race.
             return Ok(existing);
         }
         self.check_version_free(&record.name, &record.version)?;
-        let final_dir = self.root.join(&record.sha256);
+        let final_dir = self.root.join(record.sha256.to_string());
         let mut tmp = tmp;
         fs::rename(&tmp.path, &final_dir).map_err(|e| ImageError::io(&final_dir, e))?;
         tmp.keep = true;
@@ -276,7 +277,7 @@ impl ImageStore {
     }
 
     /// Every image, sorted by name, then version (lowest first), then import time.
-    pub fn list(&self) -> Result<Vec<ImageRecord>> {
+    pub fn list(&self) -> Result<Vec<ImageManifest>> {
         Ok(self.stored()?.into_iter().map(|s| s.record).collect())
     }
 
@@ -287,7 +288,7 @@ impl ImageStore {
     /// - `name`: the latest version of that name — the highest by
     ///   [`compare_versions`], and of versions that compare equal the newest import;
     /// - a bare hex string of 8 or more digits that is no image's name: a sha256 prefix.
-    pub fn get(&self, reference: &str) -> Result<ImageRecord> {
+    pub fn get(&self, reference: &str) -> Result<ImageManifest> {
         let stored = self.stored()?;
         let not_found = || ImageError::NotFound(reference.to_string());
 
@@ -310,9 +311,15 @@ impl ImageStore {
                 .map(|s| s.record)
                 .ok_or_else(not_found);
         }
-        // `stored` is sorted by version then import time: the last of a name is the latest.
-        if let Some(latest) = stored.iter().rev().find(|s| s.record.name == reference) {
-            return Ok(latest.record.clone());
+        // The fleet's rule: the highest version; `stored` is in import order among
+        // versions that compare equal, and the last given wins: the newest import.
+        if let Some(latest) = fleet_image::highest(
+            stored
+                .iter()
+                .map(|s| &s.record)
+                .filter(|r| r.name == reference),
+        ) {
+            return Ok(latest.clone());
         }
         if reference.len() >= MIN_BARE_PREFIX && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
             return by_sha_prefix(stored, reference, &reference.to_ascii_lowercase());
@@ -338,18 +345,18 @@ impl ImageStore {
     pub fn delete(
         &self,
         reference: &str,
-        in_use: impl Fn(&ImageRecord) -> bool,
-    ) -> Result<ImageRecord> {
+        in_use: impl Fn(&ImageManifest) -> bool,
+    ) -> Result<ImageManifest> {
         let _store_lock = self.lock()?;
         let record = self.get(reference)?;
         if in_use(&record) {
             return Err(ImageError::InUse {
                 name: record.name,
                 version: record.version,
-                sha256: record.sha256,
+                sha256: record.sha256.to_string(),
             });
         }
-        let dir = self.root.join(&record.sha256);
+        let dir = self.root.join(record.sha256.to_string());
         // Hold the image dir's lock through the rename so the sweep leaves it to us.
         let held = lock_dir(&dir, false).map_err(|e| ImageError::io(&dir, e))?;
         let doomed = self
@@ -372,14 +379,14 @@ impl ImageStore {
         let mut usage = DiskUsage::default();
         let mut seen = HashSet::new();
         let mut stored = self.stored()?;
-        stored.sort_by(|a, b| a.record.sha256.cmp(&b.record.sha256));
+        stored.sort_by_key(|a| a.record.sha256);
         for s in stored {
-            let rootfs = self.root.join(&s.record.sha256).join(ROOTFS);
+            let rootfs = self.root.join(s.record.sha256.to_string()).join(ROOTFS);
             let bytes = tree_bytes(&rootfs, &mut seen)?;
             usage.images += 1;
             usage.archive_bytes += s.record.size;
             usage.unpacked_bytes += bytes;
-            usage.per_image.push((s.record.sha256, bytes));
+            usage.per_image.push((s.record.sha256.to_string(), bytes));
         }
         Ok(usage)
     }
@@ -399,13 +406,13 @@ impl ImageStore {
             Some(s) => Err(ImageError::VersionExists {
                 name: name.to_string(),
                 version: version.to_string(),
-                sha256: s.record.sha256,
+                sha256: s.record.sha256.to_string(),
             }),
             None => Ok(()),
         }
     }
 
-    fn read_record(&self, sha256: &str) -> Result<Option<ImageRecord>> {
+    fn read_record(&self, sha256: &str) -> Result<Option<ImageManifest>> {
         Ok(self.read_stored(sha256)?.map(|s| s.record))
     }
 
@@ -420,7 +427,7 @@ impl ImageStore {
             .metadata()
             .and_then(|m| m.modified())
             .map_err(|e| ImageError::io(&path, e))?;
-        let record: ImageRecord =
+        let record: ImageManifest =
             serde_json::from_reader(io::BufReader::new(file)).map_err(|source| {
                 ImageError::Manifest {
                     path: path.clone(),
@@ -441,7 +448,7 @@ impl ImageStore {
                 continue;
             }
             match self.read_stored(&name) {
-                Ok(Some(s)) if s.record.sha256 == name => out.push(s),
+                Ok(Some(s)) if s.record.sha256.to_string() == name => out.push(s),
                 Ok(Some(s)) => {
                     tracing::warn!(dir = %name, manifest_sha256 = %s.record.sha256, "manifest does not match its directory; skipped")
                 }
@@ -455,7 +462,7 @@ impl ImageStore {
             a.record
                 .name
                 .cmp(&b.record.name)
-                .then_with(|| compare_versions(&a.record.version, &b.record.version))
+                .then_with(|| fleet_image::compare_versions(&a.record.version, &b.record.version))
                 .then_with(|| a.imported.cmp(&b.imported))
                 .then_with(|| a.record.sha256.cmp(&b.record.sha256))
         });
@@ -463,7 +470,7 @@ impl ImageStore {
     }
 }
 
-fn by_sha_prefix(stored: Vec<Stored>, reference: &str, prefix: &str) -> Result<ImageRecord> {
+fn by_sha_prefix(stored: Vec<Stored>, reference: &str, prefix: &str) -> Result<ImageManifest> {
     if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ImageError::InvalidField {
             field: "sha256",
@@ -471,9 +478,9 @@ fn by_sha_prefix(stored: Vec<Stored>, reference: &str, prefix: &str) -> Result<I
             reason: "hex digits (a prefix of the image's sha256)",
         });
     }
-    let mut matches: Vec<ImageRecord> = stored
+    let mut matches: Vec<ImageManifest> = stored
         .into_iter()
-        .filter(|s| s.record.sha256.starts_with(prefix))
+        .filter(|s| s.record.sha256.to_string().starts_with(prefix))
         .map(|s| s.record)
         .collect();
     match matches.len().cmp(&1) {
@@ -481,12 +488,21 @@ fn by_sha_prefix(stored: Vec<Stored>, reference: &str, prefix: &str) -> Result<I
         Ordering::Less => Err(ImageError::NotFound(reference.to_string())),
         Ordering::Greater => Err(ImageError::Ambiguous {
             reference: reference.to_string(),
-            matches: matches.into_iter().map(|r| r.sha256).collect(),
+            matches: matches.into_iter().map(|r| r.sha256.to_string()).collect(),
         }),
     }
 }
 
-fn write_manifest(path: &Path, record: &ImageRecord) -> Result<()> {
+/// The digest of an archive as [`archive::hash_file`] writes it (lowercase hex).
+fn digest(hex: &str) -> Result<Sha256Digest> {
+    Sha256Digest::parse(hex).map_err(|_| ImageError::InvalidField {
+        field: "sha256",
+        value: hex.to_string(),
+        reason: "64 lowercase hex digits",
+    })
+}
+
+fn write_manifest(path: &Path, record: &ImageManifest) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(record).map_err(|source| ImageError::Manifest {
         path: path.to_path_buf(),
         source,

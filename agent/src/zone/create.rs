@@ -21,12 +21,13 @@ impl ZoneHost {
         let spec = spec.with_defaults();
         let image = self.images.get(&spec.image.to_string())?;
         let memory = spec.max_physical_memory.unwrap_or(0);
-        if image.min_ram_mib > memory {
+        let min_ram = image.min_ram.unwrap_or(0);
+        if min_ram > memory {
             return Err(ZoneError::MissingFeature {
-                feature: format!("{} MiB of memory", image.min_ram_mib),
+                feature: format!("{min_ram} MiB of memory"),
                 detail: format!(
                     "image {}@{} needs at least {} MiB but max_physical_memory is {memory} MiB",
-                    image.name, image.version, image.min_ram_mib
+                    image.name, image.version, min_ram
                 ),
             });
         }
@@ -45,7 +46,7 @@ impl ZoneHost {
             .map_err(|e| ZoneError::io(&paths.dir, e))?;
         let mut record = ZoneRecord {
             spec,
-            image_sha256: image.sha256.clone(),
+            image_sha256: image.sha256.to_string(),
             state: LifecycleState::Configured,
             desired_running: false,
             created_at_unix_ms: now_unix_ms(),

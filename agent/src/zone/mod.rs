@@ -37,7 +37,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ZoneError {
     /// The spec (or patch) is invalid or could not be parsed.
-    #[error("{0}")]
+    // Transparent: the problems are the whole message (printed once, not again as
+    // the source).
+    #[error(transparent)]
     Spec(#[from] zonefleet_proto::spec::SpecError),
     /// No zone matches the name.
     #[error("no zone matches {0:?}")]
@@ -77,14 +79,6 @@ pub enum ZoneError {
         feature: String,
         /// Why it is missing.
         detail: String,
-    },
-    /// A property cannot change on an existing zone.
-    #[error("{field} cannot change on an existing zone ({why})")]
-    Immutable {
-        /// The property.
-        field: &'static str,
-        /// What to do instead.
-        why: &'static str,
     },
     /// The image store failed (image missing, import error…).
     #[error(transparent)]

@@ -1,72 +1,25 @@
-//! `zone update`: apply a JSON patch to a zone's spec. Resource limits change
-//! live on a running zone (written to its cgroup and read back); metadata and
-//! tags are rewritten at once; hostname, resolvers, init and `limit_priv` take
-//! effect at the next boot. Properties that define the zone's disk or identity
-//! cannot change.
+//! `zone update`: apply a patch to a zone's spec. Resource limits change live on a
+//! running zone (written to its cgroup and read back); metadata and tags are
+//! rewritten at once; hostname, resolvers, init, `limit_priv` and NICs take effect at
+//! the next boot. What can change, and how a patch merges, is the shared rule of
+//! [`ZonePatch`] (`docs/zone-spec.md`).
 
-use zonefleet_proto::spec::{SpecError, ZoneSpec};
+use zonefleet_proto::spec::ZonePatch;
 
 use super::record::ZoneRecord;
 use super::status::ZoneStatus;
 use super::{create::write_metadata, limits, lock, Result, ZoneError, ZoneHost};
 use crate::zsched::runtime::Runtime;
 
-/// Properties that cannot change on an existing zone, and what to do instead.
-const IMMUTABLE: &[(&str, &str)] = &[
-    ("uuid", "a zone's uuid is its identity"),
-    ("brand", "create a new zone of the other brand"),
-    ("image", "create a new zone from the other image"),
-    (
-        "quota",
-        "the zone's disk is made at install; create a larger zone",
-    ),
-];
-
 impl ZoneHost {
-    /// Applies `patch` (a JSON object of spec properties; `null` resets one to
-    /// its default) to zone `name`.
-    pub fn update(&self, name: &str, patch: &str) -> Result<ZoneStatus> {
-        let patch: serde_json::Value =
-            serde_json::from_str(patch).map_err(|e| SpecError::Parse {
-                path: ".".into(),
-                message: e.to_string(),
-                line: e.line(),
-                column: e.column(),
-            })?;
-        let serde_json::Value::Object(patch) = patch else {
-            return Err(SpecError::Parse {
-                path: ".".into(),
-                message: "a patch is a JSON object of zone properties".into(),
-                line: 0,
-                column: 0,
-            }
-            .into());
-        };
+    /// Applies `patch` to zone `name`.
+    pub fn update(&self, name: &str, patch: &ZonePatch) -> Result<ZoneStatus> {
         let uuid = self.resolve(name)?;
         let paths = self.paths(&uuid);
         let _lock = lock::exclusive(&paths.lock())?;
         let mut record = ZoneRecord::load(&paths)?;
 
-        let current = serde_json::to_value(&record.spec).expect("spec serializes");
-        let serde_json::Value::Object(mut merged) = current else {
-            unreachable!("a spec serializes to an object")
-        };
-        for (key, value) in patch {
-            if let Some((field, why)) = IMMUTABLE.iter().find(|(f, _)| *f == key) {
-                if merged.get(&key) != Some(&value) {
-                    return Err(ZoneError::Immutable { field, why });
-                }
-            }
-            if value.is_null() {
-                merged.remove(&key);
-            } else {
-                merged.insert(key, value);
-            }
-        }
-        let text = serde_json::Value::Object(merged).to_string();
-        let spec = ZoneSpec::from_json(&text)?;
-        spec.validate().map_err(SpecError::Invalid)?;
-        let spec = spec.with_defaults();
+        let spec = patch.apply(&record.spec)?.with_defaults();
         if spec.alias != record.spec.alias {
             if let Some(alias) = spec.alias.as_deref() {
                 self.check_alias_free(&uuid, alias)?;

@@ -11,10 +11,9 @@ use uuid::Uuid;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::command_result::Result as R;
 use zonefleet_proto::pb::fleet_command::Kind;
-use zonefleet_proto::spec::ZoneSpec;
+use zonefleet_proto::spec::{ZonePatch, ZoneSpec};
 
 use crate::node::Controller;
-use crate::state::patch::merge_patch;
 use crate::state::{zone_uuid, StateError};
 
 /// The largest operator request a controller accepts (4 MiB).
@@ -218,10 +217,15 @@ impl pb::operator_server::Operator for OperatorService {
         let patch = request
             .patch
             .ok_or_else(|| Status::invalid_argument("patch: missing"))?;
+        let patch =
+            ZonePatch::try_from(&patch).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let (uuid, zone) = self.zone_uuid_of(&request.zone).await?;
-        let merged =
-            merge_patch(&zone.spec.clone().unwrap_or_default(), &patch).map_err(state_err)?;
-        let merged = checked_spec(merged)?;
+        let current = ZoneSpec::try_from(zone.spec.clone().unwrap_or_default())
+            .map_err(|e| Status::internal(format!("stored spec of zone {uuid}: {e}")))?;
+        let merged = patch
+            .apply(&current)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let merged = checked_spec(merged.into())?;
         self.zone_write(Kind::UpdateZone(pb::UpdateZoneCommand {
             uuid,
             spec: Some(merged),

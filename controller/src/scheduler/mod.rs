@@ -40,8 +40,8 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use zonefleet_proto::pb;
 use zonefleet_proto::spec::{ImageRef, Placement};
+use zonefleet_proto::{image, pb};
 
 use explain::Counts;
 use filters::{required_features, Rules};
@@ -70,20 +70,24 @@ pub struct Choice {
     pub top: Vec<(u32, Key)>,
 }
 
-/// The image `reference` names, if the fleet knows it.
+/// The image `reference` names, if the fleet knows it, by the fleet's one rule
+/// (`docs/images.md`): a name without a version is its highest version.
 fn find_image<'a>(
     images: &'a BTreeMap<String, pb::ImageManifest>,
-    reference: &str,
+    reference: &ImageRef,
 ) -> Option<&'a pb::ImageManifest> {
-    match ImageRef::parse(reference).ok()? {
+    match reference {
         ImageRef::Uuid(u) => images.get(&u.to_string()),
-        ImageRef::Sha256(_) => {
-            let hex = reference.trim_start_matches("sha256:");
+        ImageRef::Sha256(digest) => {
+            let hex = digest.to_string();
             images.values().find(|i| i.sha256 == hex)
         }
-        ImageRef::Name { name, version } => images
-            .values()
-            .find(|i| i.name == name && version.as_deref().is_none_or(|v| i.version == v)),
+        ImageRef::Name { name, version } => image::highest_by(
+            images
+                .values()
+                .filter(|i| i.name == *name && version.as_deref().is_none_or(|v| i.version == v)),
+            |i| &i.version,
+        ),
     }
 }
 
@@ -95,19 +99,44 @@ pub fn placement_of(spec: &pb::ZoneSpec) -> Result<Placement, String> {
     }
 }
 
-/// Decides the host of one zone of `spec` (whose uuid and alias are final) against
-/// `view`. `current` is the zone's current host (a reschedule: never chosen again).
-/// With `top` > 0 every host is scored and the best `top` are returned.
+/// What the scheduler reads of a command's spec, parsed once per command (not once
+/// per decision): its placement rules and its image reference.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The placement rules (none: no rules).
+    pub placement: Placement,
+    /// The image reference (`None`: not one, so no image minimum applies).
+    pub image: Option<ImageRef>,
+}
+
+impl Parsed {
+    /// Parses the placement and image of `spec`.
+    pub fn of(spec: &pb::ZoneSpec) -> Result<Self, String> {
+        Ok(Parsed {
+            placement: placement_of(spec)?,
+            image: ImageRef::parse(&spec.image).ok(),
+        })
+    }
+}
+
+/// Decides the host of one zone of `spec` (whose uuid and alias are final; `parsed`
+/// its placement and image) against `view`. `current` is the zone's current host (a
+/// reschedule: never chosen again). With `top` > 0 every host is scored and the best
+/// `top` are returned.
 pub fn decide(
     view: &FleetView,
     ctx: &Context<'_>,
     spec: &pb::ZoneSpec,
+    parsed: &Parsed,
     current: Option<u32>,
     top: usize,
 ) -> Result<Choice, String> {
-    let placement = placement_of(spec)?;
     let memory = spec.max_physical_memory_mib.unwrap_or(0);
-    if let Some(image) = find_image(ctx.images, &spec.image) {
+    if let Some(image) = parsed
+        .image
+        .as_ref()
+        .and_then(|r| find_image(ctx.images, r))
+    {
         if image.min_ram_mib > memory {
             return Err(format!(
                 "no host: image {} needs at least {} MiB of memory, the zone has {memory} MiB",
@@ -116,7 +145,7 @@ pub fn decide(
         }
     }
     let features = required_features(spec, ctx.networks);
-    let rules = Rules::resolve(view, spec, &placement, features, ctx.zones, current);
+    let rules = Rules::resolve(view, spec, &parsed.placement, features, ctx.zones, current);
     if top == 0 && rules.hard_only() {
         if let Some(slot) = first_fit(view, &rules) {
             return Ok(Choice {
@@ -198,7 +227,8 @@ pub struct Batch {
     pub explanation: String,
 }
 
-/// Places the zones of `specs` (uuids and aliases final) one after the other, each
+/// Places the zones of `specs` — one command's zones: the same spec but for their
+/// uuids and aliases, which are final — one after the other, each
 /// seeing the ones before it (so a group's spread holds within the batch), all or
 /// nothing: on a refusal none is placed and the message names the zone
 /// (`zone 3 of 5: no host: …`). The view is left as it was either way; the caller
@@ -212,8 +242,15 @@ pub fn place_batch(
     let mut batch = Batch::default();
     let mut outcome = Ok(());
     let mut lines = Vec::new();
+    // The zones share their placement and image: parsed once for the batch.
+    let parsed = match specs.first().map(Parsed::of).transpose() {
+        Ok(parsed) => parsed,
+        Err(why) if specs.len() > 1 => return Err(format!("zone 1 of {}: {why}", specs.len())),
+        Err(why) => return Err(why),
+    };
     for (i, spec) in specs.iter().enumerate() {
-        match decide(view, ctx, spec, None, top) {
+        let parsed = parsed.as_ref().expect("a batch with a zone was parsed");
+        match decide(view, ctx, spec, parsed, None, top) {
             Ok(choice) => {
                 let host = view.host(choice.slot).id.to_string();
                 if top > 0 {

@@ -249,6 +249,33 @@ fn image_minimum_ram_refuses_a_smaller_zone() {
 }
 
 #[test]
+fn an_image_name_resolves_to_its_highest_version_as_on_a_host() {
+    let mut s = FleetState::default();
+    register(&mut s, host("a", "r1", 8192));
+    // Uuid order (i1 < i2 < i3) is not version order: 1.10 is the highest.
+    for (uuid, version, min_ram_mib) in [("i1", "1.9", 16), ("i2", "1.10", 1024), ("i3", "1.2", 16)]
+    {
+        ok(s.apply(&cmd(Kind::PutImage(pb::PutImageCommand {
+            image: Some(pb::ImageManifest {
+                uuid: uuid.into(),
+                name: "app".into(),
+                version: version.into(),
+                min_ram_mib,
+                ..Default::default()
+            }),
+        }))));
+    }
+    let mut app = spec(512);
+    app.image = "app".into();
+    assert_eq!(
+        create(&mut s, &app, "z", 1).explanation,
+        "no host: image app needs at least 1024 MiB of memory, the zone has 512 MiB"
+    );
+    app.image = "app@1.9".into();
+    assert_eq!(hosts_of(&create(&mut s, &app, "y", 1)), ["a"]);
+}
+
+#[test]
 fn a_batch_keeps_its_hard_rack_spread_and_is_all_or_nothing() {
     let mut s = FleetState::default();
     for r in 0..3 {

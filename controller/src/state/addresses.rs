@@ -63,6 +63,54 @@ impl FleetState {
         }
         out
     }
+
+    /// Records the leases of `zone` (its addresses, in NIC order).
+    pub(super) fn take_leases(&mut self, zone: &pb::Zone) {
+        let uuid = super::zone_uuid(zone).to_owned();
+        for (network, address) in self.zone_leases(zone) {
+            self.derived.pools.take(&network, &address);
+            self.leases.insert((network, address), uuid.clone());
+        }
+    }
+
+    /// Gives back the leases `zone` holds.
+    pub(super) fn release_leases(&mut self, zone: &pb::Zone) {
+        let uuid = super::zone_uuid(zone);
+        for key in self.zone_leases(zone) {
+            if self.leases.get(&key).is_some_and(|holder| holder == uuid) {
+                self.derived.pools.release(&key.0, &key.1);
+                self.leases.remove(&key);
+            }
+        }
+    }
+
+    /// The addresses of `zone` once its NICs are those of `spec`: the ones it has if
+    /// its network NICs name the same networks in the same order, else new ones
+    /// (its own given back first, so they can be had again). On a refusal nothing
+    /// changes; when the addresses change, the caller records the new leases.
+    pub(super) fn readdress(
+        &mut self,
+        zone: &pb::Zone,
+        spec: &pb::ZoneSpec,
+    ) -> Result<Option<Vec<String>>, StateError> {
+        fn networks(spec: Option<&pb::ZoneSpec>) -> Vec<&str> {
+            spec.iter()
+                .flat_map(|s| &s.nics)
+                .filter_map(|n| n.network.as_deref().filter(|n| !n.is_empty()))
+                .collect()
+        }
+        if networks(zone.spec.as_ref()) == networks(Some(spec)) {
+            return Ok(None);
+        }
+        self.release_leases(zone);
+        match self.assign_addresses(std::slice::from_ref(spec)) {
+            Ok(mut addresses) => Ok(Some(addresses.remove(0))),
+            Err(why) => {
+                self.take_leases(zone);
+                Err(why)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -172,10 +172,7 @@ impl FleetState {
         let uuid = super::zone_uuid(zone).to_owned();
         self.hold(zone, 1);
         self.derived.view.add_zone(zone);
-        for (network, address) in self.zone_leases(zone) {
-            self.derived.pools.take(&network, &address);
-            self.leases.insert((network, address), uuid.clone());
-        }
+        self.take_leases(zone);
         self.zones.insert(uuid, zone.clone());
     }
 }

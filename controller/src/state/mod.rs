@@ -15,7 +15,6 @@
 //! * placement: [`crate::scheduler`], run inside apply (see its module doc); the
 //!   scheduler's view and the address pools are derived from the state and kept up
 //!   to date by every handler.
-//! * [`patch`]: merging a partial zone spec into a stored one.
 //! * [`query`]: read helpers (resolving references, filtered listings).
 
 mod addresses;
@@ -25,7 +24,6 @@ pub mod create;
 mod hosts;
 mod images;
 mod networks;
-pub mod patch;
 pub mod query;
 pub mod settings;
 #[cfg(test)]

@@ -22,7 +22,9 @@ impl FleetState {
                 networks: &self.networks,
                 images: &self.images,
             };
-            scheduler::decide(&self.derived.view, &ctx, &spec, current, 0)
+            scheduler::Parsed::of(&spec).and_then(|parsed| {
+                scheduler::decide(&self.derived.view, &ctx, &spec, &parsed, current, 0)
+            })
         };
         let choice = match decided {
             Ok(choice) => choice,
@@ -68,12 +70,9 @@ impl FleetState {
                 c.uuid, c.expected_generation, zone.generation
             )));
         }
+        // What can change was decided at the edge (`ZonePatch`, docs/zone-spec.md):
+        // here only what the fleet must still have room for, capacity and addresses.
         let old_spec = zone.spec.clone().unwrap_or_default();
-        if spec.nics != old_spec.nics {
-            return Err(StateError::InvalidArgument(
-                "nics: cannot be changed on an existing zone yet".to_owned(),
-            ));
-        }
         let (old_need, new_need) = (Resources::of_spec(&old_spec), Resources::of_spec(&spec));
         if let Some(slot) = self.derived.view.slot(&zone.host_id) {
             let h = self.derived.view.host(slot);
@@ -113,11 +112,17 @@ impl FleetState {
                 }
             }
         }
+        // NICs take effect at the zone's next boot; their addresses are leased now.
+        let addresses = self.readdress(&zone, &spec)?;
         self.derived.view.remove_zone(&zone);
         self.hold(&zone, -1);
         let mut zone = zone;
         zone.spec = Some(spec);
         zone.generation += 1;
+        if let Some(addresses) = addresses {
+            zone.addresses = addresses;
+            self.take_leases(&zone);
+        }
         self.hold(&zone, 1);
         self.derived.view.add_zone(&zone);
         self.zones.insert(c.uuid.clone(), zone.clone());
@@ -155,12 +160,7 @@ impl FleetState {
         let mut zone = self.live_zone_mut(uuid)?.clone();
         self.hold(&zone, -1);
         self.derived.view.remove_zone(&zone);
-        for key in self.zone_leases(&zone) {
-            if self.leases.get(&key).is_some_and(|holder| holder == uuid) {
-                self.derived.pools.release(&key.0, &key.1);
-                self.leases.remove(&key);
-            }
-        }
+        self.release_leases(&zone);
         zone.desired_state = pb::ZoneState::Deleted as i32;
         zone.generation += 1;
         if zone.host_id.is_empty() {

@@ -111,14 +111,15 @@ pub(crate) fn image_name(s: &str) -> Result<(), ValueError> {
     )
 }
 
-/// An image version: 1..=64 letters, digits, '.', '_', '-', '+', starting with a letter or digit.
+/// An image version: 1..=128 letters, digits, '.', '_', '-', '+', '~', starting with a
+/// letter or digit ('~' as Debian versions use it, `1.0~rc1`).
 pub(crate) fn image_version(s: &str) -> Result<(), ValueError> {
     word(
         s,
-        64,
-        b"._-+",
+        128,
+        b"._-+~",
         "an image version",
-        "1 to 64 letters, digits, '.', '_', '-' or '+', starting with a letter or digit",
+        "1 to 128 letters, digits, '.', '_', '-', '+' or '~', starting with a letter or digit",
     )
 }
 
@@ -235,6 +236,14 @@ mod tests {
         assert!(image_name("a@b").is_err());
         assert!(image_version("24.4.0+build1").is_ok());
         assert!(image_version("1 0").is_err());
+        assert!(image_version("1.2.3-rc.1+build~x").is_ok());
+        assert!(image_version(&"1".repeat(128)).is_ok());
+        for bad in ["", ".1", "1@2", "1/2", "1:2", &"1".repeat(129)] {
+            assert!(image_version(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["", "-x", "a@b", "a:b", "a/b", "a b", &"x".repeat(129)] {
+            assert!(image_name(bad).is_err(), "{bad:?}");
+        }
         assert!(owner("alice@example.com").is_ok());
         assert!(owner("alice smith").is_err());
         assert!(owner(&"a".repeat(65)).is_err());

@@ -9,8 +9,9 @@
 //!
 //! `field` is the JSON path (`nics[1].ip`), `value` is the offending value (strings
 //! quoted, long ones cut), `problem` says what is wrong and `allowed` what would be
-//! accepted. A syntax error found while reading JSON has the same shape
-//! (`{path}: {message}`), its message coming from the type that refused the value.
+//! accepted. A value that could not be read at all (an unknown field, a wrong type)
+//! is shown as `{field}: {message}`, the message coming from the type that refused
+//! it; a JSON syntax error, after which nothing more can be read, as `{path}: {message}`.
 
 use std::fmt;
 
@@ -84,7 +85,9 @@ impl fmt::Display for ValueError {
 impl std::error::Error for ValueError {}
 
 /// One problem of a document: the field path, its value, what is wrong and what is
-/// allowed. Displays as `{field}: {value} {problem}; allowed {allowed}`.
+/// allowed. Displays as `{field}: {value} {problem}; allowed {allowed}`, or as
+/// `{field}: {problem}` for a value that could not be read (see
+/// [`ValidationError::unreadable`]), whose value and allowed are empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {
     /// JSON path of the field, e.g. `nics[1].ip` or `max_physical_memory`.
@@ -97,13 +100,30 @@ pub struct ValidationError {
     pub allowed: String,
 }
 
+impl ValidationError {
+    /// A value of `field` that could not be read: `problem` is what the reader said
+    /// (an unknown field, a wrong type, or a value its type refused).
+    pub fn unreadable(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            value: String::new(),
+            problem: problem.into(),
+            allowed: String::new(),
+        }
+    }
+}
+
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {} {}; allowed {}",
-            self.field, self.value, self.problem, self.allowed
-        )
+        write!(f, "{}: ", self.field)?;
+        if !self.value.is_empty() {
+            write!(f, "{} ", self.value)?;
+        }
+        f.write_str(&self.problem)?;
+        if !self.allowed.is_empty() {
+            write!(f, "; allowed {}", self.allowed)?;
+        }
+        Ok(())
     }
 }
 
@@ -142,8 +162,9 @@ impl std::error::Error for ValidationErrors {}
 /// Why a domain document (zone spec, image manifest, network, sysinfo) was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    /// The JSON could not be read into the document: bad syntax, a wrong type, an
-    /// unknown or missing field, or a value its type refuses. Only the first such
+    /// The JSON could not be read into the document: bad syntax, or (for documents
+    /// read one problem at a time: image manifests, networks, sysinfo) a wrong type,
+    /// an unknown or missing field, or a value its type refuses. Only this first
     /// error is known, since reading stops there.
     #[error("{path}: {message}")]
     Parse {
@@ -156,8 +177,11 @@ pub enum SpecError {
         /// 1-based column in the input, 0 when unknown.
         column: usize,
     },
-    /// The document was read but breaks rules: every problem, at once.
-    #[error("{0}")]
+    /// The document breaks rules, or (a zone spec or patch) has values that could
+    /// not be read: every problem, at once.
+    // Transparent: the problems are this error's whole message, so a report that
+    // also prints the error's source would print them twice.
+    #[error(transparent)]
     Invalid(#[from] ValidationErrors),
 }
 

@@ -22,7 +22,9 @@ mod image_ref;
 mod limits;
 mod mac;
 mod nic;
+mod patch;
 mod placement;
+mod read;
 pub(crate) mod text;
 mod validate;
 mod zone;
@@ -43,9 +45,10 @@ pub use limits::{
 };
 pub use mac::MacAddr;
 pub use nic::{Nic, MAX_NICS};
+pub use patch::{ZonePatch, IMMUTABLE};
 pub use placement::{
     Affinity, AffinityRule, AffinityTarget, FailureDomain, Placement, PlacementStrategy, RuleMode,
     Spread,
 };
 pub use text::ROOT_PATH;
-pub use zone::{Brand, OnHostLost, ZoneSpec};
+pub use zone::{Brand, OnHostLost, ZoneSpec, FIELDS};

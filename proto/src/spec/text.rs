@@ -180,15 +180,6 @@ pub(crate) fn from_json<T: DeserializeOwned>(json: &str) -> Result<T, SpecError>
     Ok(value)
 }
 
-/// Reads a JSON document from a reader, naming the path of the first problem.
-pub(crate) fn from_reader<T: DeserializeOwned>(reader: impl std::io::Read) -> Result<T, SpecError> {
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(parse_error)?;
-    de.end()
-        .map_err(|e| parse_error_at(ROOT_PATH.to_string(), &e))?;
-    Ok(value)
-}
-
 /// Writes a document as indented JSON; `None` fields and empty lists are left out.
 pub(crate) fn to_json_pretty<T: serde::Serialize>(value: &T) -> String {
     // Serializing these types cannot fail: every map has string keys.

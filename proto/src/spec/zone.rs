@@ -7,11 +7,67 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::capability::Capability;
-use super::error::SpecError;
+use super::error::{SpecError, ValidationError, ValidationErrors};
 use super::image_ref::ImageRef;
 use super::nic::Nic;
 use super::placement::Placement;
+use super::read;
 use super::text;
+
+/// The spec's properties in the order of [`ZoneSpec`]'s fields (and of its JSON):
+/// the order problems are reported in.
+pub const FIELDS: &[&str] = &[
+    "uuid",
+    "alias",
+    "brand",
+    "image",
+    "max_physical_memory",
+    "max_swap",
+    "cpu_cap",
+    "cpu_shares",
+    "max_lwps",
+    "io_priority",
+    "quota",
+    "tmpfs",
+    "limit_priv",
+    "nics",
+    "hostname",
+    "resolvers",
+    "dns_domain",
+    "customer_metadata",
+    "tags",
+    "init",
+    "autoboot",
+    "owner",
+    "on_host_lost",
+    "placement",
+];
+
+/// The members a spec cannot do without, with a value each accepts: what completes
+/// a document that one member is read in alone.
+fn required() -> [(&'static str, serde_json::Value); 1] {
+    [("image", serde_json::Value::from("image"))]
+}
+
+/// Every problem of a spec as one error, in field order (the document's own
+/// problems, such as a missing field, first).
+pub(crate) fn in_field_order(mut problems: Vec<ValidationError>) -> SpecError {
+    // Stable: the problems of one field stay in the order they were found.
+    problems.sort_by_key(|p| {
+        let top = top_field(&p.field);
+        match FIELDS.iter().position(|f| *f == top) {
+            Some(i) => i + 1,
+            None if top == text::ROOT_PATH => 0,
+            None => usize::MAX,
+        }
+    });
+    SpecError::Invalid(ValidationErrors(problems))
+}
+
+/// The property a JSON path starts with: `nics` for `nics[1].ip`.
+pub(crate) fn top_field(path: &str) -> &str {
+    path.split(['.', '[']).next().unwrap_or(path)
+}
 
 /// How a zone is isolated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -146,20 +202,90 @@ impl ZoneSpec {
         }
     }
 
-    /// Reads a spec from JSON. Unknown fields and malformed values are refused with
-    /// their JSON path (`nics[0]: unknown field ...`); ranges are left to
-    /// [`ZoneSpec::validate`].
+    /// Reads a spec from JSON. Every member that cannot be read (an unknown field, a
+    /// wrong type, a malformed value) is named at once with its JSON path
+    /// (`nics[0]: unknown field ...`), as [`SpecError::Invalid`]; bad JSON syntax is
+    /// [`SpecError::Parse`]. Ranges are left to [`ZoneSpec::validate`].
     pub fn from_json(json: &str) -> Result<Self, SpecError> {
-        text::from_json(json)
+        let mut object = read::parse_object(json)?;
+        read::read_all(&mut object, &required()).map_err(in_field_order)
     }
 
     /// Reads a spec from JSON, as [`ZoneSpec::from_json`] does.
-    pub fn from_reader(reader: impl std::io::Read) -> Result<Self, SpecError> {
-        text::from_reader(reader)
+    pub fn from_reader(mut reader: impl std::io::Read) -> Result<Self, SpecError> {
+        let mut json = String::new();
+        reader
+            .read_to_string(&mut json)
+            .map_err(|e| SpecError::Parse {
+                path: text::ROOT_PATH.to_string(),
+                message: e.to_string(),
+                line: 0,
+                column: 0,
+            })?;
+        Self::from_json(&json)
+    }
+
+    /// Reads a spec from JSON and validates it, naming every problem at once as
+    /// `vmadm validate` does: the members that cannot be read, and the rules broken
+    /// by the members that can, in field order.
+    pub fn from_json_validated(json: &str) -> Result<Self, SpecError> {
+        Self::from_object_validated(read::parse_object(json)?, Vec::new())
+    }
+
+    /// Reads and validates a spec held as a JSON object, adding `problems` already
+    /// found (a patch's); every problem at once, in field order.
+    pub(crate) fn from_object_validated(
+        mut object: read::Object,
+        mut problems: Vec<ValidationError>,
+    ) -> Result<Self, SpecError> {
+        let (spec, placeholder_image) = match read::read_all(&mut object, &required()) {
+            Ok(spec) => (Some(spec), false),
+            Err(unreadable) => {
+                problems.extend(unreadable);
+                // What could be read is validated too; a placeholder (valid, and its
+                // problems left out) stands in for an unreadable image.
+                let placeholder = !object.contains_key("image");
+                for (name, value) in required() {
+                    object.entry(name).or_insert(value);
+                }
+                (read::read_all(&mut object, &required()).ok(), placeholder)
+            }
+        };
+        if let Some(errors) = spec.as_ref().and_then(|s: &ZoneSpec| s.validate().err()) {
+            problems.extend(
+                errors
+                    .0
+                    .into_iter()
+                    .filter(|p| !(placeholder_image && top_field(&p.field) == "image")),
+            );
+        }
+        match spec {
+            Some(spec) if problems.is_empty() => Ok(spec),
+            _ => Err(in_field_order(problems)),
+        }
     }
 
     /// Writes the spec as indented JSON; absent fields and empty lists are left out.
     pub fn to_json_pretty(&self) -> String {
         text::to_json_pretty(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_the_spec_fields_in_order() {
+        let err = ZoneSpec::from_json(r#"{"image": "a", "zzz": 1}"#).unwrap_err();
+        let expected = FIELDS
+            .iter()
+            .map(|f| format!("`{f}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert_eq!(
+            err.to_string(),
+            format!("zzz: unknown field `zzz`, expected one of {expected}")
+        );
     }
 }

@@ -100,6 +100,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "zfadm", out);
             Ok(())
         }
+        Command::Zone(zone::ZoneCommand::Validate { file }) => zone::validate(&file, out),
         Command::Zone(c) => {
             let (conn, rt) = session()?;
             rt.block_on(zone::run(&conn, output, c, out))

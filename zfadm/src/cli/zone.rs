@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::json;
 use zonefleet_proto::cli::{read_input, write_json, Format};
 use zonefleet_proto::pb;
+use zonefleet_proto::spec::{ZonePatch, ZoneSpec};
 
 use super::connect::Connection;
 use super::render::{print_zones, zone_json};
@@ -16,6 +17,13 @@ use super::render::{print_zones, zone_json};
 /// `zfadm zone …`
 #[derive(Debug, Subcommand)]
 pub enum ZoneCommand {
+    /// Check a JSON spec (`-` for standard input) without asking the controllers:
+    /// every problem at once, as `zonefleet-agent zone validate` reports them.
+    Validate {
+        /// The spec file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
     /// Create zones from a JSON spec (`-` for standard input).
     Create {
         /// The spec file.
@@ -84,6 +92,13 @@ pub enum ZoneCommand {
     },
 }
 
+/// `zfadm zone validate`: reads and validates a spec here, asking no controller.
+pub fn validate(file: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    ZoneSpec::from_json_validated(&read_input(file)?)?;
+    writeln!(out, "valid")?;
+    Ok(())
+}
+
 fn consistency(stale: bool) -> i32 {
     if stale {
         pb::ReadConsistency::Stale as i32
@@ -106,7 +121,7 @@ pub async fn run(
             idempotency_key,
             dry_run,
         } => {
-            let spec = zonefleet_proto::spec::ZoneSpec::from_json(&read_input(&file)?)
+            let spec = ZoneSpec::from_json_validated(&read_input(&file)?)
                 .with_context(|| format!("{}", file.display()))?;
             let request = pb::CreateZonesRequest {
                 spec: Some(spec.into()),
@@ -171,24 +186,11 @@ pub async fn run(
             .await?
         }
         ZoneCommand::Update { zone, file } => {
-            let text = read_input(&file)?;
-            let patch: zonefleet_proto::spec::ZoneSpec = serde_json::from_str(&text)
-                .or_else(|_| {
-                    // A patch may leave out `image`: read it as a spec of the same zone.
-                    let mut v: Value = serde_json::from_str(&text)?;
-                    if let Some(obj) = v.as_object_mut() {
-                        obj.entry("image").or_insert(json!("patch@0"));
-                    }
-                    serde_json::from_value(v)
-                })
+            let patch = ZonePatch::from_json(&read_input(&file)?)
                 .with_context(|| format!("{}", file.display()))?;
-            let mut patch = pb::ZoneSpec::from(patch);
-            if patch.image == "patch@0" {
-                patch.image.clear();
-            }
             let request = pb::UpdateZoneRequest {
                 zone,
-                patch: Some(patch),
+                patch: Some((&patch).into()),
             };
             vec![
                 conn.call(|mut c| {
@@ -206,6 +208,7 @@ pub async fn run(
                 ZoneCommand::Delete { zone } => (zone, 3),
                 ZoneCommand::Reschedule { zone } => (zone, 4),
                 ZoneCommand::Create { .. }
+                | ZoneCommand::Validate { .. }
                 | ZoneCommand::Get { .. }
                 | ZoneCommand::List { .. }
                 | ZoneCommand::Update { .. } => unreachable!("handled above"),

@@ -7,7 +7,8 @@
 //! alphanumeric one, alphanumeric ones bytewise, a missing segment as `0` (so `1.0`
 //! equals `1.0.0`). A version without a pre-release is above the same core with one
 //! (`1.0.0-rc.1 < 1.0.0`); pre-releases compare segment-wise, a shorter prefix first.
-//! Versions that compare equal are told apart by the caller (newest import wins).
+//! Versions that compare equal are told apart by the caller ([`super::highest`]: the
+//! last given).
 
 use std::cmp::Ordering;
 

@@ -1,4 +1,10 @@
-//! Image manifests: what an image is, as its publisher describes it.
+//! Image manifests: what an image is, as its publisher describes it; the naming
+//! rule of image names and versions; and which image a reference resolves to.
+//! One rule for the agent's store and the controllers' scheduler (`docs/images.md`).
+
+mod version;
+
+pub use version::compare_versions;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -30,7 +36,12 @@ pub struct ImageManifest {
     /// The archive's size in bytes.
     pub size: u64,
     /// The least memory a zone of this image needs, MiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // `min_ram_mib`: the name the agent's image store wrote before it kept manifests.
+    #[serde(
+        default,
+        alias = "min_ram_mib",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_ram: Option<u64>,
     /// Free text for operators.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -81,7 +92,49 @@ impl ImageManifest {
     }
 }
 
+/// Checks an image name: 1 to 128 letters, digits, '.', '_' or '-', starting with a
+/// letter or digit (`@` and `:` separate the parts of a reference).
+pub fn check_name(name: &str) -> Result<(), ValueError> {
+    check::image_name(name)
+}
+
+/// Checks an image version: 1 to 128 letters, digits, '.', '_', '-', '+' or '~',
+/// starting with a letter or digit.
+pub fn check_version(version: &str) -> Result<(), ValueError> {
+    check::image_version(version)
+}
+
+/// Of `manifests`, the one with the highest version ([`compare_versions`]); of
+/// versions that compare equal, the last given (a host gives its images oldest
+/// import first, so the newest import wins).
+pub fn highest<'a>(
+    manifests: impl IntoIterator<Item = &'a ImageManifest>,
+) -> Option<&'a ImageManifest> {
+    highest_by(manifests, |m| &m.version)
+}
+
+/// [`highest`] for any list of images, `version` reading each one's version: the
+/// one rule wherever images are listed (a host's store, the fleet's manifests).
+pub fn highest_by<T>(
+    items: impl IntoIterator<Item = T>,
+    version: impl Fn(&T) -> &str,
+) -> Option<T> {
+    items
+        .into_iter()
+        .max_by(|a, b| compare_versions(version(a), version(b)))
+}
+
 impl ImageRef {
+    /// The image of `manifests` this reference names: by uuid or digest the one that
+    /// has it; by `name@version` that version; by `name` the highest version of
+    /// that name ([`highest`]).
+    pub fn resolve<'a>(
+        &self,
+        manifests: impl IntoIterator<Item = &'a ImageManifest>,
+    ) -> Option<&'a ImageManifest> {
+        highest(manifests.into_iter().filter(|m| self.matches(m)))
+    }
+
     /// Whether this reference names the image of `manifest` (a name without a
     /// version matches every version; choosing the newest is the caller's).
     pub fn matches(&self, manifest: &ImageManifest) -> bool {
@@ -171,7 +224,7 @@ mod tests {
             [
                 "uuid: \"00000000-0000-0000-0000-000000000000\" is the nil UUID; allowed any other UUID",
                 "name: \"base 64\" is not an image name; allowed 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit",
-                "version: \"-1\" is not an image version; allowed 1 to 64 letters, digits, '.', '_', '-' or '+', starting with a letter or digit",
+                "version: \"-1\" is not an image version; allowed 1 to 128 letters, digits, '.', '_', '-', '+' or '~', starting with a letter or digit",
                 "size: 0 is out of range; allowed 1..=1099511627776 (bytes)",
                 "min_ram: 8 is out of range; allowed 16..=16777216 (MiB)",
                 "description: \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"... (1025 chars) is too long; allowed at most 1024 characters",
@@ -217,5 +270,35 @@ mod tests {
             .matches(&m));
         assert!(!"base-64@24.4.1".parse::<ImageRef>().unwrap().matches(&m));
         assert!(!"other".parse::<ImageRef>().unwrap().matches(&m));
+    }
+
+    #[test]
+    fn a_name_resolves_to_its_highest_version() {
+        let with = |uuid: &str, version: &str| ImageManifest {
+            uuid: uuid.parse().unwrap(),
+            version: version.into(),
+            ..manifest()
+        };
+        let images = [
+            with("00000000-0000-0000-0000-000000000003", "1.10"),
+            with("00000000-0000-0000-0000-000000000001", "1.9"),
+            with("00000000-0000-0000-0000-000000000002", "1.10.0"),
+        ];
+        let pick = |r: &str| {
+            r.parse::<ImageRef>()
+                .unwrap()
+                .resolve(&images)
+                .map(|m| m.uuid.to_string())
+        };
+        // 1.10 and 1.10.0 compare equal: the last given wins.
+        assert_eq!(
+            pick("base-64").unwrap(),
+            "00000000-0000-0000-0000-000000000002"
+        );
+        assert_eq!(
+            pick("base-64@1.9").unwrap(),
+            "00000000-0000-0000-0000-000000000001"
+        );
+        assert_eq!(pick("base-64@2"), None);
     }
 }
