@@ -4,6 +4,7 @@
 //! for itself ([`members`]); malformed messages are `INVALID_ARGUMENT`.
 
 use tonic::{Request, Response, Status};
+use zonefleet_proto::auth::Role;
 use zonefleet_proto::pb;
 
 use crate::api::members::{self, Claim};
@@ -23,13 +24,14 @@ impl RaftService {
     }
 
     /// The calling controller, if a member that may make `claim` (see [`members`]).
-    fn caller<T>(
+    async fn caller<T>(
         &self,
         request: &Request<T>,
         rpc: &str,
-        claim: Claim<'_>,
+        claim: Claim,
     ) -> Result<NodeId, Status> {
-        members::admit(self.node.raft(), request, rpc, claim)
+        let role = Role::from_request(request)?.clone();
+        members::admit(self.node.raft(), &role, rpc, claim).await
     }
 }
 
@@ -47,8 +49,8 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let claim = Claim::Replication(request.get_ref().vote.as_ref());
-        self.caller(&request, "AppendEntries", claim)?;
+        let claim = Claim::replication(request.get_ref().vote.as_ref());
+        self.caller(&request, "AppendEntries", claim).await?;
         let rpc = codec::append_request_from_pb(request.into_inner()).map_err(bad)?;
         let response = self
             .node
@@ -69,8 +71,8 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
-        let claim = Claim::Candidacy(request.get_ref().vote.as_ref());
-        self.caller(&request, "Vote", claim)?;
+        let claim = Claim::candidacy(request.get_ref().vote.as_ref());
+        self.caller(&request, "Vote", claim).await?;
         let rpc = codec::vote_request_from_pb(request.get_ref()).map_err(bad)?;
         let response = self.node.raft().vote(rpc).await.map_err(raft_err)?;
         Ok(Response::new(codec::vote_response_to_pb(&response)))
@@ -80,8 +82,8 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
-        let claim = Claim::Replication(request.get_ref().vote.as_ref());
-        self.caller(&request, "InstallSnapshot", claim)?;
+        let claim = Claim::replication(request.get_ref().vote.as_ref());
+        self.caller(&request, "InstallSnapshot", claim).await?;
         let rpc = codec::snapshot_request_from_pb(request.into_inner()).map_err(bad)?;
         let response = self
             .node
@@ -98,7 +100,8 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::ForwardWriteRequest>,
     ) -> Result<Response<pb::ForwardWriteResponse>, Status> {
-        self.caller(&request, "ForwardWrite", Claim::Service)?;
+        self.caller(&request, "ForwardWrite", Claim::Service)
+            .await?;
         let request = request.into_inner();
         match (request.command, request.membership_change) {
             (Some(command), None) => {
@@ -123,7 +126,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexResponse>, Status> {
-        self.caller(&request, "ReadIndex", Claim::Service)?;
+        self.caller(&request, "ReadIndex", Claim::Service).await?;
         let read = self.node.read_index_as_leader().await?;
         Ok(Response::new(pb::ReadIndexResponse {
             read_log_id: codec::opt_log_id_to_pb(read.as_ref()),
