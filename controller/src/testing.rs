@@ -33,6 +33,39 @@ pub(crate) fn host(id: &str, rack: &str, memory: u64) -> pb::Host {
     }
 }
 
+/// The uuid a test calls `name` (itself when it is one already): names read better in
+/// tests, while the state machine takes only UUIDs for zones, networks and images.
+pub(crate) fn id(name: &str) -> String {
+    if uuid::Uuid::parse_str(name).is_ok() {
+        return name.to_owned();
+    }
+    // FNV-1a: stable across runs and platforms.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("00000000-0000-4000-8000-{:012x}", hash & 0xffff_ffff_ffff)
+}
+
+/// A host's sysinfo as an agent reports it, with these kernel features available.
+pub(crate) fn sysinfo(host_id: &str, features: &[&str]) -> pb::HostSysinfo {
+    pb::HostSysinfo {
+        host_id: id(host_id),
+        hostname: "host".to_owned(),
+        cpus: 8,
+        memory_mib: 16384,
+        cgroup_version: pb::CgroupVersion::V1 as i32,
+        features: features
+            .iter()
+            .map(|name| pb::Feature {
+                name: (*name).to_owned(),
+                available: true,
+                detail: String::new(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// A zone spec of `memory` MiB and a 10 GiB quota.
 pub(crate) fn spec(memory: u64) -> pb::ZoneSpec {
     pb::ZoneSpec {
@@ -55,7 +88,7 @@ pub(crate) fn ok(result: pb::CommandResult) -> pb::CommandResult {
 pub(crate) fn create_kind(spec: &pb::ZoneSpec, uuids: &[String]) -> Kind {
     Kind::CreateZones(pb::CreateZonesCommand {
         spec: Some(spec.clone()),
-        uuids: uuids.to_vec(),
+        uuids: uuids.iter().map(|u| id(u)).collect(),
         idempotency_key: String::new(),
     })
 }

@@ -238,6 +238,60 @@ async fn non_members_and_impostors_are_refused_on_every_raft_rpc() {
     .await;
 }
 
+/// A member may forward writes, but what it forwards is checked where it is applied:
+/// an invalid network that never went through the operator API is a no-op with an
+/// error result, the same on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_bypasses_the_operator_api_is_refused_at_apply_on_every_replica() {
+    bounded(LIMIT, async {
+        let cluster = Cluster::start(3).await;
+        let leader = cluster.leader().await;
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        let member = cluster.other_controller_cert(&follower.to_string());
+        let mut peer = RaftClient::new(cluster.channel_as(leader, &member).await);
+        let result = peer
+            .forward_write(forged_network_write())
+            .await
+            .expect("a member may forward a write")
+            .into_inner()
+            .result;
+        let Some(pb::command_result::Result::Error(refused)) = result.and_then(|r| r.result) else {
+            panic!("the forged network was not refused");
+        };
+        assert_eq!(refused.code, Code::InvalidArgument as i32, "{refused:?}");
+        assert!(refused.message.contains("subnet"), "{refused:?}");
+        // The entry was committed; every replica applies it (and refuses it).
+        let committed = cluster
+            .node(leader)
+            .committed()
+            .await
+            .expect("a committed entry");
+        for id in 1..=3 {
+            loop {
+                let state = cluster.node(id).state().await;
+                if state
+                    .last_applied
+                    .is_some_and(|applied| applied >= committed)
+                {
+                    assert!(
+                        state
+                            .fleet
+                            .networks
+                            .values()
+                            .all(|n| n.name != FORGED_NETWORK),
+                        "controller {id} holds the forged network"
+                    );
+                    break;
+                }
+                drop(state);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        assert_state_untouched(&cluster, follower, 3).await;
+    })
+    .await;
+}
+
 /// An idle HTTP/2 connection to `target` as `who`; the task ends when the server
 /// closes it.
 async fn open_connection(cluster: &Cluster, target: NodeId, who: &CertKey) -> JoinHandle<()> {

@@ -216,6 +216,47 @@ impl From<pb::Capacity> for Capacity {
     }
 }
 
+/// Checks a host id as the controllers key hosts by it: a label word (see
+/// [`validate_inventory`]). An agent's host id is a UUID, fixed by its certificate;
+/// the controllers also accept the shorter ids operators and tests give hosts.
+pub fn check_host_id(id: &str) -> Result<(), crate::spec::ValueError> {
+    check::label_word(id)
+}
+
+/// Checks a change to a host's controller-side inventory (what an operator sets with
+/// `zfadm host label` or a join token carries): the rack and every label key and value
+/// are label words, and `rack` is not a label (it has its own field). The operator API
+/// and the state machine both call this, so a command that skipped the API is refused
+/// the same way at apply.
+pub fn validate_inventory<'a>(
+    rack: Option<&str>,
+    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+    remove_labels: impl IntoIterator<Item = &'a String>,
+) -> Result<(), ValidationErrors> {
+    let mut p = Problems::default();
+    if let Some(rack) = rack {
+        p.check("rack", check::label_word(rack));
+    }
+    for (key, value) in labels {
+        p.check(format!("labels.{key}"), check::label_word(key));
+        p.check(format!("labels.{key}"), check::label_word(value));
+        if key == "rack" {
+            p.push(
+                "labels.rack",
+                crate::spec::ValueError::string(
+                    key,
+                    "is the host's rack, not a label",
+                    "set it with rack",
+                ),
+            );
+        }
+    }
+    for key in remove_labels {
+        p.check("remove_labels", check::label_word(key));
+    }
+    p.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

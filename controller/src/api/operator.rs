@@ -14,12 +14,11 @@ use zonefleet_proto::pb::fleet_command::Kind;
 use zonefleet_proto::spec::{ZonePatch, ZoneSpec};
 
 use crate::node::Controller;
+use crate::state::check::{canonical_spec, MAX_ZONES_PER_CREATE};
 use crate::state::{zone_uuid, StateError};
 
 /// The largest operator request a controller accepts (4 MiB).
 pub const MAX_OPERATOR_MESSAGE: usize = 4 * 1024 * 1024;
-/// Most zones one create may ask for.
-pub const MAX_ZONES_PER_CREATE: u32 = 1000;
 
 /// The `Operator` service of one controller.
 #[derive(Debug, Clone)]
@@ -54,19 +53,10 @@ fn unexpected(result: &pb::CommandResult) -> Status {
     Status::internal(format!("unexpected command result {result:?}"))
 }
 
-/// Validates an operator's spec and fills in defaults (uuid excepted: chosen per zone).
+/// Validates an operator's spec and fills in defaults (uuid excepted: chosen per
+/// zone), with the rules the state machine checks again at apply.
 pub fn checked_spec(spec: pb::ZoneSpec) -> Result<pb::ZoneSpec, Status> {
-    let domain = ZoneSpec::try_from(spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let had_uuid = domain.uuid.is_some();
-    let domain = domain.with_defaults();
-    domain
-        .validate()
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let mut out = pb::ZoneSpec::from(domain);
-    if !had_uuid {
-        out.uuid = None;
-    }
-    Ok(out)
+    canonical_spec(spec).map_err(state_err)
 }
 
 impl OperatorService {
@@ -141,7 +131,7 @@ impl pb::operator_server::Operator for OperatorService {
             .ok_or_else(|| Status::invalid_argument("spec: missing"))?;
         let spec = checked_spec(spec)?;
         let count = request.count.max(1);
-        if count > MAX_ZONES_PER_CREATE {
+        if count as usize > MAX_ZONES_PER_CREATE {
             return Err(Status::invalid_argument(format!(
                 "count: {count} is more than {MAX_ZONES_PER_CREATE}"
             )));
@@ -325,36 +315,8 @@ impl pb::operator_server::Operator for OperatorService {
         &self,
         request: Request<pb::SetHostInventoryRequest>,
     ) -> Result<Response<pb::Host>, Status> {
+        // Checked (label words, no `rack` label) where every command is.
         let inventory = request.into_inner();
-        let words = inventory
-            .rack
-            .iter()
-            .map(|r| ("rack", r))
-            .chain(
-                inventory
-                    .labels
-                    .iter()
-                    .flat_map(|(k, v)| [("label", k), ("label", v)]),
-            )
-            .chain(inventory.remove_labels.iter().map(|k| ("label", k)));
-        for (what, word) in words {
-            let ok = !word.is_empty()
-                && word.len() <= 63
-                && word
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
-            if !ok {
-                return Err(Status::invalid_argument(format!(
-                    "{what}: {word:?} is not a label word; allowed 1 to 63 letters, digits, \
-                     '.', '_', '-' or '/'"
-                )));
-            }
-        }
-        if inventory.labels.contains_key("rack") {
-            return Err(Status::invalid_argument(
-                "label: \"rack\" is the host's rack; set it with rack",
-            ));
-        }
         match self
             .node
             .write(command(Kind::SetHostInventory(
@@ -391,10 +353,9 @@ impl pb::operator_server::Operator for OperatorService {
         if network.uuid.is_empty() {
             network.uuid = Uuid::new_v4().to_string();
         }
+        // Read into the domain type for its canonical form; its rules are checked
+        // where every command is.
         let domain = zonefleet_proto::network::Network::try_from(network)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        domain
-            .validate()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         match self
             .node

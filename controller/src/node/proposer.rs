@@ -14,6 +14,7 @@ use zonefleet_proto::pb;
 use super::{no_leader, Controller, LEADER_WAIT, RETRY_PAUSE};
 use crate::raft::network::PeerChannels;
 use crate::raft::{NodeId, Raft};
+use crate::state::check;
 
 /// The leader's proposals in flight at once; while one is, new writes (its own and
 /// those followers forward) queue and go together in the next. (Measured on loopback,
@@ -62,6 +63,11 @@ impl Controller {
 
     /// Like [`Self::write`], but a refused command is returned as its result.
     pub async fn write_raw(&self, command: pb::FleetCommand) -> Result<pb::CommandResult, Status> {
+        // The rules every replica checks at apply, checked before proposing too, so
+        // an invalid command is answered without a log entry.
+        if let Some(Err(refused)) = command.kind.as_ref().map(check::command) {
+            return Ok(refused.to_result());
+        }
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             match self.propose(command.clone(), true).await {

@@ -9,7 +9,7 @@ use zonefleet_proto::pb::command_result::Result as R;
 use zonefleet_proto::pb::fleet_command::Kind;
 
 use crate::state::FleetState;
-use crate::testing::{cmd, create_kind, host, ok, spec};
+use crate::testing::{cmd, create_kind, host, id, ok, spec, sysinfo};
 
 fn register(s: &mut FleetState, h: pb::Host) {
     ok(s.apply(&cmd(Kind::RegisterHost(pb::RegisterHostCommand {
@@ -52,7 +52,7 @@ fn create(
     prefix: &str,
     n: usize,
 ) -> pb::CreateZonesResponse {
-    let uuids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    let uuids: Vec<String> = (0..n).map(|i| id(&format!("{prefix}-{i}"))).collect();
     match ok(s.apply(&cmd(create_kind(spec, &uuids)))).result {
         Some(R::Zones(z)) => z,
         other => panic!("not zones: {other:?}"),
@@ -122,14 +122,7 @@ fn every_refusal_reason_is_counted_in_the_message() {
     register(&mut s, host("novlan", "r1", 8192));
     let with_vlan = |id: &str, rack: &str, mem: u64| {
         let mut h = host(id, rack, mem);
-        h.sysinfo = Some(pb::HostSysinfo {
-            features: vec![pb::Feature {
-                name: "bridge_vlan_filtering".into(),
-                available: true,
-                detail: String::new(),
-            }],
-            ..Default::default()
-        });
+        h.sysinfo = Some(sysinfo(id, &["bridge_vlan_filtering"]));
         h
     };
     let mut labelled = with_vlan("hdd", "r1", 8192);
@@ -158,6 +151,7 @@ fn every_refusal_reason_is_counted_in_the_message() {
     web.placement = Some(spread("web", "rack", Some(1), false));
     web.nics = vec![pb::Nic {
         vlan_id: Some(10),
+        ip: Some("192.0.2.10/24".into()),
         ..Default::default()
     }];
     web.placement.as_mut().unwrap().constraints = vec!["disk=ssd".into()];
@@ -233,7 +227,9 @@ fn image_minimum_ram_refuses_a_smaller_zone() {
     register(&mut s, host("a", "r1", 8192));
     ok(s.apply(&cmd(Kind::PutImage(pb::PutImageCommand {
         image: Some(pb::ImageManifest {
-            uuid: "i1".into(),
+            sha256: "a".repeat(64),
+            size_bytes: 1,
+            uuid: id("i1"),
             name: "base".into(),
             version: "1".into(),
             min_ram_mib: 512,
@@ -257,7 +253,9 @@ fn an_image_name_resolves_to_its_highest_version_as_on_a_host() {
     {
         ok(s.apply(&cmd(Kind::PutImage(pb::PutImageCommand {
             image: Some(pb::ImageManifest {
-                uuid: uuid.into(),
+                sha256: "a".repeat(64),
+                size_bytes: 1,
+                uuid: id(uuid),
                 name: "app".into(),
                 version: version.into(),
                 min_ram_mib,
@@ -387,7 +385,7 @@ fn rescheduling_keeps_hard_spread_and_far_rules() {
     set_status(&mut s, "h1", pb::HostStatus::Down);
     let moved = |s: &mut FleetState, uuid: &str| match s
         .apply(&cmd(Kind::RescheduleZone(pb::RescheduleZoneCommand {
-            uuid: uuid.into(),
+            uuid: id(uuid),
         })))
         .result
     {
@@ -405,7 +403,7 @@ fn rescheduling_keeps_hard_spread_and_far_rules() {
         "no host: 1 is down, 1 is cordoned, 1 is the zone's current host, \
          1 holds a zone that must be far from this one"
     );
-    assert_eq!(s.zones["cache-0"].host_id, "h2");
+    assert_eq!(s.zones[&id("cache-0")].host_id, "h2");
     // Rescheduling the zone of a spread group does not count itself.
     set_status(&mut s, "h0b", pb::HostStatus::Ready);
     set_status(&mut s, "h0", pb::HostStatus::Draining);
@@ -548,7 +546,7 @@ fn a_dry_run_shows_top_scores_and_changes_nothing() {
 fn network(s: &mut FleetState, start: &str, end: &str) {
     ok(s.apply(&cmd(Kind::PutNetwork(pb::PutNetworkCommand {
         network: Some(pb::Network {
-            uuid: "n1".into(),
+            uuid: id("n1"),
             name: "lan".into(),
             subnet: "10.0.0.0/16".into(),
             provision_start: start.into(),
@@ -610,7 +608,7 @@ proptest! {
                 prop_assert!(seen.insert(z.addresses[0].clone()), "{} twice", z.addresses[0]);
             }
             prop_assert_eq!(seen.len(), s.leases.len());
-            prop_assert_eq!(s.derived.pools.in_use("n1"), s.leases.len());
+            prop_assert_eq!(s.derived.pools.in_use(&id("n1")), s.leases.len());
         }
     }
 

@@ -122,7 +122,7 @@ mod tests {
         let mut s = FleetState::default();
         s.apply(&cmd(Kind::PutNetwork(pb::PutNetworkCommand {
             network: Some(pb::Network {
-                uuid: "n1".into(),
+                uuid: id("n1"),
                 name: "lan".into(),
                 subnet: "10.0.0.0/24".into(),
                 provision_start: "10.0.0.10".into(),
@@ -141,13 +141,13 @@ mod tests {
         assert_eq!(zones[0].addresses, ["10.0.0.10"]);
         assert_eq!(zones[1].addresses, ["10.0.0.11"]);
         if let Kind::CreateZones(c) = &mut c {
-            c.uuids = vec!["z3".into()];
+            c.uuids = vec![id("z3")];
         }
         let err = error_of(s.apply(&cmd(c)));
         assert_eq!(err.code, tonic::Code::FailedPrecondition as i32);
-        assert!(!s.zones.contains_key("z3"));
+        assert!(!s.zones.contains_key(&id("z3")));
         let err = error_of(s.apply(&cmd(Kind::DeleteNetwork(pb::DeleteNetworkCommand {
-            uuid: "n1".into(),
+            uuid: id("n1"),
         }))));
         assert!(
             err.message.contains("2 addresses in use"),

@@ -2,18 +2,24 @@
 //! to the handler of its object (`zones`, `create`, `hosts`, `networks`, `images`,
 //! `tokens`, `settings`). Each handler checks everything first and changes the state
 //! only when the whole command succeeds: a refused command leaves nothing half-done
-//! behind.
+//! behind. Before any handler, [`check::command`] applies the content rules the
+//! operator API applies, so a command that bypassed the API is refused the same way.
 
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::command_result::Result as R;
 use zonefleet_proto::pb::fleet_command::Kind;
 
-use super::{ok, FleetState, StateError};
+use super::{check, ok, FleetState, StateError};
 
 impl FleetState {
     /// Applies `command`: a pure function of the state and the command.
     pub fn apply(&mut self, command: &pb::FleetCommand) -> pb::CommandResult {
         let at = command.at_unix_ms;
+        // Every command's content is checked here, on every replica, whatever path
+        // it reached the log by (see `check`).
+        if let Some(Err(refused)) = command.kind.as_ref().map(check::command) {
+            return refused.to_result();
+        }
         let outcome = match &command.kind {
             Some(Kind::CreateZones(c)) => self.create_zones(c, at),
             Some(Kind::UpdateZone(c)) => self.update_zone(c),

@@ -65,7 +65,7 @@ mod tests {
         );
         // Deleting gives the memory back.
         s.apply(&cmd(Kind::DeleteZone(pb::DeleteZoneCommand {
-            uuid: "z3".into(),
+            uuid: id("z3"),
         })));
         assert_eq!(
             s.hosts["h2"]

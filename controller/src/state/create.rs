@@ -194,7 +194,7 @@ mod tests {
         // A retry within the day returns the first result, creating nothing.
         let again = zones_of(s.apply(&at(1_000 + IDEMPOTENCY_TTL_MS, create(&["z9"], 256, "k1"))));
         assert_eq!(again, first);
-        assert!(!s.zones.contains_key("z9"));
+        assert!(!s.zones.contains_key(&id("z9")));
         // The next create a day after k1 (but not after k2) expires k1 only.
         s.apply(&at(1_001 + IDEMPOTENCY_TTL_MS, create(&["z3"], 256, "k3")));
         assert_eq!(
@@ -211,7 +211,10 @@ mod tests {
         assert!(restored == s);
         // An expired key creates again.
         let anew = zones_of(s.apply(&at(3_000 + IDEMPOTENCY_TTL_MS, create(&["z5"], 256, "k1"))));
-        assert_eq!(anew[0].spec.as_ref().unwrap().uuid.as_deref(), Some("z5"));
+        assert_eq!(
+            anew[0].spec.as_ref().unwrap().uuid.as_deref(),
+            Some(id("z5").as_str())
+        );
     }
 
     #[test]

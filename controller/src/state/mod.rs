@@ -7,7 +7,8 @@
 //! deterministic (uuids, the clock, token secrets) is decided by the proposer and
 //! carried in the command.
 //!
-//! * [`apply`]: the dispatch of a command to its handler, one module per object:
+//! * [`apply`]: the dispatch of a command to its handler (after [`check`], the
+//!   content rules every command obeys, the operator API's too), one module per object:
 //!   `create` (zone creates, dry runs, idempotency records), `zones` (the lifecycle
 //!   of an existing zone), `hosts`, `networks`, `images`, `tokens`, `settings`;
 //!   `addresses` and `capacity` hold what zones take of the network pools and of
@@ -20,6 +21,7 @@
 mod addresses;
 pub mod apply;
 mod capacity;
+pub mod check;
 pub mod create;
 mod hosts;
 mod images;

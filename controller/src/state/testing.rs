@@ -5,7 +5,7 @@ pub(super) use zonefleet_proto::pb::command_result::Result as R;
 pub(super) use zonefleet_proto::pb::fleet_command::Kind;
 
 pub(super) use super::FleetState;
-pub(super) use crate::testing::cmd;
+pub(super) use crate::testing::{cmd, id};
 
 /// Registers a host with `memory` MiB usable (see [`crate::testing::host`]), no rack
 /// and no status of its own.
@@ -25,7 +25,7 @@ pub(super) fn create(uuids: &[&str], memory: u64, key: &str) -> Kind {
             max_physical_memory_mib: Some(memory),
             ..Default::default()
         }),
-        uuids: uuids.iter().map(|s| s.to_string()).collect(),
+        uuids: uuids.iter().map(|s| id(s)).collect(),
         idempotency_key: key.to_owned(),
     })
 }

@@ -3,6 +3,7 @@
 
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::command_result::Result as R;
+use zonefleet_proto::spec::{check_immutable, ZoneSpec};
 
 use super::{ok, FleetState, StateError};
 use crate::scheduler::snapshot::Resources;
@@ -70,9 +71,17 @@ impl FleetState {
                 c.uuid, c.expected_generation, zone.generation
             )));
         }
-        // What can change was decided at the edge (`ZonePatch`, docs/zone-spec.md):
-        // here only what the fleet must still have room for, capacity and addresses.
+        // What can change (`ZonePatch`, docs/zone-spec.md) is checked again here, as
+        // a command may not have come through the operator API; then what the fleet
+        // must still have room for, capacity and addresses.
         let old_spec = zone.spec.clone().unwrap_or_default();
+        let immutable = ZoneSpec::try_from(old_spec.clone())
+            .and_then(|old| Ok((old, ZoneSpec::try_from(spec.clone())?)))
+            .map_err(|e| StateError::InvalidArgument(e.to_string()))
+            .and_then(|(old, new)| {
+                check_immutable(&old, &new).map_err(|e| StateError::InvalidArgument(e.to_string()))
+            });
+        immutable?;
         let (old_need, new_need) = (Resources::of_spec(&old_spec), Resources::of_spec(&spec));
         if let Some(slot) = self.derived.view.slot(&zone.host_id) {
             let h = self.derived.view.host(slot);
@@ -183,17 +192,17 @@ mod tests {
         s.apply(&cmd(create(&["z1"], 256, "")));
         let set = |state: pb::ZoneState, reboot| {
             cmd(Kind::SetZoneState(pb::SetZoneStateCommand {
-                uuid: "z1".into(),
+                uuid: id("z1"),
                 desired_state: state as i32,
                 reboot,
             }))
         };
         s.apply(&set(pb::ZoneState::Installed, false));
-        assert_eq!(s.zones["z1"].generation, 2);
+        assert_eq!(s.zones[&id("z1")].generation, 2);
         let err = error_of(s.apply(&set(pb::ZoneState::Installed, true)));
         assert_eq!(err.code, tonic::Code::FailedPrecondition as i32);
         s.apply(&set(pb::ZoneState::Running, false));
         s.apply(&set(pb::ZoneState::Running, true));
-        assert_eq!(s.zones["z1"].generation, 4);
+        assert_eq!(s.zones[&id("z1")].generation, 4);
     }
 }

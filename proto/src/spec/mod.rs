@@ -45,7 +45,7 @@ pub use limits::{
 };
 pub use mac::MacAddr;
 pub use nic::{Nic, MAX_NICS};
-pub use patch::{ZonePatch, IMMUTABLE};
+pub use patch::{check_immutable, ZonePatch, IMMUTABLE};
 pub use placement::{
     Affinity, AffinityRule, AffinityTarget, FailureDomain, Placement, PlacementStrategy, RuleMode,
     Spread,

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::error::{show_str, SpecError, ValidationError};
+use super::error::{show_str, SpecError, ValidationError, ValidationErrors};
 use super::read::{self, Object};
 use super::zone::{in_field_order, ZoneSpec};
 use crate::pb;
@@ -147,6 +147,35 @@ impl TryFrom<&pb::ZonePatch> for ZonePatch {
 
     fn try_from(patch: &pb::ZonePatch) -> Result<Self, SpecError> {
         ZonePatch::from_json(&patch.json)
+    }
+}
+
+/// Checks that `new` gives every [`IMMUTABLE`] property the value it has in
+/// `current`: the rule a zone update obeys wherever it is checked (at the operator
+/// API through [`ZonePatch::apply`], and again where the controllers apply it).
+pub fn check_immutable(current: &ZoneSpec, new: &ZoneSpec) -> Result<(), ValidationErrors> {
+    let as_json = |spec: &ZoneSpec| match serde_json::to_value(spec) {
+        Ok(Value::Object(map)) => map,
+        _ => Object::new(),
+    };
+    let (before, after) = (as_json(current), as_json(new));
+    let problems: Vec<ValidationError> = IMMUTABLE
+        .iter()
+        .filter_map(|(name, why)| {
+            let now = before.get(*name).unwrap_or(&Value::Null);
+            let asked = after.get(*name).unwrap_or(&Value::Null);
+            (now != asked).then(|| ValidationError {
+                field: (*name).to_owned(),
+                value: show(asked),
+                problem: format!("cannot change on an existing zone ({why})"),
+                allowed: format!("{} (the current value)", show(now)),
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(problems))
     }
 }
 
