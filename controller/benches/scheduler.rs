@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use zonefleet_controller::api::operator::command;
 use zonefleet_controller::scheduler::{self, Context};
-use zonefleet_controller::state::FleetState;
+use zonefleet_controller::state::{check, FleetState};
 use zonefleet_harness::cluster::{test_raft_config, Cluster};
 use zonefleet_harness::fixtures::{create, host, register_host, spread};
 use zonefleet_proto::cli::percentile;
@@ -119,12 +119,13 @@ fn decisions() {
     let mut grouped = 0;
     let mut decide_total = Duration::ZERO;
     let mut apply_total = Duration::ZERO;
+    let mut check_total = Duration::ZERO;
     for i in 0..ZONES {
         // 20% of zones are in spread groups of GROUP_SIZE.
         let group = (i % 5 == 0).then_some(i / (5 * GROUP_SIZE));
         grouped += usize::from(group.is_some());
         let mut spec = zone_spec(&mut rng, group);
-        let uuid = format!("zone-{i:06}");
+        let uuid = format!("00000000-0000-4000-8000-{i:012}");
         spec.uuid = Some(uuid.clone());
         let t = Instant::now();
         let ctx = Context {
@@ -140,12 +141,18 @@ fn decisions() {
         decide_total += took;
         times.push(took);
         refused += usize::from(choice.is_err());
-        let t = Instant::now();
-        let result = state.apply(&command(Kind::CreateZones(pb::CreateZonesCommand {
+        let create = command(Kind::CreateZones(pb::CreateZonesCommand {
             spec: Some(spec),
             uuids: vec![uuid],
             idempotency_key: String::new(),
-        })));
+        }));
+        // The content checks every replica runs first (also inside apply below).
+        let t = Instant::now();
+        let checked = create.kind.as_ref().map(check::command);
+        check_total += t.elapsed();
+        assert!(matches!(checked, Some(Ok(()))), "{checked:?}");
+        let t = Instant::now();
+        let result = state.apply(&create);
         apply_total += t.elapsed();
         assert!(matches!(result.result, Some(R::Zones(_))));
     }
@@ -159,8 +166,11 @@ fn decisions() {
         times[times.len() - 1],
     );
     println!(
-        "apply (decide + store, single-zone creates): {:.0} creates/s",
-        ZONES as f64 / apply_total.as_secs_f64()
+        "apply (check + decide + store, single-zone creates): {:.0} creates/s; \
+         the content checks alone: {:.1?} per command ({:.0}% of apply)",
+        ZONES as f64 / apply_total.as_secs_f64(),
+        check_total / ZONES as u32,
+        100.0 * check_total.as_secs_f64() / apply_total.as_secs_f64()
     );
     let t = Instant::now();
     let mut replica = state.clone();
