@@ -9,7 +9,8 @@
 //!
 //! * [`apply`]: the dispatch of a command to its handler, one module per object:
 //!   `create` (zone creates, dry runs, idempotency records), `zones` (the lifecycle
-//!   of an existing zone), `hosts`, `networks`, `images`, `tokens`, `settings`;
+//!   of an existing zone), `hosts`, `networks`, `images`, `tokens`, `settings`,
+//!   `revocations` (the certificate revocation list);
 //!   `addresses` and `capacity` hold what zones take of the network pools and of
 //!   their hosts.
 //! * placement: [`crate::scheduler`], run inside apply (see its module doc); the
@@ -25,6 +26,7 @@ mod hosts;
 mod images;
 mod networks;
 pub mod query;
+pub mod revocations;
 pub mod settings;
 #[cfg(test)]
 mod testing;
@@ -116,6 +118,8 @@ pub struct FleetState {
     pub leases: BTreeMap<(String, String), String>,
     /// The scheduler settings.
     pub settings: pb::FleetSettings,
+    /// Revoked serials and identities, oldest first (see [`revocations`]).
+    pub revocations: Vec<pb::Revocation>,
     /// The scheduler's view and the address pools, derived from the fields above.
     pub derived: Derived,
 }
@@ -131,6 +135,7 @@ impl PartialEq for FleetState {
             && self.idempotency == other.idempotency
             && self.leases == other.leases
             && self.settings == other.settings
+            && self.revocations == other.revocations
     }
 }
 
@@ -156,6 +161,7 @@ impl FleetState {
                 })
                 .collect(),
             settings: Some(self.settings),
+            revocations: self.revocations.clone(),
         }
     }
 
@@ -216,6 +222,7 @@ impl FleetState {
                 })
                 .collect(),
             settings: snapshot.settings.unwrap_or_default(),
+            revocations: snapshot.revocations.clone(),
             derived: Derived::default(),
         };
         state.rebuild_derived();

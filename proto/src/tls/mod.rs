@@ -16,6 +16,7 @@
 //! nothing here depends on a process-wide default provider being installed.
 
 mod connect;
+mod revocations;
 mod serve;
 mod verify;
 
@@ -35,6 +36,10 @@ pub use connect::{connect_channel, TlsConnector, DEFAULT_CONNECT_TIMEOUT};
 pub use serve::{
     IncomingOptions, LiveConnections, TlsConnection, TlsIncoming, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_PENDING_HANDSHAKES,
+};
+pub use revocations::{
+    normalize_serial, parse_revoked_identity, Refusal, RevocationError, RevocationSet,
+    Revocations,
 };
 pub use verify::{FleetClientVerifier, FleetServerVerifier};
 
@@ -160,12 +165,18 @@ fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| e.to_string())
 }
 
-/// What a node trusts: the fleet CA and the cluster whose identities it accepts.
+/// What a node trusts: the fleet CA and the cluster whose identities it accepts, less
+/// the certificates and identities it revoked.
+///
+/// Clones share one [`Revocations`] list, so every verifier built from a clone refuses
+/// what the node revoked later; [`FleetTrust::with_own_revocations`] gives a copy with
+/// a list of its own (for each node of an in-process cluster).
 #[derive(Clone)]
 pub struct FleetTrust {
     cluster: String,
     ca_certs: Vec<CertificateDer<'static>>,
     roots: Arc<RootCertStore>,
+    revocations: Revocations,
 }
 
 impl fmt::Debug for FleetTrust {
@@ -194,7 +205,21 @@ impl FleetTrust {
             cluster: cluster.to_owned(),
             ca_certs,
             roots: Arc::new(roots),
+            revocations: Revocations::new(),
         })
+    }
+
+    /// The same trust with a revocation list of its own, starting empty.
+    pub fn with_own_revocations(&self) -> FleetTrust {
+        FleetTrust {
+            revocations: Revocations::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The revocation list every verifier built from this trust (or a clone) checks.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
     }
 
     /// Loads the CA certificate(s) from a PEM file (e.g. `ca.crt`).
