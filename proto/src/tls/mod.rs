@@ -382,6 +382,10 @@ pub fn server_config(trust: &FleetTrust, own: &CertKey) -> Result<Arc<ServerConf
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(own.chain.clone(), own.key.clone_key())?;
+    // No session resumption: a resumed session skips the client certificate check, so
+    // a certificate revoked since its first handshake would get back in.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))
 }
@@ -411,6 +415,8 @@ pub fn client_config(
         }
         None => builder.with_no_client_auth(),
     };
+    // No session resumption: a resumed session skips the server certificate check.
+    config.resumption = rustls::client::Resumption::disabled();
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))
 }

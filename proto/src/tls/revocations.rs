@@ -33,15 +33,17 @@ pub enum RevocationError {
 }
 
 /// The canonical form of a certificate serial given as hex: lowercase, without `:`
-/// separators or leading zeros, so `7F:3A`, `7f3a` and `007f3a` name one certificate.
+/// separators, and without leading zero bytes, so `7F:3A`, `7f3a` and `007f3a` name
+/// one certificate (and `f3a` is `0f3a`).
 pub fn normalize_serial(serial: &str) -> Result<String, RevocationError> {
     let digits: String = serial.chars().filter(|c| *c != ':').collect();
     if digits.is_empty() || digits.len() > 128 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(RevocationError::BadSerial(serial.to_owned()));
     }
     let trimmed = digits.trim_start_matches('0').to_ascii_lowercase();
-    Ok(if trimmed.is_empty() {
-        "0".to_owned()
+    // Whole bytes, as `openssl x509 -serial` and the audit trail print serials.
+    Ok(if trimmed.len() % 2 == 1 {
+        format!("0{trimmed}")
     } else {
         trimmed
     })
@@ -209,7 +211,8 @@ mod tests {
     #[test]
     fn serials_are_compared_in_one_spelling() {
         assert_eq!(normalize_serial("00:7F:3a").unwrap(), "7f3a");
-        assert_eq!(normalize_serial("0").unwrap(), "0");
+        assert_eq!(normalize_serial("adb").unwrap(), "0adb");
+        assert_eq!(normalize_serial("0").unwrap(), "00");
         assert!(matches!(
             normalize_serial("zz"),
             Err(RevocationError::BadSerial(_))
