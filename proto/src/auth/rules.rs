@@ -279,6 +279,7 @@ mod tests {
             "ListNetworks",
             "ClusterStatus",
             "GetFleetSettings",
+            "ListRevocations",
         ];
         for rule in RPC_RULES {
             let m = rule.method;

@@ -42,7 +42,9 @@ pub fn normalize_serial(serial: &str) -> Result<String, RevocationError> {
     }
     let trimmed = digits.trim_start_matches('0').to_ascii_lowercase();
     // Whole bytes, as `openssl x509 -serial` and the audit trail print serials.
-    Ok(if trimmed.len() % 2 == 1 {
+    Ok(if trimmed.is_empty() {
+        "00".to_owned()
+    } else if trimmed.len() % 2 == 1 {
         format!("0{trimmed}")
     } else {
         trimmed
