@@ -78,7 +78,10 @@ where
         if connection_refused(&result) {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: still served: {result:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still served: {result:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -119,18 +122,26 @@ async fn a_revoked_operator_certificate_loses_access_at_once() {
         let mut open = Vec::new();
         for id in 1..=3 {
             let ch = channel(&cluster, id, &alice).await.unwrap();
-            operator_read(ch.clone()).await.expect("served before the revoke");
+            operator_read(ch.clone())
+                .await
+                .expect("served before the revoke");
             open.push((id, ch));
         }
 
         let revoked = revoke(&mut admin, &serial(&alice), "").await.unwrap();
         assert_eq!(revoked.serial, serial(&alice));
-        assert_eq!(revoked.revoked_by, format!("zonefleet://{CLUSTER}/operator/admin"));
+        assert_eq!(
+            revoked.revoked_by,
+            format!("zonefleet://{CLUSTER}/operator/admin")
+        );
         assert!(revoked.revoked_at_unix_ms > 0);
 
         // The leader applied it before answering: refused there at once.
         let on_leader = operator_read(open[(leader - 1) as usize].1.clone()).await;
-        assert!(connection_refused(&on_leader), "open connection: {on_leader:?}");
+        assert!(
+            connection_refused(&on_leader),
+            "open connection: {on_leader:?}"
+        );
         let new = operator_read_as(&cluster, leader, &alice).await;
         assert!(connection_refused(&new), "new connection: {new:?}");
         // The followers, as soon as they apply it.
@@ -165,9 +176,13 @@ async fn a_revoked_operator_certificate_loses_access_at_once() {
             assert!(connection_refused(&result), "{result:?}");
         }
         // Others are unaffected.
-        operator_read_as(&cluster, leader, &operator(&cluster, "bob", OperatorRole::Admin))
-            .await
-            .unwrap();
+        operator_read_as(
+            &cluster,
+            leader,
+            &operator(&cluster, "bob", OperatorRole::Admin),
+        )
+        .await
+        .unwrap();
 
         let listed = list(&mut admin).await;
         assert_eq!(listed.len(), 2, "{listed:?}");
@@ -283,9 +298,14 @@ async fn only_an_admin_revokes_and_bad_input_changes_nothing() {
         let viewer = operator(&cluster, "vera", OperatorRole::Viewer);
         let mut as_viewer = OperatorClient::new(channel(&cluster, 1, &viewer).await.unwrap());
         let target = cluster.operator_cert();
-        let err = revoke(&mut as_viewer, &serial(&target), "").await.unwrap_err();
+        let err = revoke(&mut as_viewer, &serial(&target), "")
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
-        assert!(list(&mut as_viewer).await.is_empty(), "a viewer reads the list");
+        assert!(
+            list(&mut as_viewer).await.is_empty(),
+            "a viewer reads the list"
+        );
 
         let mut admin = cluster.operator(1).await;
         for (serial, identity, names) in [

@@ -570,7 +570,11 @@ impl pb::operator_server::Operator for OperatorService {
                     .map(|i| i.to_string())
                     .map_err(|e| Status::permission_denied(e.to_string()))?
             }
-            other => return Err(Status::permission_denied(format!("{other} is not an operator"))),
+            other => {
+                return Err(Status::permission_denied(format!(
+                    "{other} is not an operator"
+                )))
+            }
         };
         let request = request.into_inner();
         let revocation = checked_revocation(&pb::Revocation {

@@ -24,8 +24,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use zonefleet_proto::pb::raft_client::RaftClient;
 use zonefleet_proto::pki::{serial_from_cert_der, Identity};
 use zonefleet_proto::tls::{
-    client_config, CertKey, ExpectedPeer, FleetTrust, Refusal, Revocations, TlsConnector,
-    TlsError,
+    client_config, CertKey, ExpectedPeer, FleetTrust, Refusal, Revocations, TlsConnector, TlsError,
 };
 
 use super::codec;

@@ -72,7 +72,9 @@ impl FleetState {
             } else {
                 format!("serial {}", revocation.serial)
             };
-            return Err(StateError::AlreadyExists(format!("{what} is already revoked")));
+            return Err(StateError::AlreadyExists(format!(
+                "{what} is already revoked"
+            )));
         }
         revocation.revoked_at_unix_ms = at;
         self.revocations.push(revocation);
@@ -102,7 +104,10 @@ mod tests {
         assert_eq!(result.result, Some(R::Done(true)));
         assert_eq!(fleet.revocations.len(), 1);
         assert_eq!(fleet.revocations[0].serial, "7f3a");
-        assert_eq!(fleet.revocations[0].revoked_by, "zonefleet://t/operator/admin");
+        assert_eq!(
+            fleet.revocations[0].revoked_by,
+            "zonefleet://t/operator/admin"
+        );
         // A second time: refused, nothing added.
         let again = error_of(fleet.apply(&cmd(revoke("7f3a", ""))));
         assert_eq!(again.code, tonic::Code::AlreadyExists as i32);
@@ -116,7 +121,11 @@ mod tests {
         let mut fleet = FleetState::default();
         for (serial, identity, names) in [
             ("zz", "", "serial \"zz\""),
-            ("", "https://t/operator/alice", "does not start with zonefleet://"),
+            (
+                "",
+                "https://t/operator/alice",
+                "does not start with zonefleet://",
+            ),
             ("", "zonefleet://t/printer/1", "unknown kind"),
             ("7f", "zonefleet://t/controller/1", "exactly one"),
             ("", "", "exactly one"),

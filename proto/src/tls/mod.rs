@@ -33,13 +33,12 @@ use uuid::Uuid;
 use crate::pki::{self, Identity, PkiError, Principal};
 
 pub use connect::{connect_channel, TlsConnector, DEFAULT_CONNECT_TIMEOUT};
+pub use revocations::{
+    normalize_serial, parse_revoked_identity, Refusal, RevocationError, RevocationSet, Revocations,
+};
 pub use serve::{
     IncomingOptions, LiveConnections, TlsConnection, TlsIncoming, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_PENDING_HANDSHAKES,
-};
-pub use revocations::{
-    normalize_serial, parse_revoked_identity, Refusal, RevocationError, RevocationSet,
-    Revocations,
 };
 pub use verify::{FleetClientVerifier, FleetServerVerifier};
 

@@ -67,7 +67,11 @@ pub fn parse_revoked_identity(identity: &str) -> Result<Identity, RevocationErro
 fn revocation_key(identity: &Identity) -> String {
     match identity.principal() {
         Principal::Operator { name, .. } => {
-            format!("{}://{}/operator/{name}", crate::pki::IDENTITY_SCHEME, identity.cluster())
+            format!(
+                "{}://{}/operator/{name}",
+                crate::pki::IDENTITY_SCHEME,
+                identity.cluster()
+            )
         }
         _ => identity.to_string(),
     }
@@ -225,12 +229,9 @@ mod tests {
     #[test]
     fn an_operator_is_revoked_whatever_its_role() {
         let admin = Identity::operator("prod", "alice").unwrap();
-        let viewer = Identity::operator_with_role(
-            "prod",
-            "alice",
-            crate::pki::OperatorRole::Viewer,
-        )
-        .unwrap();
+        let viewer =
+            Identity::operator_with_role("prod", "alice", crate::pki::OperatorRole::Viewer)
+                .unwrap();
         let mut set = RevocationSet::new();
         set.revoke_identity(&viewer);
         assert!(set.refusal(&admin, None).is_some());

@@ -17,12 +17,12 @@ use clap::{Args, Subcommand};
 use uuid::Uuid;
 use zonefleet_proto::cli::Format;
 use zonefleet_proto::pb;
-use zonefleet_proto::tls::{normalize_serial, parse_revoked_identity, RevocationError};
 use zonefleet_proto::pki::files::{self, OutputFile, Overwrite};
 use zonefleet_proto::pki::{
     parse_host_id, validate_cluster, validate_operator_name, ControllerEndpoint, FleetCa, HostName,
     IssuedCert, OperatorRole, PkiError, Validity, CA_VALIDITY_DAYS, DEFAULT_CERT_DAYS,
 };
+use zonefleet_proto::tls::{normalize_serial, parse_revoked_identity, RevocationError};
 
 /// `zfadm pki …`
 #[derive(Debug, Subcommand)]
