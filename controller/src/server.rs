@@ -1,7 +1,7 @@
 //! The controller's listener: the `Raft` and `Operator` services on one mTLS port,
 //! behind the role layer (only controllers may call `Raft`, only operators
 //! `Operator`), with explicit message size limits; a controller that leaves the group
-//! loses its open connections at once.
+//! loses its open connections at once, and so does a revoked certificate.
 
 use std::future::Future;
 use std::time::Duration;
@@ -32,6 +32,9 @@ pub async fn serve(
         .max_decoding_message_size(MAX_OPERATOR_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
     let live = incoming.live();
+    // Revoked certificates lose their open connections the moment the revocation is
+    // applied here.
+    node.trust().revocations().enforce_on(live.clone());
     let server = Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

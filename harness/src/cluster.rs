@@ -124,7 +124,8 @@ impl Cluster {
             id,
             cluster: CLUSTER.to_owned(),
             data_dir: self.data_dir(id),
-            trust: self.trust.clone(),
+            // Each member enforces the revocations it applied itself, as in production.
+            trust: self.trust.with_own_revocations(),
             own,
             raft: self.raft.clone(),
             initial_members: initial,
@@ -147,7 +148,7 @@ impl Cluster {
         initial: BTreeMap<NodeId, String>,
     ) {
         let options = self.options(id, initial);
-        let tls = server_config(&self.trust, &options.own).unwrap();
+        let tls = server_config(&options.trust, &options.own).unwrap();
         let addr = listener.local_addr().unwrap();
         let node = Controller::start(options).await.unwrap();
         let incoming = TlsIncoming::new(listener, tls, IncomingOptions::default()).unwrap();

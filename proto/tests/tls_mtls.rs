@@ -96,6 +96,8 @@ operator_impl! {
     get_fleet_settings(GetFleetSettingsRequest) -> FleetSettings;
     set_fleet_settings(FleetSettings) -> FleetSettings;
     reschedule_zone(ZoneRef) -> Zone;
+    revoke_certificate(RevokeCertificateRequest) -> Revocation;
+    list_revocations(ListRevocationsRequest) -> ListRevocationsResponse;
 }
 
 struct TestRaft;

@@ -13,8 +13,13 @@ use zonefleet_proto::pb::command_result::Result as R;
 use zonefleet_proto::pb::fleet_command::Kind;
 use zonefleet_proto::spec::{ZonePatch, ZoneSpec};
 
+use zonefleet_proto::auth::Role;
+use zonefleet_proto::pki::Identity;
+use zonefleet_proto::tls::parse_revoked_identity;
+
 use crate::node::Controller;
 use crate::state::check::{canonical_spec, MAX_ZONES_PER_CREATE};
+use crate::state::revocations::checked_revocation;
 use crate::state::{zone_uuid, StateError};
 
 /// The largest operator request a controller accepts (4 MiB).
@@ -514,5 +519,65 @@ impl pb::operator_server::Operator for OperatorService {
             })
             .await?;
         self.status_after_change().await
+    }
+
+    async fn revoke_certificate(
+        &self,
+        request: Request<pb::RevokeCertificateRequest>,
+    ) -> Result<Response<pb::Revocation>, Status> {
+        let revoked_by = match Role::from_request(&request)? {
+            Role::Operator { name, role } => {
+                Identity::operator_with_role(self.node.cluster(), name, *role)
+                    .map(|i| i.to_string())
+                    .map_err(|e| Status::permission_denied(e.to_string()))?
+            }
+            other => {
+                return Err(Status::permission_denied(format!(
+                    "{other} is not an operator"
+                )))
+            }
+        };
+        let request = request.into_inner();
+        let revocation = checked_revocation(&pb::Revocation {
+            serial: request.serial,
+            identity: request.identity,
+            reason: request.reason,
+            revoked_by,
+            revoked_at_unix_ms: 0,
+        })
+        .map_err(state_err)?;
+        if !revocation.identity.is_empty() {
+            let identity = parse_revoked_identity(&revocation.identity)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if identity.cluster() != self.node.cluster() {
+                return Err(Status::invalid_argument(format!(
+                    "identity {identity} is not of cluster {:?}",
+                    self.node.cluster()
+                )));
+            }
+        }
+        let command = command(Kind::RevokeCertificate(pb::RevokeCertificateCommand {
+            revocation: Some(revocation.clone()),
+        }));
+        let at = command.at_unix_ms;
+        match self.node.write(command).await?.result {
+            Some(R::Done(_)) => Ok(Response::new(pb::Revocation {
+                revoked_at_unix_ms: at,
+                ..revocation
+            })),
+            other => Err(unexpected(&pb::CommandResult { result: other })),
+        }
+    }
+
+    async fn list_revocations(
+        &self,
+        request: Request<pb::ListRevocationsRequest>,
+    ) -> Result<Response<pb::ListRevocationsResponse>, Status> {
+        self.node
+            .read_barrier(stale(request.get_ref().consistency))
+            .await?;
+        Ok(Response::new(pb::ListRevocationsResponse {
+            revocations: self.node.state().await.fleet.revocations.clone(),
+        }))
     }
 }

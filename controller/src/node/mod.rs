@@ -126,7 +126,10 @@ impl Controller {
         let db = open_db(&options.data_dir)?;
         let path = options.data_dir.join(crate::raft::log_store::DB_FILE);
         let log = LogStore::open(db.clone(), &path)?;
-        let sm = StateMachineStore::open(&options.data_dir, &db)?;
+        // The trust's verifiers (this node's listener and its Raft clients) refuse what
+        // the applied state revokes.
+        let sm = StateMachineStore::open(&options.data_dir, &db)?
+            .publishing_to(options.trust.revocations().clone());
         let restored_leadership = log
             .vote()
             .filter(|v| v.is_committed() && v.leader_id().voted_for() == Some(options.id))

@@ -1,7 +1,9 @@
 //! The Raft network: openraft's RPCs as gRPC calls to the peer's `Raft` service over
 //! mTLS, presenting this controller's certificate and insisting that the server is
 //! the controller with the target's id. Every connection is opened by the
-//! controller's [`Dialer`](super::dial::Dialer).
+//! controller's [`Dialer`](super::dial::Dialer). A peer whose certificate or identity
+//! this controller has revoked gets no further RPC, even over a connection made
+//! before the revocation.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,8 +22,9 @@ use prost::Message;
 use tokio_rustls::client::TlsStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use zonefleet_proto::pb::raft_client::RaftClient;
+use zonefleet_proto::pki::{serial_from_cert_der, Identity};
 use zonefleet_proto::tls::{
-    client_config, CertKey, ExpectedPeer, FleetTrust, TlsConnector, TlsError,
+    client_config, CertKey, ExpectedPeer, FleetTrust, Refusal, Revocations, TlsConnector, TlsError,
 };
 
 use super::codec;
@@ -42,6 +45,9 @@ pub enum NetworkSetupError {
     /// The peer address is malformed.
     #[error("peer address {0:?}: {1}")]
     Address(String, String),
+    /// The peer's certificate or identity is revoked.
+    #[error("controller {0}: {1}")]
+    Revoked(NodeId, Refusal),
 }
 
 /// Opens a peer's connections: TLS (as [`TlsConnector`] does it) over a stream the
@@ -52,6 +58,36 @@ struct PeerConnector {
     dialer: SharedDialer,
     peer: NodeId,
     addr: String,
+    /// The serial of the certificate the peer presented last.
+    serial: Arc<Mutex<Option<String>>>,
+}
+
+/// Whether a peer is still trusted: checked before each RPC, so a peer revoked after
+/// its connection was made gets nothing more over it (the verifier refuses it on the
+/// next handshake).
+#[derive(Clone)]
+struct PeerGuard {
+    peer: NodeId,
+    identity: Option<Identity>,
+    serial: Arc<Mutex<Option<String>>>,
+    revocations: Revocations,
+}
+
+impl PeerGuard {
+    fn check(&self) -> Result<(), NetworkSetupError> {
+        let Some(identity) = &self.identity else {
+            return Ok(());
+        };
+        let serial = self
+            .serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match self.revocations.refusal(identity, serial.as_deref()) {
+            Some(refusal) => Err(NetworkSetupError::Revoked(self.peer, refusal)),
+            None => Ok(()),
+        }
+    }
 }
 
 impl tower::Service<Uri> for PeerConnector {
@@ -67,15 +103,20 @@ impl tower::Service<Uri> for PeerConnector {
         let this = self.clone();
         Box::pin(async move {
             let dial = this.dialer.dial(this.peer, this.addr.clone());
-            this.tls
-                .connect_over(&uri, |_, _| dial)
-                .await
-                .map(TokioIo::new)
+            let tls = this.tls.connect_over(&uri, |_, _| dial).await?;
+            let serial = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|leaf| serial_from_cert_der(leaf).ok());
+            *this.serial.lock().unwrap_or_else(|p| p.into_inner()) = serial;
+            Ok(TokioIo::new(tls))
         })
     }
 }
 
-type ChannelMap = HashMap<(NodeId, String), RaftClient<Channel>>;
+type ChannelMap = HashMap<(NodeId, String), (RaftClient<Channel>, PeerGuard)>;
 
 /// Makes and caches gRPC channels to other controllers.
 #[derive(Clone)]
@@ -103,12 +144,26 @@ impl PeerChannels {
         }
     }
 
-    /// A `Raft` client for controller `id` at `addr` (lazily connected; reconnects).
+    /// A `Raft` client for controller `id` at `addr` (lazily connected; reconnects),
+    /// refused once that controller's certificate or identity is revoked.
     pub fn client(&self, id: NodeId, addr: &str) -> Result<RaftClient<Channel>, NetworkSetupError> {
+        self.guarded_client(id, addr).map(|(client, _)| client)
+    }
+
+    fn guarded_client(
+        &self,
+        id: NodeId,
+        addr: &str,
+    ) -> Result<(RaftClient<Channel>, PeerGuard), NetworkSetupError> {
         let key = (id, addr.to_owned());
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = channels.get(&key) {
-            return Ok(client.clone());
+        if let Some((client, guard)) = channels.get(&key) {
+            if let Err(e) = guard.check() {
+                // Dropped here: the next client reconnects, and the verifier refuses it.
+                channels.remove(&key);
+                return Err(e);
+            }
+            return Ok((client.clone(), guard.clone()));
         }
         let config = client_config(
             &self.trust,
@@ -120,17 +175,25 @@ impl PeerChannels {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
+        let guard = PeerGuard {
+            peer: id,
+            identity: Identity::controller(self.trust.cluster(), &id.to_string()).ok(),
+            serial: Arc::default(),
+            revocations: self.trust.revocations().clone(),
+        };
+        guard.check()?;
         let channel = endpoint.connect_with_connector_lazy(PeerConnector {
             tls: TlsConnector::new(config).with_timeout(CONNECT_TIMEOUT),
             dialer: self.dialer.clone(),
             peer: id,
             addr: addr.to_owned(),
+            serial: guard.serial.clone(),
         });
         let client = RaftClient::new(channel)
             .max_decoding_message_size(MAX_RAFT_MESSAGE)
             .max_encoding_message_size(MAX_RAFT_MESSAGE);
-        channels.insert(key, client.clone());
-        Ok(client)
+        channels.insert(key, (client.clone(), guard.clone()));
+        Ok((client, guard))
     }
 }
 
@@ -149,7 +212,7 @@ impl Network {
 
 /// The client for one peer.
 pub struct PeerClient {
-    client: Result<RaftClient<Channel>, String>,
+    client: Result<(RaftClient<Channel>, PeerGuard), String>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -159,7 +222,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerClient {
             client: self
                 .channels
-                .client(target, &node.addr)
+                .guarded_client(target, &node.addr)
                 .map_err(|e| e.to_string()),
         }
     }
@@ -190,7 +253,9 @@ impl PeerClient {
     // openraft's error type is what the trait returns; boxing it here would not help.
     #[allow(clippy::result_large_err)]
     fn client<E: std::error::Error>(&self) -> Result<RaftClient<Channel>, RpcErr<E>> {
-        self.client.clone().map_err(unreachable)
+        let (client, guard) = self.client.as_ref().map_err(unreachable)?;
+        guard.check().map_err(unreachable)?;
+        Ok(client.clone())
     }
 
     fn request<T>(message: T, option: &RPCOption) -> tonic::Request<T> {

@@ -22,6 +22,7 @@ use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Storag
 use prost::Message;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use zonefleet_proto::pb;
+use zonefleet_proto::tls::Revocations;
 
 use super::codec::{
     opt_log_id_from_pb, opt_log_id_to_pb, snapshot_meta_from_pb, snapshot_meta_to_pb,
@@ -29,6 +30,7 @@ use super::codec::{
 };
 use super::log_store::{db_err, keep_private, seal, unseal, StoreError};
 use super::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::state::revocations::revocation_set;
 use crate::state::FleetState;
 
 /// The latest snapshot: `meta` and `data`, each checksummed.
@@ -57,6 +59,8 @@ pub struct StateMachineStore {
     db: Arc<Database>,
     path: PathBuf,
     snapshot_seq: Arc<AtomicU64>,
+    /// Where the applied revocation list is published for the verifiers.
+    revocations: Revocations,
 }
 
 impl std::fmt::Debug for StateMachineStore {
@@ -89,6 +93,7 @@ impl StateMachineStore {
             db: Arc::new(db),
             path: path.clone(),
             snapshot_seq: Arc::default(),
+            revocations: Revocations::new(),
         };
         let corrupt = |what: String| StoreError::Corrupt {
             path: path.clone(),
@@ -113,6 +118,17 @@ impl StateMachineStore {
             applied.last_membership = meta.last_membership;
         }
         Ok(store)
+    }
+
+    /// Publishes the applied revocation list to `revocations` now and whenever applying
+    /// an entry or installing a snapshot changes it, so the verifiers sharing it refuse
+    /// (and close) what was revoked once it is applied here.
+    pub fn publishing_to(mut self, revocations: Revocations) -> Self {
+        if let Ok(applied) = self.applied.try_read() {
+            revocations.replace(revocation_set(&applied.fleet.revocations));
+        }
+        self.revocations = revocations;
+        self
     }
 
     /// Reads the applied state. The lock is an async one: a reader waiting (behind
@@ -248,7 +264,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         // Waits (asynchronously) while a snapshot is being copied.
-        Ok(apply_entries(&mut *self.applied.write().await, entries))
+        let mut applied = self.applied.write().await;
+        // Revocations are only ever added: a change shows in the count.
+        let before = applied.fleet.revocations.len();
+        let results = apply_entries(&mut applied, entries);
+        if applied.fleet.revocations.len() != before {
+            self.revocations
+                .replace(revocation_set(&applied.fleet.revocations));
+        }
+        Ok(results)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -273,6 +297,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         applied.fleet = FleetState::from_snapshot(&decoded);
         applied.last_applied = meta.last_log_id;
         applied.last_membership = meta.last_membership.clone();
+        self.revocations
+            .replace(revocation_set(&applied.fleet.revocations));
         // Cross-check what the data itself says it holds.
         if opt_log_id_from_pb(decoded.last_applied.as_ref()) != meta.last_log_id {
             tracing::warn!(snapshot = %meta.snapshot_id, "snapshot data and meta disagree on last_applied");

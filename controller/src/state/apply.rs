@@ -34,6 +34,7 @@ impl FleetState {
             Some(Kind::SetFleetSettings(c)) => self.set_fleet_settings(c),
             Some(Kind::SetHostInventory(c)) => self.set_host_inventory(c),
             Some(Kind::RescheduleZone(c)) => self.reschedule_zone(&c.uuid),
+            Some(Kind::RevokeCertificate(c)) => self.revoke_certificate(c, at),
             Some(Kind::Noop(_)) => Ok(ok(R::Done(true))),
             Some(Kind::Batch(batch)) => Ok(ok(R::Batch(pb::BatchResult {
                 results: batch

@@ -10,7 +10,8 @@
 //! * [`apply`]: the dispatch of a command to its handler (after [`check`], the
 //!   content rules every command obeys, the operator API's too), one module per object:
 //!   `create` (zone creates, dry runs, idempotency records), `zones` (the lifecycle
-//!   of an existing zone), `hosts`, `networks`, `images`, `tokens`, `settings`;
+//!   of an existing zone), `hosts`, `networks`, `images`, `tokens`, `settings`,
+//!   `revocations` (the certificate revocation list);
 //!   `addresses` and `capacity` hold what zones take of the network pools and of
 //!   their hosts.
 //! * placement: [`crate::scheduler`], run inside apply (see its module doc); the
@@ -27,6 +28,7 @@ mod hosts;
 mod images;
 mod networks;
 pub mod query;
+pub mod revocations;
 pub mod settings;
 #[cfg(test)]
 mod testing;
@@ -118,6 +120,8 @@ pub struct FleetState {
     pub leases: BTreeMap<(String, String), String>,
     /// The scheduler settings.
     pub settings: pb::FleetSettings,
+    /// Revoked serials and identities, oldest first (see [`revocations`]).
+    pub revocations: Vec<pb::Revocation>,
     /// The scheduler's view and the address pools, derived from the fields above.
     pub derived: Derived,
 }
@@ -133,6 +137,7 @@ impl PartialEq for FleetState {
             && self.idempotency == other.idempotency
             && self.leases == other.leases
             && self.settings == other.settings
+            && self.revocations == other.revocations
     }
 }
 
@@ -158,6 +163,7 @@ impl FleetState {
                 })
                 .collect(),
             settings: Some(self.settings),
+            revocations: self.revocations.clone(),
         }
     }
 
@@ -218,6 +224,7 @@ impl FleetState {
                 })
                 .collect(),
             settings: snapshot.settings.unwrap_or_default(),
+            revocations: snapshot.revocations.clone(),
             derived: Derived::default(),
         };
         state.rebuild_derived();

@@ -144,6 +144,8 @@ pub const RPC_RULES: &[RpcRule] = &[
     read("/zonefleet.v1.Operator/GetFleetSettings", OPERATORS),
     write_untargeted("/zonefleet.v1.Operator/SetFleetSettings", ADMINS),
     write("/zonefleet.v1.Operator/RescheduleZone", ADMINS, "zone"),
+    write_untargeted("/zonefleet.v1.Operator/RevokeCertificate", ADMINS),
+    read("/zonefleet.v1.Operator/ListRevocations", OPERATORS),
     // service Control
     write("/zonefleet.v1.Control/Enroll", ANYONE, "host_id"),
     write_untargeted("/zonefleet.v1.Control/RenewCertificate", AGENTS),
@@ -277,6 +279,7 @@ mod tests {
             "ListNetworks",
             "ClusterStatus",
             "GetFleetSettings",
+            "ListRevocations",
         ];
         for rule in RPC_RULES {
             let m = rule.method;

@@ -16,6 +16,7 @@
 //! nothing here depends on a process-wide default provider being installed.
 
 mod connect;
+mod revocations;
 mod serve;
 mod verify;
 
@@ -32,6 +33,9 @@ use uuid::Uuid;
 use crate::pki::{self, Identity, PkiError, Principal};
 
 pub use connect::{connect_channel, TlsConnector, DEFAULT_CONNECT_TIMEOUT};
+pub use revocations::{
+    normalize_serial, parse_revoked_identity, Refusal, RevocationError, RevocationSet, Revocations,
+};
 pub use serve::{
     IncomingOptions, LiveConnections, TlsConnection, TlsIncoming, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_PENDING_HANDSHAKES,
@@ -160,12 +164,18 @@ fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| e.to_string())
 }
 
-/// What a node trusts: the fleet CA and the cluster whose identities it accepts.
+/// What a node trusts: the fleet CA and the cluster whose identities it accepts, less
+/// the certificates and identities it revoked.
+///
+/// Clones share one [`Revocations`] list, so every verifier built from a clone refuses
+/// what the node revoked later; [`FleetTrust::with_own_revocations`] gives a copy with
+/// a list of its own (for each node of an in-process cluster).
 #[derive(Clone)]
 pub struct FleetTrust {
     cluster: String,
     ca_certs: Vec<CertificateDer<'static>>,
     roots: Arc<RootCertStore>,
+    revocations: Revocations,
 }
 
 impl fmt::Debug for FleetTrust {
@@ -194,7 +204,21 @@ impl FleetTrust {
             cluster: cluster.to_owned(),
             ca_certs,
             roots: Arc::new(roots),
+            revocations: Revocations::new(),
         })
+    }
+
+    /// The same trust with a revocation list of its own, starting empty.
+    pub fn with_own_revocations(&self) -> FleetTrust {
+        FleetTrust {
+            revocations: Revocations::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The revocation list every verifier built from this trust (or a clone) checks.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
     }
 
     /// Loads the CA certificate(s) from a PEM file (e.g. `ca.crt`).
@@ -357,6 +381,10 @@ pub fn server_config(trust: &FleetTrust, own: &CertKey) -> Result<Arc<ServerConf
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(own.chain.clone(), own.key.clone_key())?;
+    // No session resumption: a resumed session skips the client certificate check, so
+    // a certificate revoked since its first handshake would get back in.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))
 }
@@ -386,6 +414,8 @@ pub fn client_config(
         }
         None => builder.with_no_client_auth(),
     };
+    // No session resumption: a resumed session skips the server certificate check.
+    config.resumption = rustls::client::Resumption::disabled();
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))
 }

@@ -21,7 +21,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_stream::Stream;
 use tonic::transport::server::Connected;
 
-use crate::pki::{identity_from_cert_der, Identity};
+use super::RevocationSet;
+use crate::pki::{identity_from_cert_der, serial_from_cert_der, Identity};
 
 /// How long a client may take to complete the TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -202,7 +203,15 @@ pub struct LiveConnections {
 #[derive(Debug, Default)]
 struct Registry {
     next: u64,
-    open: HashMap<u64, (Identity, Arc<Closer>)>,
+    open: HashMap<u64, Peer>,
+}
+
+/// One open connection's peer: its identity, certificate serial (hex) and closer.
+#[derive(Debug)]
+struct Peer {
+    identity: Identity,
+    serial: Option<String>,
+    closer: Arc<Closer>,
 }
 
 impl LiveConnections {
@@ -210,9 +219,27 @@ impl LiveConnections {
     pub fn close_where(&self, doomed: impl Fn(&Identity) -> bool) -> usize {
         let registry = self.lock();
         let mut closed = 0;
-        for (identity, closer) in registry.open.values() {
-            if doomed(identity) && !closer.is_closed() {
-                closer.close();
+        for peer in registry.open.values() {
+            if doomed(&peer.identity) && !peer.closer.is_closed() {
+                peer.closer.close();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Closes every open connection whose certificate `revoked` refuses (by serial or
+    /// identity); returns how many.
+    pub fn close_revoked(&self, revoked: &RevocationSet) -> usize {
+        if revoked.is_empty() {
+            return 0;
+        }
+        let registry = self.lock();
+        let mut closed = 0;
+        for peer in registry.open.values() {
+            let refusal = revoked.refusal(&peer.identity, peer.serial.as_deref());
+            if refusal.is_some() && !peer.closer.is_closed() {
+                peer.closer.close();
                 closed += 1;
             }
         }
@@ -225,8 +252,8 @@ impl LiveConnections {
         registry
             .open
             .values()
-            .filter(|(_, closer)| !closer.is_closed())
-            .map(|(identity, _)| identity.clone())
+            .filter(|peer| !peer.closer.is_closed())
+            .map(|peer| peer.identity.clone())
             .collect()
     }
 
@@ -238,18 +265,26 @@ impl LiveConnections {
     /// Wraps an established connection, listing it while it lives when its peer
     /// presented a fleet identity.
     fn register(&self, stream: TlsStream<TcpStream>) -> TlsConnection {
-        let identity = stream
+        let leaf = stream
             .get_ref()
             .1
             .peer_certificates()
-            .and_then(|certs| certs.first())
-            .and_then(|leaf| identity_from_cert_der(leaf).ok());
+            .and_then(|certs| certs.first());
+        let identity = leaf.and_then(|leaf| identity_from_cert_der(leaf).ok());
+        let serial = leaf.and_then(|leaf| serial_from_cert_der(leaf).ok());
         let closer = Arc::new(Closer::default());
         let registration = identity.map(|identity| {
             let mut registry = self.lock();
             let key = registry.next;
             registry.next += 1;
-            registry.open.insert(key, (identity, closer.clone()));
+            registry.open.insert(
+                key,
+                Peer {
+                    identity,
+                    serial,
+                    closer: closer.clone(),
+                },
+            );
             Registration {
                 live: self.clone(),
                 key,

@@ -14,8 +14,8 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::{provider, ExpectedPeer, FleetTrust, TlsError};
-use crate::pki::{identity_from_cert_der, Identity};
+use super::{provider, ExpectedPeer, FleetTrust, Revocations, TlsError};
+use crate::pki::{identity_from_cert_der, serial_from_cert_der, Identity};
 
 /// Why a peer certificate with a valid chain was still refused.
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +40,29 @@ fn cluster_identity(der: &CertificateDer<'_>, cluster: &str) -> Result<Identity,
     Ok(identity)
 }
 
+/// Refuses `der`, of `identity`, if `revocations` lists its serial or identity.
+fn not_revoked(
+    der: &CertificateDer<'_>,
+    identity: &Identity,
+    revocations: &Revocations,
+) -> Result<(), rustls::Error> {
+    let serial = serial_from_cert_der(der).ok();
+    match revocations.refusal(identity, serial.as_deref()) {
+        Some(refusal) => Err(reject(format!("{identity}: {refusal}"))),
+        None => Ok(()),
+    }
+}
+
 /// Verifies client certificates: the webpki verifier (fleet CA, clientAuth usage,
-/// validity period) and then a single zonefleet identity of this cluster in the SAN.
+/// validity period), then a single zonefleet identity of this cluster in the SAN, and
+/// that neither its serial nor its identity is revoked (read at each handshake).
 ///
 /// Client authentication is offered but optional: a client without a certificate
 /// completes the handshake and is `Anonymous` to the role layer.
 pub struct FleetClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     cluster: String,
+    revocations: Revocations,
 }
 
 impl fmt::Debug for FleetClientVerifier {
@@ -67,6 +82,7 @@ impl FleetClientVerifier {
         Ok(FleetClientVerifier {
             inner,
             cluster: trust.cluster().to_owned(),
+            revocations: trust.revocations().clone(),
         })
     }
 }
@@ -93,7 +109,8 @@ impl ClientCertVerifier for FleetClientVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        cluster_identity(end_entity, &self.cluster)?;
+        let identity = cluster_identity(end_entity, &self.cluster)?;
+        not_revoked(end_entity, &identity, &self.revocations)?;
         Ok(verified)
     }
 
@@ -122,12 +139,14 @@ impl ClientCertVerifier for FleetClientVerifier {
 
 /// Verifies a server certificate: chain to the fleet CA with serverAuth usage and a
 /// current validity period, the dialled name (unless [`ExpectedPeer::checks_server_name`]
-/// says otherwise), and that its identity is the [`ExpectedPeer`] in this cluster.
+/// says otherwise), that its identity is the [`ExpectedPeer`] in this cluster, and that
+/// neither its serial nor its identity is revoked.
 pub struct FleetServerVerifier {
     roots: Arc<RootCertStore>,
     algorithms: WebPkiSupportedAlgorithms,
     cluster: String,
     expected: ExpectedPeer,
+    revocations: Revocations,
 }
 
 impl fmt::Debug for FleetServerVerifier {
@@ -147,6 +166,7 @@ impl FleetServerVerifier {
             algorithms: provider().signature_verification_algorithms,
             cluster: trust.cluster().to_owned(),
             expected,
+            revocations: trust.revocations().clone(),
         }
     }
 }
@@ -178,6 +198,7 @@ impl ServerCertVerifier for FleetServerVerifier {
                 self.expected
             )));
         }
+        not_revoked(end_entity, &identity, &self.revocations)?;
         Ok(ServerCertVerified::assertion())
     }
 

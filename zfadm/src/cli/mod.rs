@@ -55,7 +55,8 @@ pub struct Cli {
 /// The command groups.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Manage the fleet PKI: the CA and the controller, operator and agent certificates.
+    /// Manage the fleet PKI: the CA and the controller, operator and agent certificates,
+    /// and the revocation list.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
     /// Zones: create, get, list, update, stop, start, reboot, delete.
@@ -95,6 +96,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Ok((cli.connect.resolve()?, tokio::runtime::Runtime::new()?))
     };
     match cli.command {
+        Command::Pki(command) if pki::is_remote(&command) => {
+            let (conn, rt) = session()?;
+            rt.block_on(pki::run_remote(&conn, output, command, out))
+        }
         Command::Pki(command) => pki::run(command, out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "zfadm", out);

@@ -1,21 +1,28 @@
-//! `zfadm pki`: create the fleet CA and issue certificates.
+//! `zfadm pki`: create the fleet CA and issue certificates (local files), and revoke
+//! certificates and list the revocations (through the controllers).
 //!
 //! Files (see `docs/security.md`): `ca.crt`, `ca.key`, `controller-<id>.crt/.key`,
 //! `operator-<name>.crt/.key`, `agent-<host_id>.crt/.key`. Keys are written `0600`,
 //! never printed, and no existing file is replaced without `--force`.
 
 use std::collections::BTreeMap;
+
+use super::connect::Connection;
+use super::render::print_revocations;
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use uuid::Uuid;
+use zonefleet_proto::cli::Format;
+use zonefleet_proto::pb;
 use zonefleet_proto::pki::files::{self, OutputFile, Overwrite};
 use zonefleet_proto::pki::{
     parse_host_id, validate_cluster, validate_operator_name, ControllerEndpoint, FleetCa, HostName,
     IssuedCert, OperatorRole, PkiError, Validity, CA_VALIDITY_DAYS, DEFAULT_CERT_DAYS,
 };
+use zonefleet_proto::tls::{normalize_serial, parse_revoked_identity, RevocationError};
 
 /// `zfadm pki …`
 #[derive(Debug, Subcommand)]
@@ -25,6 +32,76 @@ pub enum PkiCommand {
     Init(InitArgs),
     /// Issue one more certificate (controller, operator or agent) from an existing CA.
     Issue(IssueArgs),
+    /// Revoke one certificate (by serial) or every certificate of an identity: the
+    /// controllers refuse it from the moment the revocation commits and close its open
+    /// connections. Never undone (issue a new certificate instead). Admins only.
+    Revoke(RevokeArgs),
+    /// List the revocations: what, why, by whom and when.
+    List,
+}
+
+/// Arguments of `zfadm pki revoke`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["identity", "serial"])))]
+pub struct RevokeArgs {
+    /// The identity whose every certificate is refused, e.g.
+    /// `zonefleet://prod/operator/alice` (an operator is revoked whatever its role).
+    #[arg(long, value_name = "URI", value_parser = parse_identity)]
+    pub identity: Option<String>,
+    /// The serial of one certificate, in hex as `openssl x509 -noout -serial` prints it.
+    #[arg(long, value_name = "HEX", value_parser = parse_serial)]
+    pub serial: Option<String>,
+    /// Why (kept in the list).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub reason: String,
+}
+
+fn parse_identity(s: &str) -> Result<String, RevocationError> {
+    parse_revoked_identity(s).map(|i| i.to_string())
+}
+
+fn parse_serial(s: &str) -> Result<String, RevocationError> {
+    normalize_serial(s)
+}
+
+/// Whether `command` talks to the controllers (the others work on local files).
+pub fn is_remote(command: &PkiCommand) -> bool {
+    matches!(command, PkiCommand::Revoke(_) | PkiCommand::List)
+}
+
+/// Runs `pki revoke` or `pki list` against the controllers.
+pub async fn run_remote(
+    conn: &Connection,
+    output: Format,
+    command: PkiCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let revocations = match command {
+        PkiCommand::Revoke(args) => {
+            let request = pb::RevokeCertificateRequest {
+                serial: args.serial.unwrap_or_default(),
+                identity: args.identity.unwrap_or_default(),
+                reason: args.reason,
+            };
+            vec![
+                conn.call(|mut c| {
+                    let r = request.clone();
+                    async move { c.revoke_certificate(r).await.map(|r| r.into_inner()) }
+                })
+                .await?,
+            ]
+        }
+        PkiCommand::List => {
+            conn.call(|mut c| async move {
+                c.list_revocations(pb::ListRevocationsRequest::default())
+                    .await
+                    .map(|r| r.into_inner().revocations)
+            })
+            .await?
+        }
+        other => bail!("{other:?} is not a remote pki command"),
+    };
+    print_revocations(out, output, &revocations)
 }
 
 /// Arguments of `zfadm pki init`.
@@ -128,6 +205,9 @@ pub fn run(command: PkiCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match command {
         PkiCommand::Init(args) => init(args, out),
         PkiCommand::Issue(args) => issue(args, out),
+        remote @ (PkiCommand::Revoke(_) | PkiCommand::List) => {
+            bail!("{remote:?} needs the controllers (see run_remote)")
+        }
     }
 }
 

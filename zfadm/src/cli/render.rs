@@ -275,3 +275,85 @@ pub fn print_status(
         rows,
     )?)
 }
+
+/// `at` (Unix milliseconds) as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc(at_unix_ms: i64) -> String {
+    let secs = at_unix_ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Prints revocations.
+pub(super) fn print_revocations(
+    out: &mut dyn Write,
+    output: Format,
+    revocations: &[pb::Revocation],
+) -> anyhow::Result<()> {
+    if output == Format::Json {
+        let v: Vec<Value> = revocations
+            .iter()
+            .map(|r| {
+                let mut v = json!({
+                    "reason": r.reason,
+                    "revoked_by": r.revoked_by,
+                    "revoked_at_unix_ms": r.revoked_at_unix_ms,
+                    "revoked_at": utc(r.revoked_at_unix_ms),
+                });
+                if r.serial.is_empty() {
+                    v["identity"] = json!(r.identity);
+                } else {
+                    v["serial"] = json!(r.serial);
+                }
+                v
+            })
+            .collect();
+        write_json(out, &v)?;
+        return Ok(());
+    }
+    let rows = revocations
+        .iter()
+        .map(|r| {
+            let (kind, what) = if r.serial.is_empty() {
+                ("identity", r.identity.clone())
+            } else {
+                ("serial", r.serial.clone())
+            };
+            vec![
+                kind.to_owned(),
+                what,
+                utc(r.revoked_at_unix_ms),
+                r.revoked_by.clone(),
+                r.reason.clone(),
+            ]
+        })
+        .collect();
+    Ok(table(
+        out,
+        &["KIND", "REVOKED", "AT", "BY", "REASON"],
+        rows,
+    )?)
+}
+
+#[cfg(test)]
+mod revocation_tests {
+    #[test]
+    fn times_are_printed_in_utc() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc(1_796_300_123_000), "2026-12-03T12:15:23Z");
+    }
+}
