@@ -80,8 +80,12 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with these Raft timings and snapshot policy.
     pub async fn start_with(n: u64, raft: openraft::Config) -> Cluster {
-        let ca = FleetCa::generate(CLUSTER).unwrap();
-        let trust = FleetTrust::new(CLUSTER, vec![ca.cert_der().clone()]).unwrap();
+        // As `zfadm pki init` sets a fleet up: leaves from a signing CA, the root trusted.
+        let ca = FleetCa::generate(CLUSTER)
+            .unwrap()
+            .issue_signing_ca(Validity::days(30).unwrap())
+            .unwrap();
+        let trust = FleetTrust::new(CLUSTER, vec![ca.root_cert_der().clone()]).unwrap();
         let mut cluster = Cluster {
             ca,
             trust,

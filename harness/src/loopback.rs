@@ -63,8 +63,11 @@ pub fn write_cluster(
         path: dir.to_owned(),
         error,
     })?;
-    let ca = FleetCa::generate(cluster).map_err(pki)?;
-    write(dir.join("ca.crt"), ca.cert_pem())?;
+    // As `zfadm pki init` sets a fleet up: leaves from a signing CA, the root trusted.
+    let ca = FleetCa::generate(cluster)
+        .and_then(|root| root.issue_signing_ca(Validity::days(30)?))
+        .map_err(pki)?;
+    write(dir.join("ca.crt"), ca.root_cert_pem())?;
     let addrs = (0..members)
         .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
         .collect::<std::io::Result<Vec<_>>>()
@@ -106,7 +109,7 @@ pub fn write_cluster(
     let key = issued.key_pem.as_ref().ok_or_else(|| pki("no key"))?;
     Ok(LoopbackCluster {
         addrs,
-        trust: FleetTrust::new(cluster, vec![ca.cert_der().clone()]).map_err(pki)?,
+        trust: FleetTrust::new(cluster, vec![ca.root_cert_der().clone()]).map_err(pki)?,
         operator: CertKey::from_pem(&issued.cert_pem, key).map_err(pki)?,
     })
 }

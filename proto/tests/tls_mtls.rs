@@ -437,6 +437,53 @@ async fn another_clusters_identity_is_refused() {
     .await;
 }
 
+#[tokio::test]
+async fn leaves_of_a_signing_ca_are_trusted_through_the_root_alone() {
+    bounded(async {
+        // As `zfadm pki init` sets a fleet up: only the root is trusted; every leaf is
+        // the signing CA's and presents the signing CA's certificate after its own.
+        let root = FleetCa::generate(CLUSTER).unwrap();
+        let signing = root.issue_signing_ca(days(30)).unwrap();
+        let f = Fleet {
+            trust: FleetTrust::new(CLUSTER, vec![root.cert_der().clone()]).unwrap(),
+            ca: signing,
+        };
+        assert_eq!(
+            f.ca.fingerprint(),
+            root.fingerprint(),
+            "agents pin the root"
+        );
+        let addr = controller_server(&f).await;
+        let operator = f.operator("alice");
+        assert_eq!(operator.chain.len(), 2, "leaf, then the signing CA");
+        let reply = cluster_status(addr, f.client(Some(&operator)))
+            .await
+            .unwrap();
+        assert_eq!(reply.leader_id, "operator alice");
+
+        // Without the signing CA in the chain the root alone cannot vouch for the leaf.
+        let mut leaf_only = f.operator("bob");
+        leaf_only.chain.truncate(1);
+        let alert = handshake_refusal(addr, f.rogue_client(&leaf_only)).await;
+        assert!(alert.contains("UnknownCA"), "{alert}");
+        // A signing CA of another root of the same cluster (a second `pki init`).
+        let other = FleetCa::generate(CLUSTER)
+            .unwrap()
+            .issue_signing_ca(days(30))
+            .unwrap();
+        let foreign = cert_key(&other.issue_operator("admin", days(1)).unwrap());
+        assert_transport_failure(cluster_status(addr, f.rogue_client(&foreign)).await);
+        // A server of the signing CA is accepted by a client that trusts the root only.
+        let server = f.controller("c2");
+        assert_eq!(server.chain.len(), 2);
+        let addr = serve(&f, &server, IncomingOptions::default()).await;
+        cluster_status(addr, f.client(Some(&operator)))
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
 // ---- per RPC ----
 
 #[tokio::test]

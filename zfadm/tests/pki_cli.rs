@@ -5,10 +5,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use rustls::pki_types::UnixTime;
+use rustls::server::danger::ClientCertVerifier;
 use uuid::Uuid;
 use zonefleet_proto::auth::{Role, RoleKind};
 use zonefleet_proto::pki::{identity_from_cert_der, FleetCa, OperatorRole};
-use zonefleet_proto::tls::{load_certs, server_config, CertKey, FleetTrust};
+use zonefleet_proto::tls::{load_certs, server_config, CertKey, FleetClientVerifier, FleetTrust};
 
 fn zfadm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_zfadm"))
@@ -21,19 +23,30 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Every file in `dir` with its contents and mode.
+/// Every file under `dir` (by path relative to it) with its contents and mode.
 fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
-            (
-                entry.file_name().to_string_lossy().into_owned(),
-                (std::fs::read(entry.path()).unwrap(), mode),
-            )
-        })
-        .collect()
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().unwrap().is_dir() {
+            for (inner, file) in snapshot(&entry.path()) {
+                files.insert(format!("{name}/{inner}"), file);
+            }
+            continue;
+        }
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        files.insert(name, (std::fs::read(entry.path()).unwrap(), mode));
+    }
+    files
+}
+
+/// How long a certificate file's leaf lives, from its notBefore to its notAfter.
+fn lifetime_of(path: &Path) -> time::Duration {
+    let certs = load_certs(path).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&certs[0]).unwrap();
+    let validity = cert.validity();
+    validity.not_after.to_datetime() - validity.not_before.to_datetime()
 }
 
 fn identity_of(path: &Path) -> String {
@@ -74,14 +87,32 @@ fn init_writes_the_ca_controllers_and_operator() {
         names,
         [
             "ca.crt",
-            "ca.key",
             "controller-c1.crt",
             "controller-c1.key",
             "controller-c2.crt",
             "controller-c2.key",
+            "offline/root-ca.key",
             "operator-admin.crt",
             "operator-admin.key",
+            "signing-ca.crt",
+            "signing-ca.key",
         ]
+    );
+    // The root key is apart, and init says what to do with it.
+    assert!(stdout.contains("move it off this machine"), "{stdout}");
+    let root_key = &files["offline/root-ca.key"].0;
+    for (name, (contents, _)) in &files {
+        if name != "offline/root-ca.key" {
+            assert_ne!(contents, root_key, "{name} holds the root key");
+        }
+    }
+    assert_eq!(
+        std::fs::metadata(dir.join("offline"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
     );
     for (name, (contents, mode)) in &files {
         if name.ends_with(".key") {
@@ -94,6 +125,24 @@ fn init_writes_the_ca_controllers_and_operator() {
         assert!(
             stdout.contains(name.as_str()),
             "{name} not reported: {stdout}"
+        );
+        // Each leaf presents itself with the signing CA after it.
+        if name.starts_with("controller-") && name.ends_with(".crt")
+            || name.starts_with("operator-") && name.ends_with(".crt")
+        {
+            assert!(
+                text(contents).ends_with(&text(&files["signing-ca.crt"].0)),
+                "{name}"
+            );
+        }
+    }
+    // Leaves live the default 90 days (and the backdating), not years.
+    for name in ["controller-c1.crt", "operator-admin.crt"] {
+        let life = lifetime_of(&dir.join(name));
+        assert_eq!(
+            life,
+            time::Duration::days(90) + time::Duration::minutes(5),
+            "{name}"
         );
     }
     assert_eq!(
@@ -114,13 +163,17 @@ fn init_writes_the_ca_controllers_and_operator() {
         "zonefleet://prod/operator/admin"
     );
 
-    // The printed fingerprint is the CA's, and the CA loads back.
+    // The printed fingerprint is the root's; the signing CA loads under it, and the
+    // root from its offline key.
     let ca = FleetCa::load_dir(&dir).unwrap();
     assert_eq!(ca.cluster(), "prod");
+    assert!(!ca.is_root());
     assert!(
         stdout.contains(&format!("CA fingerprint: {}", ca.fingerprint())),
         "{stdout}"
     );
+    let root = FleetCa::load_root(&dir.join("ca.crt"), &dir.join("offline/root-ca.key")).unwrap();
+    assert_eq!(root.fingerprint(), ca.fingerprint());
 
     // The controller's files make a working server config of this fleet.
     let trust = FleetTrust::load("prod", &dir.join("ca.crt")).unwrap();
@@ -151,7 +204,8 @@ fn init_again_without_force_fails_and_changes_nothing() {
     assert!(forced.status.success(), "{}", text(&forced.stderr));
     let after = snapshot(&dir);
     assert_ne!(after["ca.crt"], before["ca.crt"]);
-    assert_eq!(after["ca.key"].1, 0o600);
+    assert_eq!(after["offline/root-ca.key"].1, 0o600);
+    assert_eq!(after["signing-ca.key"].1, 0o600);
 }
 
 #[test]
@@ -245,8 +299,7 @@ fn issue_agent_makes_a_certificate_the_tls_layer_maps_to_the_agent_role() {
     let out = tmp.path().join("agents");
     let out_text = out.to_str().unwrap();
     let run = zfadm(&[
-        "pki", "issue", "--ca-dir", ca_dir, "--agent", &host_text, "--days", "30", "--out",
-        out_text,
+        "pki", "issue", "--ca-dir", ca_dir, "--agent", &host_text, "--days", "7", "--out", out_text,
     ]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     assert!(!text(&run.stdout).contains("PRIVATE KEY"));
@@ -266,6 +319,11 @@ fn issue_agent_makes_a_certificate_the_tls_layer_maps_to_the_agent_role() {
     assert!(!again.status.success());
     let op = zfadm(&["pki", "issue", "--ca-dir", ca_dir, "--operator", "alice"]);
     assert!(op.status.success(), "{}", text(&op.stderr));
+    let five_minutes = time::Duration::minutes(5);
+    assert_eq!(
+        lifetime_of(&dir.join("operator-alice.crt")),
+        time::Duration::days(90) + five_minutes
+    );
     let der = &load_certs(&dir.join("operator-alice.crt")).unwrap()[0];
     assert_eq!(
         Role::from_cert_der("prod", der).unwrap(),
@@ -357,8 +415,8 @@ fn a_key_readable_by_others_is_refused_naming_it_and_its_mode() {
         assert!(stderr.contains("0644"), "{stderr}");
     };
 
-    // The CA key, by `pki issue`.
-    let ca_key = loosen("ca.key");
+    // The signing CA key, by `pki issue`.
+    let ca_key = loosen("signing-ca.key");
     let issue = zfadm(&["pki", "issue", "--ca-dir", ca_dir, "--operator", "alice"]);
     assert_refused(&issue, &ca_key);
     assert!(!dir.join("operator-alice.crt").exists());
@@ -380,4 +438,132 @@ fn a_key_readable_by_others_is_refused_naming_it_and_its_mode() {
         "status",
     ]);
     assert_refused(&status, &op_key);
+}
+
+#[test]
+fn lifetimes_are_capped_per_kind_and_default_per_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    let ca_dir = dir.to_str().unwrap();
+    assert!(init(&dir, &[]).status.success());
+    let host = Uuid::new_v4().to_string();
+    let five_minutes = time::Duration::minutes(5);
+
+    // An agent: 24 hours unless asked, never more than 7 days.
+    let run = zfadm(&["pki", "issue", "--ca-dir", ca_dir, "--agent", &host]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(
+        lifetime_of(&dir.join(format!("agent-{host}.crt"))),
+        time::Duration::hours(24) + five_minutes
+    );
+    let before = snapshot(&dir);
+    for (args, names) in [
+        (
+            vec!["--agent", host.as_str(), "--days", "8", "--force"],
+            "agent certificates live at most 7 days; 8 days asked",
+        ),
+        (
+            vec!["--operator", "carol", "--days", "366"],
+            "operator certificates live at most 365 days; 366 days asked",
+        ),
+        (
+            vec!["--controller", "c9=10.0.0.9:7000", "--days", "400"],
+            "controller certificates live at most 365 days",
+        ),
+    ] {
+        let run = zfadm(&[&["pki", "issue", "--ca-dir", ca_dir][..], &args].concat());
+        assert!(!run.status.success(), "{args:?} accepted");
+        assert!(
+            text(&run.stderr).contains(names),
+            "{args:?}: {}",
+            text(&run.stderr)
+        );
+    }
+    assert_eq!(snapshot(&dir), before, "a refused issue changed files");
+    let run = init(&tmp.path().join("other"), &["--days", "366"]);
+    assert!(!run.status.success());
+    assert!(
+        text(&run.stderr).contains("at most 365 days"),
+        "{}",
+        text(&run.stderr)
+    );
+    assert!(
+        !tmp.path().join("other").exists(),
+        "a refused init left files"
+    );
+}
+
+#[test]
+fn rotating_the_signing_ca_needs_the_root_key_and_keeps_old_leaves_valid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    let ca_dir = dir.to_str().unwrap();
+    assert!(init(&dir, &[]).status.success());
+    // The root key moved offline, as init says.
+    let offline = tmp.path().join("usb-stick");
+    std::fs::create_dir(&offline).unwrap();
+    let root_key = offline.join("root-ca.key");
+    std::fs::rename(dir.join("offline/root-ca.key"), &root_key).unwrap();
+    let before = snapshot(&dir);
+
+    // Another fleet's root key is refused, changing nothing.
+    let other = tmp.path().join("other");
+    assert!(init(&other, &[]).status.success());
+    let other_key = other.join("offline/root-ca.key");
+    let run = zfadm(&[
+        "pki",
+        "rotate-signing-ca",
+        "--ca-dir",
+        ca_dir,
+        "--root-key",
+        other_key.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    assert!(
+        text(&run.stderr).contains("does not match"),
+        "{}",
+        text(&run.stderr)
+    );
+    assert_eq!(snapshot(&dir), before);
+
+    let run = zfadm(&[
+        "pki",
+        "rotate-signing-ca",
+        "--ca-dir",
+        ca_dir,
+        "--root-key",
+        root_key.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let after = snapshot(&dir);
+    assert_ne!(after["signing-ca.crt"], before["signing-ca.crt"]);
+    assert_eq!(after["signing-ca.key"].1, 0o600);
+    assert_eq!(after["ca.crt"], before["ca.crt"], "the root stays");
+
+    // A leaf of the new signing CA and one of the old both serve with root-only trust.
+    let issue = zfadm(&["pki", "issue", "--ca-dir", ca_dir, "--operator", "alice"]);
+    assert!(issue.status.success(), "{}", text(&issue.stderr));
+    let trust = FleetTrust::load("prod", &dir.join("ca.crt")).unwrap();
+    let new_leaf = load_certs(&dir.join("operator-alice.crt")).unwrap();
+    assert_eq!(
+        new_leaf[1].as_ref(),
+        load_certs(&dir.join("signing-ca.crt")).unwrap()[0].as_ref()
+    );
+    let old = load_certs(&dir.join("controller-c1.crt")).unwrap();
+    assert_ne!(
+        old[1].as_ref(),
+        new_leaf[1].as_ref(),
+        "old leaf, old signing CA"
+    );
+    let verifier = FleetClientVerifier::new(&trust).unwrap();
+    for chain in [&new_leaf, &old] {
+        verifier
+            .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+            .unwrap();
+    }
+    // The other fleet's leaves do not chain to this root.
+    let foreign = load_certs(&other.join("operator-admin.crt")).unwrap();
+    assert!(verifier
+        .verify_client_cert(&foreign[0], &foreign[1..], UnixTime::now())
+        .is_err());
 }

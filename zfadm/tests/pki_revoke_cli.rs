@@ -46,7 +46,7 @@ async fn revoke_and_list_through_the_cli() {
             .unwrap();
         // An empty config file, so no one's ~/.config is read.
         std::fs::write(dir.path().join("zfadm.toml"), "").unwrap();
-        std::fs::write(dir.path().join("ca.crt"), cluster.ca.cert_pem()).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), cluster.ca.root_cert_pem()).unwrap();
         std::fs::write(dir.path().join("admin.crt"), &admin.cert_pem).unwrap();
         let key = dir.path().join("admin.key");
         std::fs::write(&key, admin.key_pem.as_ref().unwrap().expose_pem()).unwrap();
@@ -64,13 +64,32 @@ async fn revoke_and_list_through_the_cli() {
             (&["pki", "revoke"][..], "--identity"),
         ] {
             let out = run(args).await;
-            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
-            assert!(text(&out.stderr).contains(names), "{names}: {}", text(&out.stderr));
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{args:?}: {}",
+                text(&out.stderr)
+            );
+            assert!(
+                text(&out.stderr).contains(names),
+                "{names}: {}",
+                text(&out.stderr)
+            );
         }
         // Of another cluster: refused by the controllers.
-        let out = run(&["pki", "revoke", "--identity", "zonefleet://other/operator/x"]).await;
+        let out = run(&[
+            "pki",
+            "revoke",
+            "--identity",
+            "zonefleet://other/operator/x",
+        ])
+        .await;
         assert_eq!(out.status.code(), Some(1));
-        assert!(text(&out.stderr).contains("not of cluster"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("not of cluster"),
+            "{}",
+            text(&out.stderr)
+        );
         let out = run(&["pki", "list", "-o", "json"]).await;
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(text(&out.stdout).trim(), "[]");

@@ -220,6 +220,13 @@ pub fn command(kind: &Kind) -> Result<(), StateError> {
         }
         Kind::CreateJoinToken(c) => join_token(c.token.as_ref()),
         Kind::SetFleetSettings(c) => settings(&c.settings.unwrap_or_default()),
+        Kind::RevokeCertificate(c) => {
+            let revocation = c
+                .revocation
+                .as_ref()
+                .ok_or_else(|| invalid("revocation", "missing"))?;
+            super::revocations::checked_revocation(revocation).map(|_| ())
+        }
         // Each command of a batch is checked on its own when it is applied.
         Kind::Noop(_) | Kind::Batch(_) => Ok(()),
     }

@@ -4,7 +4,9 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `ca.crt`, `ca.key` | the fleet CA |
+//! | `ca.crt` | the root CA certificate: every node's trust anchor |
+//! | `offline/root-ca.key` | the root key: only for issuing a signing CA; move it offline |
+//! | `signing-ca.crt`, `signing-ca.key` | the signing CA, which issues every leaf |
 //! | `controller-<id>.crt`, `controller-<id>.key` | a controller |
 //! | `operator-<name>.crt`, `operator-<name>.key` | an operator |
 //! | `agent-<host_id>.crt`, `agent-<host_id>.key` | an agent |
@@ -21,10 +23,14 @@ use std::path::{Path, PathBuf};
 
 use super::{FleetCa, Identity, IssuedCert, PkiError};
 
-/// The CA certificate's file name.
+/// The root CA certificate's file name.
 pub const CA_CERT: &str = "ca.crt";
-/// The CA key's file name.
-pub const CA_KEY: &str = "ca.key";
+/// Where `pki init` writes the root key, apart from everything the controllers get.
+pub const ROOT_KEY: &str = "offline/root-ca.key";
+/// The signing CA certificate's file name.
+pub const SIGNING_CA_CERT: &str = "signing-ca.crt";
+/// The signing CA key's file name.
+pub const SIGNING_CA_KEY: &str = "signing-ca.key";
 /// Mode of private key files.
 pub const KEY_MODE: u32 = crate::modes::PRIVATE_FILE_MODE;
 /// Mode of certificate files.
@@ -63,17 +69,33 @@ pub struct OutputFile {
     pub private: bool,
 }
 
-/// The files of the CA in `dir`.
-pub fn ca_files(dir: &Path, ca: &FleetCa) -> Vec<OutputFile> {
+/// The files of a new root CA in `dir`: its certificate, and its key under `offline/`.
+pub fn root_ca_files(dir: &Path, root: &FleetCa) -> Vec<OutputFile> {
     vec![
         OutputFile {
             path: dir.join(CA_CERT),
-            contents: ca.cert_pem().to_owned(),
+            contents: root.cert_pem().to_owned(),
             private: false,
         },
         OutputFile {
-            path: dir.join(CA_KEY),
-            contents: ca.key_pem().expose_pem().to_owned(),
+            path: dir.join(ROOT_KEY),
+            contents: root.key_pem().expose_pem().to_owned(),
+            private: true,
+        },
+    ]
+}
+
+/// The files of a signing CA in `dir`.
+pub fn signing_ca_files(dir: &Path, signing: &FleetCa) -> Vec<OutputFile> {
+    vec![
+        OutputFile {
+            path: dir.join(SIGNING_CA_CERT),
+            contents: signing.cert_pem().to_owned(),
+            private: false,
+        },
+        OutputFile {
+            path: dir.join(SIGNING_CA_KEY),
+            contents: signing.key_pem().expose_pem().to_owned(),
             private: true,
         },
     ]
@@ -168,22 +190,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("pki");
         let ca = FleetCa::generate("t").unwrap();
-        let files = ca_files(&sub, &ca);
+        let files = root_ca_files(&sub, &ca);
         write_files(&files, Overwrite::Refuse).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&sub.join(CA_KEY)), 0o600);
+        assert_eq!(mode(&sub.join(ROOT_KEY)), 0o600);
         assert_eq!(mode(&sub), 0o700);
+        assert_eq!(mode(&sub.join("offline")), 0o700);
 
         let before = std::fs::read(sub.join(CA_CERT)).unwrap();
         let other = FleetCa::generate("t").unwrap();
-        let err = write_files(&ca_files(&sub, &other), Overwrite::Refuse).unwrap_err();
+        let err = write_files(&root_ca_files(&sub, &other), Overwrite::Refuse).unwrap_err();
         assert!(matches!(err, PkiError::Exists(_)), "{err}");
         assert_eq!(std::fs::read(sub.join(CA_CERT)).unwrap(), before);
 
         // Replacing re-creates a key with 0600 even if it had been loosened.
-        std::fs::set_permissions(sub.join(CA_KEY), std::fs::Permissions::from_mode(0o644)).unwrap();
-        write_files(&ca_files(&sub, &other), Overwrite::Replace).unwrap();
-        assert_eq!(mode(&sub.join(CA_KEY)), 0o600);
+        std::fs::set_permissions(sub.join(ROOT_KEY), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        write_files(&root_ca_files(&sub, &other), Overwrite::Replace).unwrap();
+        assert_eq!(mode(&sub.join(ROOT_KEY)), 0o600);
         assert_ne!(std::fs::read(sub.join(CA_CERT)).unwrap(), before);
     }
 }

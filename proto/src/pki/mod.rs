@@ -1,11 +1,15 @@
-//! The fleet PKI: one CA per fleet (ECDSA P-256, rcgen) that issues controller, agent
-//! and operator certificates carrying a [`Identity`] as their SAN URI.
+//! The fleet PKI: one root CA per fleet (ECDSA P-256, rcgen) and a signing CA it issues,
+//! which issues controller, agent and operator certificates carrying a [`Identity`] as
+//! their SAN URI. Every node trusts the root only; leaves present themselves with the
+//! signing CA's certificate, so the root key is needed only to issue a new signing CA
+//! and can stay offline.
 //!
 //! Private keys are PKCS#8 PEM held in [`KeyPem`], whose `Debug` is redacted and which
 //! has no `Display`, so a key is not printed by accident. [`files`] writes them `0600`.
 
 pub mod files;
 mod identity;
+pub mod lifetime;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,10 +30,11 @@ pub use identity::{
     MAX_OPERATOR_NAME_LEN,
 };
 
-/// How long a new CA is valid: 10 years.
+/// How long a new root CA is valid: 10 years.
 pub const CA_VALIDITY_DAYS: i64 = 3653;
-/// Default validity of controller, operator and agent certificates, in days.
-pub const DEFAULT_CERT_DAYS: i64 = 365;
+/// How long a new signing CA is valid: 3 years (then `zfadm pki rotate-signing-ca`
+/// issues the next one from the root).
+pub const SIGNING_CA_VALIDITY_DAYS: i64 = 1096;
 /// How far before "now" a new certificate's validity starts, to tolerate clock skew.
 pub const BACKDATE: Duration = Duration::minutes(5);
 /// The organization written into every fleet certificate's subject.
@@ -146,7 +151,17 @@ pub struct Validity {
 }
 
 impl Validity {
-    /// From `now - BACKDATE` for `days` days.
+    /// From `now - BACKDATE` until `now + lifetime`.
+    pub fn starting_now(lifetime: Duration) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Validity {
+            not_before: now - BACKDATE,
+            not_after: now + lifetime,
+        }
+    }
+
+    /// From `now - BACKDATE` for `days` days (the CA may issue a leaf for less: see
+    /// [`lifetime`]).
     pub fn days(days: i64) -> Result<Self, PkiError> {
         if days <= 0 || days > 100 * 366 {
             return Err(PkiError::InvalidValidity(format!(
@@ -260,12 +275,23 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-/// The fleet certificate authority: its certificate and the key that signs.
+/// A fleet certificate authority: its certificate and the key that signs — either the
+/// root (self-signed, the trust anchor) or a signing CA the root issued.
 pub struct FleetCa {
     cluster: String,
     cert_pem: String,
     cert_der: CertificateDer<'static>,
+    not_after: OffsetDateTime,
     issuer: Issuer<'static, KeyPair>,
+    /// The root above this CA; `None` when this CA is the root.
+    root: Option<RootCert>,
+}
+
+/// The root certificate a signing CA was issued by.
+#[derive(Clone)]
+struct RootCert {
+    pem: String,
+    der: CertificateDer<'static>,
 }
 
 impl fmt::Debug for FleetCa {
@@ -278,59 +304,121 @@ impl fmt::Debug for FleetCa {
 }
 
 impl FleetCa {
-    /// Generates a new CA for `cluster`, valid [`CA_VALIDITY_DAYS`] from now.
+    /// Generates a new root CA for `cluster`, valid [`CA_VALIDITY_DAYS`] from now.
     pub fn generate(cluster: &str) -> Result<Self, PkiError> {
         Self::generate_with_validity(cluster, Validity::days(CA_VALIDITY_DAYS)?)
     }
 
-    /// Generates a new CA for `cluster` with an explicit validity.
+    /// Generates a new root CA for `cluster` with an explicit validity.
     ///
     /// The subject is `CN=zonefleet CA <cluster>, O=zonefleet, OU=<cluster>`: the cluster
-    /// is read back from `OU` by [`FleetCa::from_pem`]. Path length 0: it signs leaves only.
+    /// is read back from `OU` by [`FleetCa::from_pem`]. Path length 1: it signs signing
+    /// CAs (and, in tests, leaves directly).
     pub fn generate_with_validity(cluster: &str, validity: Validity) -> Result<Self, PkiError> {
         validate_cluster(cluster)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("zonefleet CA {cluster}"));
-        dn.push(DnType::OrganizationName, ORGANIZATION);
-        dn.push(DnType::OrganizationalUnitName, cluster);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.serial_number = Some(random_serial());
-        params.not_before = validity.not_before;
-        params.not_after = validity.not_after;
+        let params = ca_params(cluster, format!("zonefleet CA {cluster}"), 1, validity);
         let cert = params.self_signed(&key)?;
         Ok(FleetCa {
             cluster: cluster.to_owned(),
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
+            not_after: validity.not_after,
             issuer: Issuer::new(params, key),
+            root: None,
         })
     }
 
-    /// Loads a CA from its certificate and key PEM, checking that the key matches the
-    /// certificate, that it is a CA and that it names a valid cluster.
+    /// Issues a signing CA under this root (path length 0: it signs leaves only), valid
+    /// for `validity` but never past the root.
+    pub fn issue_signing_ca(&self, validity: Validity) -> Result<FleetCa, PkiError> {
+        if self.root.is_some() {
+            return Err(PkiError::BadCa(
+                "a signing CA cannot issue another signing CA; use the root".to_owned(),
+            ));
+        }
+        self.check_within(&validity)?;
+        let cluster = &self.cluster;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = ca_params(
+            cluster,
+            format!("zonefleet signing CA {cluster}"),
+            0,
+            validity,
+        );
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(FleetCa {
+            cluster: cluster.clone(),
+            cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
+            not_after: validity.not_after,
+            issuer: Issuer::new(params, key),
+            root: Some(RootCert {
+                pem: self.cert_pem.clone(),
+                der: self.cert_der.clone(),
+            }),
+        })
+    }
+
+    /// Loads a root CA from its certificate and key PEM, checking that the key matches
+    /// the certificate, that it is a self-signed CA and that it names a valid cluster.
     pub fn from_pem(cert_pem: &str, key_pem: &KeyPem) -> Result<Self, PkiError> {
+        let ca = Self::parse(cert_pem, key_pem)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&ca.cert_der)
+            .map_err(|e| PkiError::BadCa(format!("cannot parse certificate: {e}")))?;
+        if cert.subject() != cert.issuer() || cert.verify_signature(None).is_err() {
+            return Err(PkiError::BadCa(
+                "not a root CA (not self-signed): a signing CA is loaded with its root".to_owned(),
+            ));
+        }
+        Ok(ca)
+    }
+
+    /// Loads a signing CA from its certificate and key PEM and the root certificate that
+    /// issued it, checking the root's signature on it and that both name one cluster.
+    pub fn signing_from_pem(
+        root_pem: &str,
+        cert_pem: &str,
+        key_pem: &KeyPem,
+    ) -> Result<Self, PkiError> {
+        let mut ca = Self::parse(cert_pem, key_pem)?;
+        let root_der = pem_to_cert_der(root_pem)?;
+        let (_, root) = x509_parser::parse_x509_certificate(&root_der)
+            .map_err(|e| PkiError::BadCa(format!("cannot parse the root certificate: {e}")))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&ca.cert_der)
+            .map_err(|e| PkiError::BadCa(format!("cannot parse certificate: {e}")))?;
+        if cert.issuer() != root.subject()
+            || cert.verify_signature(Some(root.public_key())).is_err()
+        {
+            return Err(PkiError::BadCa(
+                "the signing CA was not issued by this root".to_owned(),
+            ));
+        }
+        let root_cluster = cluster_of(&root)?;
+        if root_cluster != ca.cluster {
+            return Err(PkiError::BadCa(format!(
+                "the signing CA is of cluster {:?}, the root of {root_cluster:?}",
+                ca.cluster
+            )));
+        }
+        ca.root = Some(RootCert {
+            pem: root_pem.to_owned(),
+            der: root_der,
+        });
+        Ok(ca)
+    }
+
+    /// A CA certificate and its key, unchecked as to who issued it.
+    fn parse(cert_pem: &str, key_pem: &KeyPem) -> Result<Self, PkiError> {
         let der = pem_to_cert_der(cert_pem)?;
         let (_, cert) = x509_parser::parse_x509_certificate(&der)
             .map_err(|e| PkiError::BadCa(format!("cannot parse certificate: {e}")))?;
         if !cert.is_ca() {
             return Err(PkiError::BadCa("certificate is not a CA".to_owned()));
         }
-        let cluster = cert
-            .subject()
-            .iter_organizational_unit()
-            .next()
-            .and_then(|ou| ou.as_str().ok())
-            .ok_or_else(|| PkiError::BadCa("subject has no OU naming the cluster".to_owned()))?
-            .to_owned();
-        validate_cluster(&cluster).map_err(|e| PkiError::BadCa(e.to_string()))?;
+        let cluster = cluster_of(&cert)?;
+        let not_after = cert.validity().not_after.to_datetime();
         let key = KeyPair::from_pem(key_pem.expose_pem())
             .map_err(|e| PkiError::BadCa(format!("cannot parse key: {e}")))?;
         if key.subject_public_key_info() != cert.public_key().raw {
@@ -344,25 +432,36 @@ impl FleetCa {
             cluster,
             cert_pem: cert_pem.to_owned(),
             cert_der: der,
+            not_after,
             issuer,
+            root: None,
         })
     }
 
-    /// Loads `ca.crt` and `ca.key` from `dir` (see [`files`]).
+    /// Loads the signing CA of a PKI directory: `signing-ca.crt` and `signing-ca.key`,
+    /// checked against the root `ca.crt` (see [`files`]). This is what issues leaves.
     pub fn load_dir(dir: &Path) -> Result<Self, PkiError> {
-        let cert_path = dir.join(files::CA_CERT);
-        let key_path = dir.join(files::CA_KEY);
-        let read = |path: &Path| {
-            std::fs::read_to_string(path).map_err(|error| PkiError::Io {
-                path: path.to_owned(),
-                error,
-            })
-        };
-        let cert_pem = read(&cert_path)?;
-        crate::modes::require_private_key(&key_path)?;
-        let key_pem = KeyPem::new(read(&key_path)?);
+        let root_pem = read_file(&dir.join(files::CA_CERT))?;
+        let cert_path = dir.join(files::SIGNING_CA_CERT);
+        let cert_pem = read_file(&cert_path)?;
+        let key_pem = read_key(&dir.join(files::SIGNING_CA_KEY))?;
+        Self::signing_from_pem(&root_pem, &cert_pem, &key_pem).map_err(|e| match e {
+            PkiError::BadCa(why) => PkiError::BadCa(format!("{}: {why}", cert_path.display())),
+            other => other,
+        })
+    }
+
+    /// Loads a root CA from its certificate and key files (the key is refused if group
+    /// or others may read it).
+    pub fn load_root(cert_path: &Path, key_path: &Path) -> Result<Self, PkiError> {
+        let cert_pem = read_file(cert_path)?;
+        let key_pem = read_key(key_path)?;
         Self::from_pem(&cert_pem, &key_pem).map_err(|e| match e {
-            PkiError::BadCa(why) => PkiError::BadCa(format!("{}: {why}", dir.display())),
+            PkiError::BadCa(why) => PkiError::BadCa(format!(
+                "{} with {}: {why}",
+                cert_path.display(),
+                key_path.display()
+            )),
             other => other,
         })
     }
@@ -372,24 +471,71 @@ impl FleetCa {
         &self.cluster
     }
 
-    /// The CA certificate, PEM.
+    /// Whether this is the root (self-signed) rather than a signing CA.
+    pub fn is_root(&self) -> bool {
+        self.root.is_none()
+    }
+
+    /// This CA's own certificate, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
 
-    /// The CA certificate, DER.
+    /// This CA's own certificate, DER.
     pub fn cert_der(&self) -> &CertificateDer<'static> {
         &self.cert_der
     }
 
-    /// The CA's private key, PEM (to write `ca.key`).
+    /// The root certificate, PEM: the trust anchor every node loads as `ca.crt`.
+    pub fn root_cert_pem(&self) -> &str {
+        self.root.as_ref().map_or(&self.cert_pem, |r| &r.pem)
+    }
+
+    /// The root certificate, DER.
+    pub fn root_cert_der(&self) -> &CertificateDer<'static> {
+        self.root.as_ref().map_or(&self.cert_der, |r| &r.der)
+    }
+
+    /// When this CA's certificate expires: no leaf it issues outlives it.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// This CA's private key, PEM (to write its key file).
     pub fn key_pem(&self) -> KeyPem {
         KeyPem(self.issuer.key().serialize_pem())
     }
 
-    /// `sha256:<hex>` of the CA certificate's DER.
+    /// `sha256:<hex>` of the root certificate's DER: what agents pin
+    /// (`zonefleet.ca=sha256:…`), the same for every signing CA of the root.
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.cert_der)
+        fingerprint(self.root_cert_der())
+    }
+
+    /// Refuses a validity that ends after this CA's certificate does.
+    fn check_within(&self, validity: &Validity) -> Result<(), PkiError> {
+        if validity.not_after > self.not_after {
+            return Err(PkiError::InvalidValidity(format!(
+                "it would outlive the {} CA, which expires {}{}",
+                if self.is_root() { "root" } else { "signing" },
+                self.not_after.date(),
+                if self.is_root() {
+                    ""
+                } else {
+                    " (issue the next one with zfadm pki rotate-signing-ca)"
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    /// What a leaf presents: its certificate, then this CA's when this is a signing CA.
+    fn presented_chain(&self, leaf_pem: String) -> String {
+        if self.is_root() {
+            leaf_pem
+        } else {
+            leaf_pem + &self.cert_pem
+        }
     }
 
     /// A controller certificate: its identity URI plus a DNS/IP SAN for each address it
@@ -445,7 +591,7 @@ impl FleetCa {
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(IssuedCert {
             identity: identity.clone(),
-            cert_pem: cert.pem(),
+            cert_pem: self.presented_chain(cert.pem()),
             cert_der: cert.der().clone(),
             key_pem: Some(KeyPem(key.serialize_pem())),
         })
@@ -474,7 +620,7 @@ impl FleetCa {
         let cert = params.signed_by(&csr.public_key, &self.issuer)?;
         Ok(IssuedCert {
             identity: identity.clone(),
-            cert_pem: cert.pem(),
+            cert_pem: self.presented_chain(cert.pem()),
             cert_der: cert.der().clone(),
             key_pem: None,
         })
@@ -492,6 +638,8 @@ impl FleetCa {
                 identity: identity.to_string(),
             });
         }
+        lifetime::check(identity.principal(), &validity)?;
+        self.check_within(&validity)?;
         let usages = KeyUsages::for_principal(identity.principal());
         if usages == KeyUsages::Client && !addresses.is_empty() {
             return Err(PkiError::Unsupported(format!(
@@ -526,6 +674,57 @@ impl FleetCa {
         params.not_after = validity.not_after;
         Ok(params)
     }
+}
+
+/// The subject, constraints and usages of a CA certificate.
+fn ca_params(
+    cluster: &str,
+    common_name: String,
+    path_len: u8,
+    validity: Validity,
+) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, ORGANIZATION);
+    dn.push(DnType::OrganizationalUnitName, cluster);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.serial_number = Some(random_serial());
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+    params
+}
+
+/// The cluster a CA certificate names in its subject's `OU`.
+fn cluster_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<String, PkiError> {
+    let cluster = cert
+        .subject()
+        .iter_organizational_unit()
+        .next()
+        .and_then(|ou| ou.as_str().ok())
+        .ok_or_else(|| PkiError::BadCa("subject has no OU naming the cluster".to_owned()))?
+        .to_owned();
+    validate_cluster(&cluster).map_err(|e| PkiError::BadCa(e.to_string()))?;
+    Ok(cluster)
+}
+
+fn read_file(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|error| PkiError::Io {
+        path: path.to_owned(),
+        error,
+    })
+}
+
+/// A key file, refused if group or others may read it.
+fn read_key(path: &Path) -> Result<KeyPem, PkiError> {
+    crate::modes::require_private_key(path)?;
+    Ok(KeyPem::new(read_file(path)?))
 }
 
 fn pem_to_cert_der(pem: &str) -> Result<CertificateDer<'static>, PkiError> {
@@ -564,7 +763,9 @@ mod tests {
             "zonefleet://prod/controller/c1"
         );
         let host = Uuid::new_v4();
-        let a = ca.issue_agent(host, &[], validity).unwrap();
+        let a = ca
+            .issue_agent(host, &[], Validity::days(1).unwrap())
+            .unwrap();
         assert_eq!(
             identity_from_cert_der(&a.cert_der).unwrap().principal(),
             &Principal::Agent(host)
@@ -605,6 +806,52 @@ mod tests {
             ca.sign_csr("garbage", &identity, &[], Validity::days(1).unwrap()),
             Err(PkiError::BadCsr(_))
         ));
+    }
+
+    #[test]
+    fn a_signing_ca_issues_leaves_within_its_life_and_reloads_only_with_its_root() {
+        let root = FleetCa::generate("prod").unwrap();
+        let signing = root.issue_signing_ca(Validity::days(30).unwrap()).unwrap();
+        assert!(!signing.is_root());
+        assert_eq!(signing.root_cert_pem(), root.cert_pem());
+        assert_eq!(signing.fingerprint(), root.fingerprint());
+        assert!(signing
+            .issue_signing_ca(Validity::days(1).unwrap())
+            .is_err());
+
+        // A leaf presents itself with the signing CA's certificate.
+        let leaf = signing
+            .issue_operator("alice", Validity::days(1).unwrap())
+            .unwrap();
+        assert!(
+            leaf.cert_pem.ends_with(signing.cert_pem()),
+            "{}",
+            leaf.cert_pem
+        );
+        assert_eq!(leaf.cert_pem.matches("BEGIN CERTIFICATE").count(), 2);
+        // No leaf outlives the signing CA; no signing CA outlives the root.
+        let err = signing
+            .issue_operator("bob", Validity::days(31).unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("outlive the signing CA"), "{err}");
+        let short_root =
+            FleetCa::generate_with_validity("prod", Validity::days(10).unwrap()).unwrap();
+        assert!(short_root
+            .issue_signing_ca(Validity::days(11).unwrap())
+            .is_err());
+
+        let again =
+            FleetCa::signing_from_pem(root.cert_pem(), signing.cert_pem(), &signing.key_pem())
+                .unwrap();
+        assert_eq!(again.cluster(), "prod");
+        // As a root, or under another root, it does not load.
+        let err = FleetCa::from_pem(signing.cert_pem(), &signing.key_pem()).unwrap_err();
+        assert!(err.to_string().contains("not a root CA"), "{err}");
+        let other = FleetCa::generate("prod").unwrap();
+        let err =
+            FleetCa::signing_from_pem(other.cert_pem(), signing.cert_pem(), &signing.key_pem())
+                .unwrap_err();
+        assert!(err.to_string().contains("not issued by this root"), "{err}");
     }
 
     #[test]

@@ -1,16 +1,17 @@
 //! `zfadm pki`: create the fleet CA and issue certificates (local files), and revoke
 //! certificates and list the revocations (through the controllers).
 //!
-//! Files (see `docs/security.md`): `ca.crt`, `ca.key`, `controller-<id>.crt/.key`,
-//! `operator-<name>.crt/.key`, `agent-<host_id>.crt/.key`. Keys are written `0600`,
-//! never printed, and no existing file is replaced without `--force`.
+//! Files (see `docs/security.md`): `ca.crt` (the root), `offline/root-ca.key`,
+//! `signing-ca.crt/.key`, `controller-<id>.crt/.key`, `operator-<name>.crt/.key`,
+//! `agent-<host_id>.crt/.key`. Keys are written `0600`, never printed, and no existing
+//! file is replaced without `--force`.
 
 use std::collections::BTreeMap;
 
 use super::connect::Connection;
 use super::render::print_revocations;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -19,19 +20,24 @@ use zonefleet_proto::cli::Format;
 use zonefleet_proto::pb;
 use zonefleet_proto::pki::files::{self, OutputFile, Overwrite};
 use zonefleet_proto::pki::{
-    parse_host_id, validate_cluster, validate_operator_name, ControllerEndpoint, FleetCa, HostName,
-    IssuedCert, OperatorRole, PkiError, Validity, CA_VALIDITY_DAYS, DEFAULT_CERT_DAYS,
+    lifetime, parse_host_id, validate_cluster, validate_operator_name, ControllerEndpoint, FleetCa,
+    HostName, IssuedCert, OperatorRole, PkiError, Principal, Validity, CA_VALIDITY_DAYS,
+    SIGNING_CA_VALIDITY_DAYS,
 };
 use zonefleet_proto::tls::{normalize_serial, parse_revoked_identity, RevocationError};
 
 /// `zfadm pki …`
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
-    /// Create a new fleet CA, a certificate for each controller and one operator
-    /// certificate, and print the CA fingerprint.
+    /// Create a new fleet root CA and the signing CA it issues, a certificate for each
+    /// controller and one operator certificate, and print the CA fingerprint. The root
+    /// key goes to `offline/`: move it off this machine.
     Init(InitArgs),
-    /// Issue one more certificate (controller, operator or agent) from an existing CA.
+    /// Issue one more certificate (controller, operator or agent) from the signing CA.
     Issue(IssueArgs),
+    /// Issue the next signing CA from the root (before the current one expires, or
+    /// after its key leaked); certificates it issued stay valid until they expire.
+    RotateSigningCa(RotateArgs),
     /// Revoke one certificate (by serial) or every certificate of an identity: the
     /// controllers refuse it from the moment the revocation commits and close its open
     /// connections. Never undone (issue a new certificate instead). Admins only.
@@ -125,13 +131,24 @@ pub struct InitArgs {
     /// The operator to issue an admin certificate for.
     #[arg(long, value_name = "NAME", default_value = "admin", value_parser = parse_operator)]
     pub operator: String,
-    /// Validity of the controller and operator certificates, in days (the CA gets 10
-    /// years).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CERT_DAYS)]
-    pub days: i64,
+    /// Validity of the controller and operator certificates, in days (default 90, at
+    /// most 365; the root gets 10 years, the signing CA 3).
+    #[arg(long, value_name = "N")]
+    pub days: Option<i64>,
     /// Replace existing files.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Arguments of `zfadm pki rotate-signing-ca`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The directory holding `ca.crt` and the signing CA files to replace.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// The root key (`offline/root-ca.key` as `pki init` wrote it), wherever it is kept.
+    #[arg(long, value_name = "FILE")]
+    pub root_key: PathBuf,
 }
 
 /// Arguments of `zfadm pki issue`.
@@ -153,9 +170,10 @@ pub struct IssueArgs {
         value_parser = parse_role
     )]
     pub role: OperatorRole,
-    /// Validity in days.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CERT_DAYS)]
-    pub days: i64,
+    /// Validity in days (default: operators and controllers 90, at most 365; agents 1,
+    /// at most 7).
+    #[arg(long, value_name = "N")]
+    pub days: Option<i64>,
     /// The directory to write into (default: the CA directory).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -205,6 +223,7 @@ pub fn run(command: PkiCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match command {
         PkiCommand::Init(args) => init(args, out),
         PkiCommand::Issue(args) => issue(args, out),
+        PkiCommand::RotateSigningCa(args) => rotate(args, out),
         remote @ (PkiCommand::Revoke(_) | PkiCommand::List) => {
             bail!("{remote:?} needs the controllers (see run_remote)")
         }
@@ -241,8 +260,13 @@ fn overwrite(force: bool) -> Overwrite {
     }
 }
 
-fn validity(days: i64) -> anyhow::Result<Validity> {
-    Validity::days(days).with_context(|| format!("--days {days}"))
+/// `--days` if given, else the default lifetime of `principal`'s kind; the CA refuses
+/// more than the kind's cap.
+fn validity(days: Option<i64>, principal: &Principal) -> anyhow::Result<Validity> {
+    match days {
+        Some(days) => Validity::days(days).with_context(|| format!("--days {days}")),
+        None => Ok(lifetime::Lifetime::of(principal).default_validity()),
+    }
 }
 
 /// One line per file: the path and what it holds (never its contents).
@@ -282,40 +306,93 @@ fn labelled(files: Vec<OutputFile>, cert_label: String) -> Vec<(OutputFile, Stri
         .collect()
 }
 
+/// A new signing CA issued by `root`, valid 3 years (never past the root).
+fn new_signing_ca(root: &FleetCa) -> anyhow::Result<FleetCa> {
+    let validity = Validity::days(SIGNING_CA_VALIDITY_DAYS)?;
+    let validity = if validity.not_after > root.not_after() {
+        Validity::between(validity.not_before, root.not_after())?
+    } else {
+        validity
+    };
+    root.issue_signing_ca(validity)
+        .context("issuing the signing CA")
+}
+
+fn signing_label(signing: &FleetCa) -> String {
+    format!(
+        "signing CA of cluster {} (until {}; issues every certificate; the controllers hold it)",
+        signing.cluster(),
+        signing.not_after().date()
+    )
+}
+
 fn init(args: InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let validity = validity(args.days)?;
-    let ca = FleetCa::generate(&args.cluster)
-        .with_context(|| format!("creating the CA of cluster {}", args.cluster))?;
+    let cluster = &args.cluster;
+    // Every leaf init issues is a controller's or an operator's: one lifetime rule.
+    let controller = Principal::Controller(String::new());
+    let leaf_validity = validity(args.days, &controller)?;
+    let root = FleetCa::generate(cluster)
+        .with_context(|| format!("creating the root CA of cluster {cluster}"))?;
+    let ca = new_signing_ca(&root)?;
+    let root_files = files::root_ca_files(&args.out, &root);
+    let root_key = root_files[1].path.clone();
     let mut planned = labelled(
-        files::ca_files(&args.out, &ca),
-        format!(
-            "CA certificate of cluster {} ({CA_VALIDITY_DAYS} days)",
-            args.cluster
-        ),
+        root_files,
+        format!("root CA certificate of cluster {cluster} ({CA_VALIDITY_DAYS} days; every node trusts it)"),
     );
+    planned.extend(labelled(
+        files::signing_ca_files(&args.out, &ca),
+        signing_label(&ca),
+    ));
     for (id, addresses) in controllers_by_id(&args.controllers) {
         let issued = ca
-            .issue_controller(&id, &addresses, validity)
+            .issue_controller(&id, &addresses, leaf_validity)
             .with_context(|| format!("issuing the certificate of controller {id}"))?;
         let label = describe_cert(&issued, &addresses);
         planned.extend(labelled(files::issued_files(&args.out, &issued), label));
     }
     let issued = ca
-        .issue_operator(&args.operator, validity)
+        .issue_operator(&args.operator, leaf_validity)
         .with_context(|| format!("issuing the certificate of operator {}", args.operator))?;
     let label = describe_cert(&issued, &[]);
     planned.extend(labelled(files::issued_files(&args.out, &issued), label));
 
     write(&planned, args.force)?;
     report(out, &planned)?;
-    writeln!(out, "cluster: {}", ca.cluster())?;
+    writeln!(out, "cluster: {cluster}")?;
+    writeln!(out, "CA fingerprint: {}", ca.fingerprint())?;
+    writeln!(
+        out,
+        "the root key {} is needed only for `zfadm pki rotate-signing-ca`: move it off this \
+         machine; controllers get ca.crt, signing-ca.crt/.key and their own files",
+        root_key.display()
+    )?;
+    Ok(())
+}
+
+fn rotate(args: RotateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let root = FleetCa::load_root(&args.ca_dir.join(files::CA_CERT), &args.root_key)
+        .context("loading the root CA")?;
+    let ca = new_signing_ca(&root)?;
+    let planned = labelled(
+        files::signing_ca_files(&args.ca_dir, &ca),
+        signing_label(&ca),
+    );
+    // Replacing is the point of this command; the old signing CA's certificates stay
+    // valid (they chain to the same root) until they expire or are revoked.
+    files::write_files(
+        &planned.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
+        Overwrite::Replace,
+    )?;
+    report(out, &planned)?;
     writeln!(out, "CA fingerprint: {}", ca.fingerprint())?;
     Ok(())
 }
 
 fn issue(args: IssueArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let validity = validity(args.days)?;
-    let ca = FleetCa::load_dir(&args.ca_dir).context("loading the CA")?;
+    let ca = load_signing_ca(&args.ca_dir)?;
+    let principal = subject_principal(&args.subject);
+    let validity = validity(args.days, &principal)?;
     let dir = args.out.as_deref().unwrap_or(&args.ca_dir);
     let subject = &args.subject;
     let (issued, addresses) = if !subject.controller.is_empty() {
@@ -352,6 +429,36 @@ fn issue(args: IssueArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     report(out, &planned)?;
     writeln!(out, "CA fingerprint: {}", ca.fingerprint())?;
     Ok(())
+}
+
+/// The signing CA of `dir`, with a hint when `dir` holds the older single-CA layout.
+fn load_signing_ca(dir: &Path) -> anyhow::Result<FleetCa> {
+    FleetCa::load_dir(dir).with_context(|| {
+        if dir.join("ca.key").exists() && !dir.join(files::SIGNING_CA_CERT).exists() {
+            format!(
+                "loading the signing CA: {} holds a root key (ca.key) but no {}; \
+                 issue one with `zfadm pki rotate-signing-ca --ca-dir {0} --root-key {0}/ca.key`",
+                dir.display(),
+                files::SIGNING_CA_CERT
+            )
+        } else {
+            "loading the signing CA".to_owned()
+        }
+    })
+}
+
+/// The kind of principal `pki issue` was asked for, for its lifetime rule.
+fn subject_principal(subject: &IssueSubject) -> Principal {
+    if let Some(host_id) = subject.agent {
+        Principal::Agent(host_id)
+    } else if let Some(name) = &subject.operator {
+        Principal::Operator {
+            name: name.clone(),
+            role: OperatorRole::Admin,
+        }
+    } else {
+        Principal::Controller(String::new())
+    }
 }
 
 fn write(planned: &[(OutputFile, String)], force: bool) -> anyhow::Result<()> {
