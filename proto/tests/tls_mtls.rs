@@ -455,7 +455,7 @@ async fn leaves_of_a_signing_ca_are_trusted_through_the_root_alone() {
         );
         let addr = controller_server(&f).await;
         let operator = f.operator("alice");
-        assert_eq!(operator.chain.len(), 2, "leaf, then the signing CA");
+        assert_eq!(operator.chain.len(), 3, "leaf, the signing CA, the root");
         let reply = cluster_status(addr, f.client(Some(&operator)))
             .await
             .unwrap();
@@ -475,7 +475,7 @@ async fn leaves_of_a_signing_ca_are_trusted_through_the_root_alone() {
         assert_transport_failure(cluster_status(addr, f.rogue_client(&foreign)).await);
         // A server of the signing CA is accepted by a client that trusts the root only.
         let server = f.controller("c2");
-        assert_eq!(server.chain.len(), 2);
+        assert_eq!(server.chain.len(), 3);
         let addr = serve(&f, &server, IncomingOptions::default()).await;
         cluster_status(addr, f.client(Some(&operator)))
             .await

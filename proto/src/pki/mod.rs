@@ -529,13 +529,16 @@ impl FleetCa {
         Ok(())
     }
 
-    /// What a leaf presents: its certificate, then this CA's when this is a signing CA.
+    /// What a leaf presents: its certificate, then this CA's, then the root's when this
+    /// is a signing CA. Verifiers that hold the root ignore the root in the chain; an
+    /// enrolling agent, which holds only the root's fingerprint, finds the root by it in
+    /// the controller's chain and verifies the rest against it before sending its token.
     fn presented_chain(&self, leaf_pem: String) -> String {
-        if self.is_root() {
-            leaf_pem
-        } else {
-            leaf_pem + &self.cert_pem
+        let mut chain = leaf_pem + &self.cert_pem;
+        if let Some(root) = &self.root {
+            chain += &root.pem;
         }
+        chain
     }
 
     /// A controller certificate: its identity URI plus a DNS/IP SAN for each address it
@@ -823,12 +826,9 @@ mod tests {
         let leaf = signing
             .issue_operator("alice", Validity::days(1).unwrap())
             .unwrap();
-        assert!(
-            leaf.cert_pem.ends_with(signing.cert_pem()),
-            "{}",
-            leaf.cert_pem
-        );
-        assert_eq!(leaf.cert_pem.matches("BEGIN CERTIFICATE").count(), 2);
+        let presented = format!("{}{}", signing.cert_pem(), root.cert_pem());
+        assert!(leaf.cert_pem.ends_with(&presented), "{}", leaf.cert_pem);
+        assert_eq!(leaf.cert_pem.matches("BEGIN CERTIFICATE").count(), 3);
         // No leaf outlives the signing CA; no signing CA outlives the root.
         let err = signing
             .issue_operator("bob", Validity::days(31).unwrap())
