@@ -2,6 +2,7 @@
 //! real binaries, each host in its own network namespace behind a bridge "switch", and
 //! removes everything it made, even when a test fails.
 //!
+//! * [`fleet`]: the PKI, controllers on their hosts and `zfadm` on an operator host;
 //! * [`names`]: unique names per run, and the sweep of what earlier runs left behind;
 //! * [`netns`]: the switch and the hosts (a network namespace each, one veth to the
 //!   switch, an address in the run's subnet), links that tests cut and heal;
@@ -9,6 +10,7 @@
 //!   stopped with bounded waits;
 //! * [`binary`]: where the workspace's binaries are.
 
+pub mod fleet;
 pub mod names;
 pub mod netns;
 pub mod process;
