@@ -17,16 +17,20 @@ pub const CLUSTER: &str = "multi";
 /// How long one `zfadm` call may take.
 const ZFADM_LIMIT: Duration = Duration::from_secs(30);
 
-/// Controllers on hosts 1..=n of a switch, and an operator host (number 99).
+/// Controllers on hosts 1..=n of a switch, agents on hosts 101.., and an operator host
+/// (number 99).
 pub struct Fleet {
-    dir: tempfile::TempDir,
-    // Fields drop in order: the controllers stop before their hosts go.
+    // Fields drop in order: agents (and their zones) go first, then the controllers,
+    // then the hosts, the switch and the files.
+    /// The agents, in the order they joined.
+    pub agents: Vec<Agent>,
     /// The controllers, by index (id − 1); `None` while one is stopped.
     pub controllers: Vec<Option<Daemon>>,
     /// The controllers' hosts, by index.
     pub hosts: Vec<HostNs>,
     operator: HostNs,
     switch: Switch,
+    dir: tempfile::TempDir,
 }
 
 impl Fleet {
@@ -43,6 +47,7 @@ impl Fleet {
         let dir = tempfile::tempdir().unwrap();
         let mut fleet = Fleet {
             dir,
+            agents: Vec::new(),
             controllers: Vec::new(),
             hosts,
             operator,
@@ -176,6 +181,160 @@ impl Fleet {
                 "no leader via {via:?}: {status:?}"
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Fleet {
+    /// The root CA's fingerprint, what agents pin.
+    pub fn ca_fingerprint(&self) -> String {
+        let pem = std::fs::read_to_string(self.pki().join("ca.crt")).unwrap();
+        let der = zonefleet_proto::tls::load_certs(&self.pki().join("ca.crt"))
+            .unwrap_or_else(|e| panic!("ca.crt: {e}: {pem}"));
+        zonefleet_proto::pki::fingerprint(&der[0])
+    }
+
+    /// A one-time join token for `rack` (`zfadm token create`).
+    pub fn join_token(&self, rack: &str) -> String {
+        let created = self.zfadm_json(
+            &self.all(),
+            &["token", "create", "--ttl", "1h", "--rack", rack],
+        );
+        created["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {created}"))
+            .to_owned()
+    }
+
+    /// Joins an agent on a new host (number 100 + its index + 1) in `rack`, with its own
+    /// token, data dir, cgroup parent, bridge and capacity share, and starts it.
+    pub fn add_agent(&mut self, rack: &str) -> &mut Agent {
+        let n = self.agents.len() + 1;
+        let host = self.switch.host(100 + n as u8).expect("agent host");
+        self.switch.add_uplink(&host).expect("agent uplink");
+        let run = &host.name()[..host.name().len() - format!("h{}", 100 + n).len()];
+        let dir = self.dir().join(format!("agent-{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let controllers: Vec<String> = self
+            .all()
+            .iter()
+            .map(|&i| format!("\"{}\"", self.addr(i)))
+            .collect();
+        let config = dir.join("agent.toml");
+        let agent = Agent {
+            n,
+            cgroup_parent: format!("{run}a{n}"),
+            bridge: format!("{run}b{n}"),
+            data_dir: dir.join("data"),
+            log: dir.join("agent.log"),
+            host,
+            daemon: None,
+            config,
+        };
+        std::fs::write(
+            &agent.config,
+            format!(
+                "controllers = [{}]\ntoken = \"{}\"\nca = \"{}\"\ncluster = \"{CLUSTER}\"\n\
+                 data_dir = \"{}\"\ncgroup_parent = \"{}\"\nbridge = \"{}\"\nuplink = \"eth1\"\n\
+                 [capacity]\nmemory_mib = 2048\ncpu_percent = 200\ndisk_gib = 8\n",
+                controllers.join(", "),
+                self.join_token(rack),
+                self.ca_fingerprint(),
+                agent.data_dir.display(),
+                agent.cgroup_parent,
+                agent.bridge,
+            ),
+        )
+        .unwrap();
+        self.agents.push(agent);
+        let agent = self.agents.last_mut().unwrap();
+        agent.start();
+        agent
+    }
+}
+
+/// One agent of the fleet on its own host: `zonefleet-agent run`, and the zones it made.
+/// Dropping it stops the agent, deletes its zones and removes its cgroup parent.
+pub struct Agent {
+    /// Its number in the fleet (1..).
+    pub n: usize,
+    /// Its host.
+    pub host: HostNs,
+    /// The running daemon, `None` while stopped.
+    pub daemon: Option<Daemon>,
+    config: PathBuf,
+    data_dir: PathBuf,
+    log: PathBuf,
+    cgroup_parent: String,
+    bridge: String,
+}
+
+impl Agent {
+    /// Starts (or restarts) the daemon.
+    pub fn start(&mut self) {
+        let mut command = Command::new(binary("zonefleet-agent"));
+        command.arg("run").arg("--config").arg(&self.config);
+        command.env("ZONEFLEET_LOG", "info");
+        let daemon = Daemon::start(&format!("agent {}", self.n), &self.host, command, &self.log)
+            .expect("start an agent");
+        self.daemon = Some(daemon);
+    }
+
+    /// Kills the daemon with SIGKILL (its zones keep running).
+    pub fn kill(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            daemon.kill();
+        }
+    }
+
+    /// The agent's data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Runs the agent's one-shot CLI (`zonefleet-agent --data-dir … ARGS`) on its host.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(binary("zonefleet-agent"));
+        command
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--bridge")
+            .arg(&self.bridge)
+            .args(args);
+        run_in(Some(&self.host), command, Duration::from_secs(60))
+    }
+
+    /// The zones on this host as the agent's CLI lists them (`zone list -o json`).
+    pub fn local_zones(&self) -> Vec<serde_json::Value> {
+        let out = self.cli(&["zone", "list", "-o", "json"]);
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            // Its log is printed by the daemon's own drop when the test failed.
+            daemon.stop();
+        }
+        if self.data_dir.is_dir() {
+            for zone in self.local_zones() {
+                if let Some(uuid) = zone["uuid"].as_str() {
+                    let _ = self.cli(&["zone", "delete", uuid]);
+                }
+            }
+            let _ = self.cli(&["bridge", "delete"]);
+        }
+        if let Ok(mounts) = std::fs::read_dir("/sys/fs/cgroup") {
+            for mount in mounts.flatten() {
+                let _ = std::fs::remove_dir(mount.path().join(&self.cgroup_parent));
+            }
         }
     }
 }

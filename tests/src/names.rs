@@ -41,9 +41,22 @@ fn lines(program: &str, args: &[&str]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Removes the network namespaces and links that runs whose process is gone left
-/// behind (a test killed before its cleanup ran).
+/// Removes the network namespaces, links and (empty) cgroup parents that runs whose
+/// process is gone left behind (a test killed before its cleanup ran).
 pub fn sweep_stale() {
+    if let Ok(mounts) = std::fs::read_dir("/sys/fs/cgroup") {
+        for mount in mounts.flatten() {
+            for entry in std::fs::read_dir(mount.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if stale(&entry.file_name().to_string_lossy()) {
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
+    }
     for line in lines("ip", &["netns", "list"]) {
         let name = line.split_whitespace().next().unwrap_or_default();
         if stale(name) {

@@ -98,6 +98,20 @@ impl Switch {
     }
 }
 
+impl Switch {
+    /// Gives `host` a second port on this switch, `eth1` inside, with no address: the
+    /// uplink its agent makes a port of the zones' bridge, so zones on different hosts
+    /// share one layer-2 segment (as hosts' data NICs on a rack switch do).
+    pub fn add_uplink(&self, host: &HostNs) -> Result<(), NetError> {
+        let outside = format!("{}u", host.name);
+        ip(&[
+            "link", "add", &outside, "type", "veth", "peer", "name", "eth1", "netns", &host.name,
+        ])?;
+        ip(&["link", "set", &outside, "master", &self.bridge, "up"])?;
+        host.ip(&["link", "set", "eth1", "up"])
+    }
+}
+
 impl Drop for Switch {
     fn drop(&mut self) {
         let _ = ip(&["link", "delete", &self.bridge]);
@@ -161,5 +175,6 @@ impl Drop for HostNs {
     fn drop(&mut self) {
         let _ = ip(&["netns", "delete", &self.name]);
         let _ = ip(&["link", "delete", &self.name]);
+        let _ = ip(&["link", "delete", &format!("{}u", self.name)]);
     }
 }
