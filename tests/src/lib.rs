@@ -15,27 +15,45 @@ pub mod names;
 pub mod netns;
 pub mod process;
 
+#[path = "../../agent/tests/support/busybox.rs"]
+mod busybox;
 #[path = "../../agent/tests/support/skip.rs"]
 mod skip;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 pub use skip::{privileged, require, skip};
+
+/// `target/<profile>/`, where the workspace's binaries are (the running test is in
+/// its `deps/`).
+fn binary_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .to_owned()
+}
 
 /// A binary of the workspace, built in the same target directory as the running test
 /// (`cargo test --workspace` builds the binaries first; alone: `cargo build --bins`).
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join(name);
+    let path = binary_dir().join(name);
     assert!(
         path.is_file(),
         "{} is not built: run `cargo build --bins` first",
         path.display()
     );
     path
+}
+
+/// The busybox zone image archive (as the demo boots), built once per test process next
+/// to the binaries.
+pub fn busybox_archive() -> &'static Path {
+    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
+    ARCHIVE.get_or_init(|| {
+        let out = binary_dir().join(format!("zone-busybox-{}.tar.gz", std::process::id()));
+        busybox::build(&out);
+        out
+    })
 }
