@@ -17,6 +17,16 @@
 //! 2 = "10.0.0.2:7000"
 //! 3 = "10.0.0.3:7000"
 //!
+//! agent_cert_hours = 24             # agents' certificates (default 24, at most 168)
+//!
+//! [signing_ca]                     # optional: without it Enroll/RenewCertificate fail
+//! cert = "signing-ca.crt"
+//! key = "signing-ca.key"           # 0600, like tls.key
+//!
+//! [leases]                         # all optional
+//! heartbeat_interval_ms = 1000
+//! ttl_ms = 5000
+//!
 //! [raft]                           # all optional
 //! heartbeat_ms = 50
 //! election_timeout_min_ms = 100
@@ -73,6 +83,43 @@ pub struct TlsPaths {
     pub cert: PathBuf,
     /// This controller's private key.
     pub key: PathBuf,
+}
+
+/// The signing CA's certificate and key (`zfadm pki init`'s `signing-ca.crt/.key`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningCaPaths {
+    /// The signing CA certificate (issued by the root in `tls.ca`).
+    pub cert: PathBuf,
+    /// Its private key (mode 0600 or stricter).
+    pub key: PathBuf,
+}
+
+/// Lease terms given to agents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseTimings {
+    /// How often agents heartbeat, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// How long a lease lasts after a heartbeat, in milliseconds (more than the
+    /// interval).
+    pub ttl_ms: u64,
+}
+
+impl Default for LeaseTimings {
+    fn default() -> Self {
+        LeaseTimings {
+            heartbeat_interval_ms: 1000,
+            ttl_ms: 5000,
+        }
+    }
+}
+
+/// The longest agent certificate lifetime, in hours (`pki::lifetime::AGENT`).
+pub const MAX_AGENT_CERT_HOURS: u32 = 168;
+
+fn default_agent_cert_hours() -> u32 {
+    crate::node::control::DEFAULT_AGENT_CERT_HOURS
 }
 
 /// Raft timings and snapshot policy.
@@ -134,6 +181,15 @@ pub struct ControllerConfig {
     /// Raft timings.
     #[serde(default)]
     pub raft: RaftTimings,
+    /// The signing CA that signs agents' certificates.
+    #[serde(default)]
+    pub signing_ca: Option<SigningCaPaths>,
+    /// Agents' certificate lifetime in hours.
+    #[serde(default = "default_agent_cert_hours")]
+    pub agent_cert_hours: u32,
+    /// Lease terms.
+    #[serde(default)]
+    pub leases: LeaseTimings,
 }
 
 impl ControllerConfig {
@@ -149,12 +205,21 @@ impl ControllerConfig {
                 error: Box::new(error),
             })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let signing = config
+            .signing_ca
+            .as_mut()
+            .map(|s| [&mut s.cert, &mut s.key])
+            .into_iter()
+            .flatten();
         for p in [
             &mut config.data_dir,
             &mut config.tls.ca,
             &mut config.tls.cert,
             &mut config.tls.key,
-        ] {
+        ]
+        .into_iter()
+        .chain(signing)
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -192,7 +257,70 @@ impl ControllerConfig {
         }
         zonefleet_proto::pki::validate_cluster(&self.cluster)
             .map_err(|e| invalid("cluster", e.to_string()))?;
+        if !(1..=MAX_AGENT_CERT_HOURS).contains(&self.agent_cert_hours) {
+            return Err(invalid(
+                "agent_cert_hours",
+                format!(
+                    "{} is out of range; allowed 1..={MAX_AGENT_CERT_HOURS} (hours)",
+                    self.agent_cert_hours
+                ),
+            ));
+        }
+        let l = &self.leases;
+        if l.heartbeat_interval_ms == 0 || l.ttl_ms <= l.heartbeat_interval_ms {
+            return Err(invalid(
+                "leases.ttl_ms",
+                "must be more than heartbeat_interval_ms (> 0)".to_owned(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Loads the signing CA named in `[signing_ca]` (its key refused when group or
+    /// others may read it), checked against the root in `tls.ca`; `None` without one.
+    pub fn load_signing_ca(&self) -> Result<Option<zonefleet_proto::pki::FleetCa>, ConfigError> {
+        let Some(paths) = &self.signing_ca else {
+            return Ok(None);
+        };
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            path: paths.cert.clone(),
+            field: field.to_owned(),
+            reason,
+        };
+        zonefleet_proto::modes::require_private_key(&paths.key)
+            .map_err(|e| invalid("signing_ca.key", e.to_string()))?;
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.to_owned(),
+                error,
+            })
+        };
+        let root = read(&self.tls.ca)?;
+        let cert = read(&paths.cert)?;
+        let key = zonefleet_proto::pki::KeyPem::new(read(&paths.key)?);
+        let ca = zonefleet_proto::pki::FleetCa::signing_from_pem(&root, &cert, &key)
+            .map_err(|e| invalid("signing_ca", e.to_string()))?;
+        if ca.cluster() != self.cluster {
+            return Err(invalid(
+                "signing_ca",
+                format!("is of cluster {:?}, not {:?}", ca.cluster(), self.cluster),
+            ));
+        }
+        Ok(Some(ca))
+    }
+
+    /// The `Control` service's settings (the signing CA loaded by the caller).
+    pub fn control_options(
+        &self,
+        signing_ca: Option<zonefleet_proto::pki::FleetCa>,
+    ) -> crate::node::control::ControlOptions {
+        crate::node::control::ControlOptions {
+            signing_ca: signing_ca.map(std::sync::Arc::new),
+            agent_cert_hours: self.agent_cert_hours,
+            heartbeat_interval: std::time::Duration::from_millis(self.leases.heartbeat_interval_ms),
+            lease_ttl: std::time::Duration::from_millis(self.leases.ttl_ms),
+            ..Default::default()
+        }
     }
 
     /// `initial_members` with numeric ids.
