@@ -12,7 +12,7 @@ use super::FleetState;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// The zone is (now, or in a new version) assigned to the host.
-    Upsert(pb::Zone),
+    Upsert(Box<pb::Zone>),
     /// The zone (by uuid) is no longer assigned to the host.
     Removed(String),
 }
@@ -84,7 +84,7 @@ impl FleetState {
                 if !same {
                     changes.push(HostChange {
                         host_id: new_host.to_owned(),
-                        change: Change::Upsert(after.clone()),
+                        change: Change::Upsert(Box::new(after.clone())),
                     });
                 }
             }

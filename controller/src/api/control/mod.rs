@@ -4,8 +4,8 @@
 //! other RPC is an agent's, and only for its own host ([`own_host`]).
 //!
 //! * this module: `Register`, `Heartbeat`, `ReportZoneState`;
-//! * [`enroll`]: `Enroll` and `RenewCertificate`;
-//! * [`watch`]: `WatchAssignments`;
+//! * `enroll`: `Enroll` and `RenewCertificate`;
+//! * `watch`: `WatchAssignments`;
 //! * [`limit`]: the per-peer token bucket of `Enroll`.
 
 mod enroll;

@@ -37,7 +37,7 @@ fn event(revision: u64, change: Change) -> pb::AssignmentEvent {
     pb::AssignmentEvent {
         revision,
         event: Some(match change {
-            Change::Upsert(zone) => Event::Upsert(zone),
+            Change::Upsert(zone) => Event::Upsert(*zone),
             Change::Removed(uuid) => Event::Removed(uuid),
         }),
     }
