@@ -184,6 +184,22 @@ async fn every_write(
                     .await,
             ),
         ),
+        (
+            "RevokeCertificate",
+            code(
+                client
+                    .revoke_certificate(pb::RevokeCertificateRequest::default())
+                    .await,
+            ),
+        ),
+        (
+            "RevokeJoinToken",
+            code(
+                client
+                    .revoke_join_token(pb::RevokeJoinTokenRequest::default())
+                    .await,
+            ),
+        ),
     ];
     let mut called: Vec<&str> = codes.iter().map(|(m, _)| *m).collect();
     called.sort_unstable();
@@ -240,6 +256,14 @@ async fn every_read(client: &mut OperatorClient<Channel>, zone: &str) -> Vec<(&'
             code(client.list_images(pb::ListImagesRequest::default()).await),
         ),
         (
+            "ListRevocations",
+            code(
+                client
+                    .list_revocations(pb::ListRevocationsRequest::default())
+                    .await,
+            ),
+        ),
+        (
             "GetFleetSettings",
             code(
                 client
@@ -250,7 +274,9 @@ async fn every_read(client: &mut OperatorClient<Channel>, zone: &str) -> Vec<(&'
     ];
     for rule in RPC_RULES {
         if let Some(name) = rule.method.strip_prefix("/zonefleet.v1.Operator/") {
-            if rule.access == Access::Read && name != "GetHost" {
+            // GetHost needs a host; ListJoinTokens is for admins only (see
+            // `join_tokens_are_listed_for_admins_only`).
+            if rule.access == Access::Read && !["GetHost", "ListJoinTokens"].contains(&name) {
                 assert!(reads.iter().any(|(m, _)| *m == name), "{name} not read");
             }
         }
@@ -316,11 +342,20 @@ async fn a_viewer_reads_but_every_write_is_refused_and_audited() {
         let refused = audit_lines_with(&[&identity, "result=PermissionDenied"]);
         assert_eq!(
             refused.len(),
-            17,
+            19,
             "one line per refused write: {refused:#?}"
         );
         // Reads are not audited.
         assert!(audit_lines_with(&[&identity, "ListZones"]).is_empty());
+        // Join tokens' metadata is for admins only.
+        let listed = as_viewer
+            .list_join_tokens(pb::ListJoinTokensRequest::default())
+            .await;
+        assert_eq!(code(listed), Code::PermissionDenied);
+        let listed = as_admin
+            .list_join_tokens(pb::ListJoinTokensRequest::default())
+            .await;
+        assert_eq!(code(listed), Code::Ok);
     })
     .await;
 }
