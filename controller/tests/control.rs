@@ -797,3 +797,68 @@ async fn reports_commit_only_transitions() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_gives_every_host_a_full_ttl_before_judging() {
+    bounded(LIMIT, async {
+        let ttl = Duration::from_millis(2000);
+        let mut cluster = Cluster::start_with_control(3, test_raft_config(), |c| {
+            c.heartbeat_interval = Duration::from_millis(200);
+            c.lease_ttl = ttl;
+        })
+        .await;
+        let leader = cluster.leader().await;
+        let host = Uuid::new_v4();
+        let survivor = (1..=3).find(|id| *id != leader).unwrap();
+        let mut agent = control_as(&cluster, survivor, &agent_cert(&cluster, host)).await;
+        register(&mut agent, host).await;
+        // The last heartbeat reaches the old leader only; then it dies.
+        agent
+            .heartbeat(pb::HeartbeatRequest {
+                host_id: host.to_string(),
+                capacity: None,
+            })
+            .await
+            .unwrap();
+        let killed = Instant::now();
+        drop(cluster.kill(leader).await);
+        let others: Vec<NodeId> = (1..=3).filter(|id| *id != leader).collect();
+        let new_leader = cluster.leader_among(&others, Duration::from_secs(10)).await;
+        let elected = Instant::now();
+        assert_ne!(new_leader, leader);
+        // The new leader has no lease of this host, yet does not judge it before a
+        // full TTL from its election (reads through the survivors).
+        let get = |id: NodeId| {
+            let cluster = &cluster;
+            async move {
+                cluster
+                    .operator(id)
+                    .await
+                    .get_host(pb::HostRef {
+                        host_id: host.to_string(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .status
+            }
+        };
+        while elected.elapsed() < ttl * 8 / 10 {
+            assert_eq!(
+                get(new_leader).await,
+                pb::HostStatus::Ready as i32,
+                "judged {:?} after the election ({:?} after the last heartbeat)",
+                elected.elapsed(),
+                killed.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Then it does.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while get(new_leader).await != pb::HostStatus::Down as i32 {
+            assert!(Instant::now() < deadline, "never marked down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
