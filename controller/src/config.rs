@@ -446,8 +446,69 @@ election_timeout_max_ms = 600
         assert_eq!(c.election_timeouts(), (450, 451));
         assert_eq!(c.failover_timing().after.as_millis(), 600 + 1 + 10 + 20);
 
+        assert!(c.load_signing_ca().unwrap().is_none());
+        assert_eq!(c.agent_cert_hours, 24);
+        assert_eq!(c.leases.ttl_ms, 5000);
+
         std::fs::write(&path, "id = 1\ncluster = \"prod\"\nlisten = \"x\"\n").unwrap();
         let err = ControllerConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("listen") || err.contains("invalid"), "{err}");
+    }
+
+    const BASE: &str =
+        "id = 1\ncluster = \"prod\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"d\"\n\
+        [tls]\nca = \"ca.crt\"\ncert = \"c.crt\"\nkey = \"c.key\"\n";
+
+    #[test]
+    fn the_signing_ca_and_agent_settings() {
+        use std::os::unix::fs::PermissionsExt;
+        use zonefleet_proto::pki::{files, FleetCa, Validity};
+        let dir = tempfile::tempdir().unwrap();
+        let root = FleetCa::generate("prod").unwrap();
+        let signing = root.issue_signing_ca(Validity::days(30).unwrap()).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), root.cert_pem()).unwrap();
+        std::fs::write(dir.path().join(files::SIGNING_CA_CERT), signing.cert_pem()).unwrap();
+        let key = dir.path().join(files::SIGNING_CA_KEY);
+        std::fs::write(&key, signing.key_pem().expose_pem()).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.path().join("controller.toml");
+        // Top-level keys first, then BASE's [tls], then other tables.
+        let write = |top: &str, tables: &str| {
+            std::fs::write(&path, format!("{top}{BASE}{tables}")).unwrap()
+        };
+
+        write("agent_cert_hours = 48\n", "[signing_ca]\ncert = \"signing-ca.crt\"\nkey = \"signing-ca.key\"\n[leases]\nttl_ms = 3000\n");
+        let c = ControllerConfig::load(&path).unwrap();
+        let ca = c.load_signing_ca().unwrap().expect("a signing CA");
+        assert_eq!(ca.fingerprint(), root.fingerprint());
+        let options = c.control_options(Some(ca));
+        assert_eq!(options.agent_cert_hours, 48);
+        assert_eq!(options.lease_ttl, std::time::Duration::from_secs(3));
+        assert!(options.signing_ca.is_some());
+
+        // A key others may read is refused, naming the field.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = c.load_signing_ca().unwrap_err().to_string();
+        assert!(err.contains("signing_ca.key"), "{err}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // A signing CA of another root is refused.
+        let other = FleetCa::generate("prod").unwrap();
+        std::fs::write(dir.path().join("ca.crt"), other.cert_pem()).unwrap();
+        let err = c.load_signing_ca().unwrap_err().to_string();
+        assert!(err.contains("not issued by this root"), "{err}");
+
+        for (top, tables, field) in [
+            ("agent_cert_hours = 169\n", "", "agent_cert_hours"),
+            ("agent_cert_hours = 0\n", "", "agent_cert_hours"),
+            (
+                "",
+                "[leases]\nheartbeat_interval_ms = 1000\nttl_ms = 1000\n",
+                "leases.ttl_ms",
+            ),
+        ] {
+            write(top, tables);
+            let err = ControllerConfig::load(&path).unwrap_err().to_string();
+            assert!(err.contains(field), "{top}{tables}: {err}");
+        }
     }
 }
