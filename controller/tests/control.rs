@@ -862,3 +862,96 @@ async fn a_new_leader_gives_every_host_a_full_ttl_before_judging() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_restarted_from_a_snapshot_answers_an_old_revision_with_a_snapshot() {
+    bounded(LIMIT, async {
+        let mut cluster = Cluster::start(3).await;
+        let leader = cluster.leader().await;
+        let host = Uuid::new_v4();
+        let cert = agent_cert(&cluster, host);
+        register(&mut control_as(&cluster, leader, &cert).await, host).await;
+        let mut operator = cluster.operator(leader).await;
+        let first = fixtures::create_zone(&mut operator, "first").await;
+        let mut stream = control_as(&cluster, leader, &cert)
+            .await
+            .watch_assignments(pb::WatchAssignmentsRequest {
+                host_id: host.to_string(),
+                from_revision: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let old = next(&mut stream).await.revision;
+        drop(stream);
+        // Past a snapshot (every 50 entries in tests) on every member.
+        let target = (1..=3).find(|id| *id != leader).unwrap();
+        for i in 0..60 {
+            operator
+                .stop_zone(pb::ZoneRef {
+                    zone: first.clone(),
+                })
+                .await
+                .unwrap();
+            operator
+                .start_zone(pb::ZoneRef {
+                    zone: first.clone(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("start {i}: {e}"));
+        }
+        let addr = cluster.members[&target].addr;
+        drop(cluster.kill(target).await);
+        cluster.restart(target, addr).await;
+        // The restarted member replays only what followed its snapshot: the revision
+        // the agent had is too old there, so it gets a snapshot first.
+        let mut stream = control_as(&cluster, target, &cert)
+            .await
+            .watch_assignments(pb::WatchAssignmentsRequest {
+                host_id: host.to_string(),
+                from_revision: old,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let e = next(&mut stream).await;
+        assert!(e.revision > old);
+        let mut generation = match e.event {
+            Some(Event::Snapshot(s)) => {
+                assert_eq!(s.zones.len(), 1);
+                s.zones[0].generation
+            }
+            other => panic!("not a snapshot: {other:?}"),
+        };
+        // Served from what it has applied: it may still be catching up.
+        let mut revision = e.revision;
+        while generation < 121 {
+            let e = next(&mut stream).await;
+            assert!(e.revision > revision);
+            revision = e.revision;
+            match e.event {
+                Some(Event::Upsert(z)) => {
+                    assert_eq!(z.generation, generation + 1);
+                    generation = z.generation;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // The leader, which applied every change live, replays them instead.
+        let mut stream = control_as(&cluster, leader, &cert)
+            .await
+            .watch_assignments(pb::WatchAssignmentsRequest {
+                host_id: host.to_string(),
+                from_revision: old,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let e = next(&mut stream).await;
+        assert!(
+            matches!(e.event, Some(Event::Upsert(ref z)) if z.generation == 2),
+            "{e:?}"
+        );
+    })
+    .await;
+}
