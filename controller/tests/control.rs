@@ -955,3 +955,49 @@ async fn a_controller_restarted_from_a_snapshot_answers_an_old_revision_with_a_s
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_agent_cannot_renew() {
+    bounded(LIMIT, async {
+        let cluster = Cluster::start(1).await;
+        cluster.leader().await;
+        let secret = token(&cluster, 3600).await;
+        let host = Uuid::new_v4();
+        let (cert, _) = enroll(&cluster, 1, &secret, host).await.unwrap();
+        let mut agent = control_as(&cluster, 1, &cert).await;
+        let (_, csr) = key_and_csr();
+        agent
+            .renew_certificate(pb::RenewCertificateRequest { csr_pem: csr })
+            .await
+            .unwrap();
+        cluster
+            .operator(1)
+            .await
+            .revoke_certificate(pb::RevokeCertificateRequest {
+                identity: format!("zonefleet://{CLUSTER}/agent/{host}"),
+                reason: "stolen".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // The open connection is closed, a new one refused at the handshake.
+        let (_, csr) = key_and_csr();
+        assert!(agent
+            .renew_certificate(pb::RenewCertificateRequest {
+                csr_pem: csr.clone()
+            })
+            .await
+            .is_err());
+        let config =
+            client_config(&cluster.trust, ExpectedPeer::AnyController, Some(&cert)).unwrap();
+        let refused = match connect_channel(&cluster.members[&1].addr.to_string(), config).await {
+            Err(_) => true,
+            Ok(channel) => ControlClient::new(channel)
+                .renew_certificate(pb::RenewCertificateRequest { csr_pem: csr })
+                .await
+                .is_err(),
+        };
+        assert!(refused, "a revoked agent renewed its certificate");
+    })
+    .await;
+}
