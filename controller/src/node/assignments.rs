@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::state::assignments::{Change, HostChange};
 
 /// Most changes kept per host.
-pub const CHANGES_PER_HOST: usize = 256;
+pub const CHANGES_PER_HOST: usize = 64;
 
 #[derive(Debug)]
 struct HostLog {
