@@ -767,9 +767,26 @@ async fn reports_commit_only_transitions() {
             before,
             "a report without a transition was committed"
         );
-        // A new message is a transition.
+        // A new generation is a transition, and so is a new message.
+        operator
+            .stop_zone(pb::ZoneRef { zone: zone.clone() })
+            .await
+            .unwrap();
+        let before = node.last_log_id();
         agent
-            .report_zone_state(report(vec![observed(pb::ZoneState::Running, "oom once")]))
+            .report_zone_state(report(vec![pb::ObservedZone {
+                generation: 2,
+                ..observed(pb::ZoneState::Running, "")
+            }]))
+            .await
+            .unwrap();
+        assert!(node.last_log_id() > before);
+        let before = node.last_log_id();
+        agent
+            .report_zone_state(report(vec![pb::ObservedZone {
+                generation: 2,
+                ..observed(pb::ZoneState::Running, "oom once")
+            }]))
             .await
             .unwrap();
         assert!(node.last_log_id() > before);
@@ -782,6 +799,7 @@ async fn reports_commit_only_transitions() {
             .unwrap()
             .into_inner();
         assert_eq!(got.message, "oom once");
+        assert_eq!((got.observed_generation, got.generation), (2, 2));
         // Bad content: a clear error, nothing committed.
         let before = node.last_log_id();
         let e = agent

@@ -8,6 +8,7 @@ use super::{ok, FleetState, StateError};
 /// Whether applying `observed` would change `zone`'s record: what a report commits.
 pub fn is_transition(zone: &pb::Zone, observed: &pb::ObservedZone) -> bool {
     zone.observed_state != observed.state
+        || zone.observed_generation != observed.generation
         || zone.message != observed.message
         || zone.init_exit_status != observed.init_exit_status
         || (observed.state == pb::ZoneState::Deleted as i32
@@ -42,6 +43,7 @@ impl FleetState {
                 continue;
             }
             zone.observed_state = observed.state;
+            zone.observed_generation = observed.generation;
             zone.message = observed.message.clone();
             zone.init_exit_status = observed.init_exit_status;
         }

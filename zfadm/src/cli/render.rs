@@ -44,6 +44,7 @@ pub(super) fn zone_json(z: &pb::Zone) -> Value {
         "generation": z.generation,
         "desired_state": state_name(z.desired_state),
         "observed_state": state_name(z.observed_state),
+        "observed_generation": z.observed_generation,
         "addresses": z.addresses,
         "message": z.message,
         "spec": spec_json(&spec),
