@@ -27,6 +27,10 @@
 //! heartbeat_interval_ms = 1000
 //! ttl_ms = 5000
 //!
+//! [enroll]                         # all optional: Enroll calls per peer address
+//! burst = 20
+//! per_second = 2
+//!
 //! [raft]                           # all optional
 //! heartbeat_ms = 50
 //! election_timeout_min_ms = 100
@@ -115,6 +119,26 @@ impl Default for LeaseTimings {
     }
 }
 
+/// How many unauthenticated `Enroll` calls one peer address may make.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrollLimits {
+    /// Calls at once.
+    pub burst: u32,
+    /// Calls per second after that.
+    pub per_second: u32,
+}
+
+impl Default for EnrollLimits {
+    fn default() -> Self {
+        let d = crate::node::control::ControlOptions::default();
+        EnrollLimits {
+            burst: d.enroll_burst,
+            per_second: d.enroll_per_second,
+        }
+    }
+}
+
 /// The longest agent certificate lifetime, in hours (`pki::lifetime::AGENT`).
 pub const MAX_AGENT_CERT_HOURS: u32 = 168;
 
@@ -190,6 +214,9 @@ pub struct ControllerConfig {
     /// Lease terms.
     #[serde(default)]
     pub leases: LeaseTimings,
+    /// The rate limit of `Enroll` per peer address.
+    #[serde(default)]
+    pub enroll: EnrollLimits,
 }
 
 impl ControllerConfig {
@@ -257,6 +284,9 @@ impl ControllerConfig {
         }
         zonefleet_proto::pki::validate_cluster(&self.cluster)
             .map_err(|e| invalid("cluster", e.to_string()))?;
+        if self.enroll.burst == 0 {
+            return Err(invalid("enroll.burst", "must be at least 1".to_owned()));
+        }
         if !(1..=MAX_AGENT_CERT_HOURS).contains(&self.agent_cert_hours) {
             return Err(invalid(
                 "agent_cert_hours",
@@ -319,7 +349,8 @@ impl ControllerConfig {
             agent_cert_hours: self.agent_cert_hours,
             heartbeat_interval: std::time::Duration::from_millis(self.leases.heartbeat_interval_ms),
             lease_ttl: std::time::Duration::from_millis(self.leases.ttl_ms),
-            ..Default::default()
+            enroll_burst: self.enroll.burst,
+            enroll_per_second: self.enroll.per_second,
         }
     }
 
@@ -505,6 +536,7 @@ election_timeout_max_ms = 600
                 "[leases]\nheartbeat_interval_ms = 1000\nttl_ms = 1000\n",
                 "leases.ttl_ms",
             ),
+            ("", "[enroll]\nburst = 0\n", "enroll.burst"),
         ] {
             write(top, tables);
             let err = ControllerConfig::load(&path).unwrap_err().to_string();

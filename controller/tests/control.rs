@@ -6,6 +6,7 @@
 //! resume, a snapshot again when the revision is too old) and reports (only
 //! transitions are committed); an agent acts only for its own host.
 
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
@@ -26,6 +27,38 @@ use zonefleet_proto::pki::{identity_from_cert_der, KeyPem, Validity};
 use zonefleet_proto::tls::{client_config, connect_channel, CertKey, ExpectedPeer};
 
 const LIMIT: Duration = Duration::from_secs(90);
+
+/// Everything the controllers of this test binary log at `info` and above (one global
+/// subscriber: the cluster's tasks run on other threads than the test's).
+fn log() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = log.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,openraft=warn"))
+            .with_ansi(false)
+            .with_writer(move || Shared(writer.clone()))
+            .init();
+        log
+    })
+}
+
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logged() -> String {
+    String::from_utf8_lossy(&log().lock().unwrap()).into_owned()
+}
 
 /// A key generated here (as an agent does) and a CSR for it.
 fn key_and_csr() -> (KeyPair, String) {
@@ -163,6 +196,7 @@ async fn await_status(cluster: &Cluster, host: Uuid, status: pb::HostStatus, wit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_enrolls_once_anywhere_and_gives_the_host_its_inventory() {
+    log();
     bounded(LIMIT, async {
         let cluster = Cluster::start(3).await;
         let leader = cluster.leader().await;
@@ -270,6 +304,26 @@ async fn a_token_enrolls_once_anywhere_and_gives_the_host_its_inventory() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
+
+        // Every refusal was logged with the digest's prefix, no log line (audit lines
+        // included) ever holds a token.
+        let lines = logged();
+        let digest = |t: &str| {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(t.as_bytes()))
+        };
+        for refused in [&secret, &forged, &short, &revoked] {
+            let prefix = &digest(refused)[..16];
+            assert!(
+                lines.contains(&format!("token=\"{prefix}\""))
+                    || lines.contains(&format!("token={prefix}")),
+                "no refusal logged for {prefix}:\n{lines}"
+            );
+        }
+        assert!(lines.contains("join token refused"), "{lines}");
+        for t in [&secret, &forged, &short, &revoked] {
+            assert!(!lines.contains(t.as_str()), "a token in the log:\n{lines}");
+        }
 
         // Registering: the token's rack and labels, never the host's word.
         let mut agent = control_as(&cluster, follower, &cert).await;
