@@ -138,8 +138,16 @@ async fn create_list_revoke_tokens_through_the_cli() {
         assert_eq!(created["ca_fingerprint"], cluster.ca.fingerprint());
         let out = run(&["token", "create", "--rack", "r2"]).await;
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let other = text(&out.stdout).lines().next().unwrap().to_owned();
+        let printed = text(&out.stdout);
+        let other = printed.lines().next().unwrap().to_owned();
         assert!(other.starts_with("zft_"), "{other}");
+        assert!(
+            printed.contains(&format!(
+                "zonefleet.controllers={addr} zonefleet.token={other} zonefleet.ca={}",
+                cluster.ca.fingerprint()
+            )),
+            "{printed}"
+        );
 
         // The token works, once.
         assert_eq!(enroll(&cluster, &addr, &token).await, Code::Ok);

@@ -413,12 +413,14 @@ pub(super) fn print_tokens(
     )?)
 }
 
-/// Prints a token just made: the secret (shown this once), its expiry and the CA pin.
+/// Prints a token just made: the secret (shown this once), its expiry and what an
+/// agent's kernel command line needs (the controllers `zfadm` reached, the CA pin).
 pub(super) fn print_new_token(
     out: &mut dyn Write,
     output: Format,
     created: &pb::CreateJoinTokenResponse,
     request: &pb::CreateJoinTokenRequest,
+    controllers: &[String],
 ) -> anyhow::Result<()> {
     if output == Format::Json {
         write_json(
@@ -442,8 +444,10 @@ pub(super) fn print_new_token(
     )?;
     writeln!(
         out,
-        "agent kernel command line: zonefleet.token={} zonefleet.ca={}",
-        created.token, created.ca_fingerprint
+        "agent kernel command line: zonefleet.controllers={} zonefleet.token={} zonefleet.ca={}",
+        controllers.join(","),
+        created.token,
+        created.ca_fingerprint
     )?;
     Ok(())
 }

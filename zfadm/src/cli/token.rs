@@ -91,7 +91,7 @@ pub async fn run(
                     async move { c.create_join_token(request).await.map(|r| r.into_inner()) }
                 })
                 .await?;
-            print_new_token(out, output, &created, &request)
+            print_new_token(out, output, &created, &request, conn.controllers())
         }
         TokenCommand::List => {
             let tokens = conn
