@@ -153,11 +153,23 @@ impl Controller {
         request.set_timeout(Duration::from_secs(2));
         match client.forward_heartbeat(request).await {
             Ok(response) => Ok(response.into_inner().lease_expires_unix_ms),
-            Err(status) if status.code() == tonic::Code::Unavailable => Err(unavailable(format!(
+            // The leader's own answer about this host.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::FailedPrecondition
+                        | tonic::Code::InvalidArgument
+                        | tonic::Code::PermissionDenied
+                ) =>
+            {
+                Err(status)
+            }
+            // Anything else (unreachable, a broken or cancelled connection, a timeout):
+            // the agent should try the leader itself.
+            Err(status) => Err(unavailable(format!(
                 "forwarding to the leader: {}",
                 status.message()
             ))),
-            Err(status) => Err(status),
         }
     }
 
