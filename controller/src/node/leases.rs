@@ -22,8 +22,7 @@ use zonefleet_proto::pb::fleet_command::Kind;
 
 use super::{Controller, Inner};
 
-/// The metadata key naming the leader's `HOST:PORT` on an `UNAVAILABLE` heartbeat.
-pub const LEADER_METADATA: &str = "zonefleet-leader";
+pub use zonefleet_proto::pb::LEADER_METADATA;
 
 #[derive(Debug)]
 struct Table {
