@@ -60,6 +60,9 @@ data_dir = "controller-$i"
 ca = "pki/ca.crt"
 cert = "pki/controller-$i.crt"
 key = "pki/controller-$i.key"
+[signing_ca]
+cert = "pki/signing-ca.crt"
+key = "pki/signing-ca.key"
 [initial_members]
 1 = "127.0.0.1:${ports[0]}"
 2 = "127.0.0.1:${ports[1]}"

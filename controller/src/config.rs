@@ -17,6 +17,20 @@
 //! 2 = "10.0.0.2:7000"
 //! 3 = "10.0.0.3:7000"
 //!
+//! agent_cert_hours = 24             # agents' certificates (default 24, at most 168)
+//!
+//! [signing_ca]                     # optional: without it Enroll/RenewCertificate fail
+//! cert = "signing-ca.crt"
+//! key = "signing-ca.key"           # 0600, like tls.key
+//!
+//! [leases]                         # all optional
+//! heartbeat_interval_ms = 1000
+//! ttl_ms = 5000
+//!
+//! [enroll]                         # all optional: Enroll calls per peer address
+//! burst = 20
+//! per_second = 2
+//!
 //! [raft]                           # all optional
 //! heartbeat_ms = 50
 //! election_timeout_min_ms = 100
@@ -73,6 +87,63 @@ pub struct TlsPaths {
     pub cert: PathBuf,
     /// This controller's private key.
     pub key: PathBuf,
+}
+
+/// The signing CA's certificate and key (`zfadm pki init`'s `signing-ca.crt/.key`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningCaPaths {
+    /// The signing CA certificate (issued by the root in `tls.ca`).
+    pub cert: PathBuf,
+    /// Its private key (mode 0600 or stricter).
+    pub key: PathBuf,
+}
+
+/// Lease terms given to agents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseTimings {
+    /// How often agents heartbeat, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// How long a lease lasts after a heartbeat, in milliseconds (more than the
+    /// interval).
+    pub ttl_ms: u64,
+}
+
+impl Default for LeaseTimings {
+    fn default() -> Self {
+        LeaseTimings {
+            heartbeat_interval_ms: 1000,
+            ttl_ms: 5000,
+        }
+    }
+}
+
+/// How many unauthenticated `Enroll` calls one peer address may make.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrollLimits {
+    /// Calls at once.
+    pub burst: u32,
+    /// Calls per second after that.
+    pub per_second: u32,
+}
+
+impl Default for EnrollLimits {
+    fn default() -> Self {
+        let d = crate::node::control::ControlOptions::default();
+        EnrollLimits {
+            burst: d.enroll_burst,
+            per_second: d.enroll_per_second,
+        }
+    }
+}
+
+/// The longest agent certificate lifetime, in hours (`pki::lifetime::AGENT`).
+pub const MAX_AGENT_CERT_HOURS: u32 = 168;
+
+fn default_agent_cert_hours() -> u32 {
+    crate::node::control::DEFAULT_AGENT_CERT_HOURS
 }
 
 /// Raft timings and snapshot policy.
@@ -134,6 +205,18 @@ pub struct ControllerConfig {
     /// Raft timings.
     #[serde(default)]
     pub raft: RaftTimings,
+    /// The signing CA that signs agents' certificates.
+    #[serde(default)]
+    pub signing_ca: Option<SigningCaPaths>,
+    /// Agents' certificate lifetime in hours.
+    #[serde(default = "default_agent_cert_hours")]
+    pub agent_cert_hours: u32,
+    /// Lease terms.
+    #[serde(default)]
+    pub leases: LeaseTimings,
+    /// The rate limit of `Enroll` per peer address.
+    #[serde(default)]
+    pub enroll: EnrollLimits,
 }
 
 impl ControllerConfig {
@@ -149,12 +232,21 @@ impl ControllerConfig {
                 error: Box::new(error),
             })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let signing = config
+            .signing_ca
+            .as_mut()
+            .map(|s| [&mut s.cert, &mut s.key])
+            .into_iter()
+            .flatten();
         for p in [
             &mut config.data_dir,
             &mut config.tls.ca,
             &mut config.tls.cert,
             &mut config.tls.key,
-        ] {
+        ]
+        .into_iter()
+        .chain(signing)
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -192,7 +284,74 @@ impl ControllerConfig {
         }
         zonefleet_proto::pki::validate_cluster(&self.cluster)
             .map_err(|e| invalid("cluster", e.to_string()))?;
+        if self.enroll.burst == 0 {
+            return Err(invalid("enroll.burst", "must be at least 1".to_owned()));
+        }
+        if !(1..=MAX_AGENT_CERT_HOURS).contains(&self.agent_cert_hours) {
+            return Err(invalid(
+                "agent_cert_hours",
+                format!(
+                    "{} is out of range; allowed 1..={MAX_AGENT_CERT_HOURS} (hours)",
+                    self.agent_cert_hours
+                ),
+            ));
+        }
+        let l = &self.leases;
+        if l.heartbeat_interval_ms == 0 || l.ttl_ms <= l.heartbeat_interval_ms {
+            return Err(invalid(
+                "leases.ttl_ms",
+                "must be more than heartbeat_interval_ms (> 0)".to_owned(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Loads the signing CA named in `[signing_ca]` (its key refused when group or
+    /// others may read it), checked against the root in `tls.ca`; `None` without one.
+    pub fn load_signing_ca(&self) -> Result<Option<zonefleet_proto::pki::FleetCa>, ConfigError> {
+        let Some(paths) = &self.signing_ca else {
+            return Ok(None);
+        };
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            path: paths.cert.clone(),
+            field: field.to_owned(),
+            reason,
+        };
+        zonefleet_proto::modes::require_private_key(&paths.key)
+            .map_err(|e| invalid("signing_ca.key", e.to_string()))?;
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.to_owned(),
+                error,
+            })
+        };
+        let root = read(&self.tls.ca)?;
+        let cert = read(&paths.cert)?;
+        let key = zonefleet_proto::pki::KeyPem::new(read(&paths.key)?);
+        let ca = zonefleet_proto::pki::FleetCa::signing_from_pem(&root, &cert, &key)
+            .map_err(|e| invalid("signing_ca", e.to_string()))?;
+        if ca.cluster() != self.cluster {
+            return Err(invalid(
+                "signing_ca",
+                format!("is of cluster {:?}, not {:?}", ca.cluster(), self.cluster),
+            ));
+        }
+        Ok(Some(ca))
+    }
+
+    /// The `Control` service's settings (the signing CA loaded by the caller).
+    pub fn control_options(
+        &self,
+        signing_ca: Option<zonefleet_proto::pki::FleetCa>,
+    ) -> crate::node::control::ControlOptions {
+        crate::node::control::ControlOptions {
+            signing_ca: signing_ca.map(std::sync::Arc::new),
+            agent_cert_hours: self.agent_cert_hours,
+            heartbeat_interval: std::time::Duration::from_millis(self.leases.heartbeat_interval_ms),
+            lease_ttl: std::time::Duration::from_millis(self.leases.ttl_ms),
+            enroll_burst: self.enroll.burst,
+            enroll_per_second: self.enroll.per_second,
+        }
     }
 
     /// `initial_members` with numeric ids.
@@ -318,8 +477,70 @@ election_timeout_max_ms = 600
         assert_eq!(c.election_timeouts(), (450, 451));
         assert_eq!(c.failover_timing().after.as_millis(), 600 + 1 + 10 + 20);
 
+        assert!(c.load_signing_ca().unwrap().is_none());
+        assert_eq!(c.agent_cert_hours, 24);
+        assert_eq!(c.leases.ttl_ms, 5000);
+
         std::fs::write(&path, "id = 1\ncluster = \"prod\"\nlisten = \"x\"\n").unwrap();
         let err = ControllerConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("listen") || err.contains("invalid"), "{err}");
+    }
+
+    const BASE: &str =
+        "id = 1\ncluster = \"prod\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"d\"\n\
+        [tls]\nca = \"ca.crt\"\ncert = \"c.crt\"\nkey = \"c.key\"\n";
+
+    #[test]
+    fn the_signing_ca_and_agent_settings() {
+        use std::os::unix::fs::PermissionsExt;
+        use zonefleet_proto::pki::{files, FleetCa, Validity};
+        let dir = tempfile::tempdir().unwrap();
+        let root = FleetCa::generate("prod").unwrap();
+        let signing = root.issue_signing_ca(Validity::days(30).unwrap()).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), root.cert_pem()).unwrap();
+        std::fs::write(dir.path().join(files::SIGNING_CA_CERT), signing.cert_pem()).unwrap();
+        let key = dir.path().join(files::SIGNING_CA_KEY);
+        std::fs::write(&key, signing.key_pem().expose_pem()).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.path().join("controller.toml");
+        // Top-level keys first, then BASE's [tls], then other tables.
+        let write = |top: &str, tables: &str| {
+            std::fs::write(&path, format!("{top}{BASE}{tables}")).unwrap()
+        };
+
+        write("agent_cert_hours = 48\n", "[signing_ca]\ncert = \"signing-ca.crt\"\nkey = \"signing-ca.key\"\n[leases]\nttl_ms = 3000\n");
+        let c = ControllerConfig::load(&path).unwrap();
+        let ca = c.load_signing_ca().unwrap().expect("a signing CA");
+        assert_eq!(ca.fingerprint(), root.fingerprint());
+        let options = c.control_options(Some(ca));
+        assert_eq!(options.agent_cert_hours, 48);
+        assert_eq!(options.lease_ttl, std::time::Duration::from_secs(3));
+        assert!(options.signing_ca.is_some());
+
+        // A key others may read is refused, naming the field.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = c.load_signing_ca().unwrap_err().to_string();
+        assert!(err.contains("signing_ca.key"), "{err}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // A signing CA of another root is refused.
+        let other = FleetCa::generate("prod").unwrap();
+        std::fs::write(dir.path().join("ca.crt"), other.cert_pem()).unwrap();
+        let err = c.load_signing_ca().unwrap_err().to_string();
+        assert!(err.contains("not issued by this root"), "{err}");
+
+        for (top, tables, field) in [
+            ("agent_cert_hours = 169\n", "", "agent_cert_hours"),
+            ("agent_cert_hours = 0\n", "", "agent_cert_hours"),
+            (
+                "",
+                "[leases]\nheartbeat_interval_ms = 1000\nttl_ms = 1000\n",
+                "leases.ttl_ms",
+            ),
+            ("", "[enroll]\nburst = 0\n", "enroll.burst"),
+        ] {
+            write(top, tables);
+            let err = ControllerConfig::load(&path).unwrap_err().to_string();
+            assert!(err.contains(field), "{top}{tables}: {err}");
+        }
     }
 }

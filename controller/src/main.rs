@@ -33,6 +33,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         config.id,
         config.cluster
     );
+    let signing_ca = config.load_signing_ca()?;
+    if signing_ca.is_none() {
+        tracing::warn!("no [signing_ca] configured: agents cannot enroll or renew here");
+    }
+    let control = config.control_options(signing_ca);
     let tls = server_config(&trust, &own)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -50,6 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         failover: Some(config.failover_timing()),
         initial_members,
         dialer: std::sync::Arc::new(zonefleet_controller::raft::dial::TcpDialer),
+        control,
     })
     .await?;
     tracing::info!(id = config.id, listen = %config.listen, advertise = %config.advertise(), "controller started");

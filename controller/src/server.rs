@@ -1,6 +1,6 @@
-//! The controller's listener: the `Raft` and `Operator` services on one mTLS port,
-//! behind the role layer (only controllers may call `Raft`, only operators
-//! `Operator`), with explicit message size limits; a controller that leaves the group
+//! The controller's listener: the `Raft`, `Operator` and `Control` services on one
+//! mTLS port, behind the role layer (only controllers may call `Raft`, only operators
+//! `Operator`, only agents `Control` but for `Enroll`), with explicit message size limits; a controller that leaves the group
 //! loses its open connections at once, and so does a revoked certificate.
 
 use std::future::Future;
@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use tonic::transport::Server;
 use zonefleet_proto::auth::RoleLayer;
+use zonefleet_proto::pb::control_server::ControlServer;
 use zonefleet_proto::pb::operator_server::OperatorServer;
 use zonefleet_proto::pb::raft_server::RaftServer;
 use zonefleet_proto::tls::TlsIncoming;
 
+use crate::api::control::{ControlService, MAX_CONTROL_MESSAGE};
 use crate::api::members;
 use crate::api::operator::{OperatorService, MAX_OPERATOR_MESSAGE};
 use crate::api::raft_service::RaftService;
@@ -31,6 +33,9 @@ pub async fn serve(
     let operator = OperatorServer::new(OperatorService::new(node.clone()))
         .max_decoding_message_size(MAX_OPERATOR_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
+    let control = ControlServer::new(ControlService::new(node.clone()))
+        .max_decoding_message_size(MAX_CONTROL_MESSAGE)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE);
     let live = incoming.live();
     // Revoked certificates lose their open connections the moment the revocation is
     // applied here.
@@ -41,6 +46,7 @@ pub async fn serve(
         .layer(RoleLayer::new(node.cluster()))
         .add_service(raft)
         .add_service(operator)
+        .add_service(control)
         .serve_with_incoming_shutdown(incoming, shutdown);
     tokio::pin!(server);
     tokio::select! {

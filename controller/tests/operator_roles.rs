@@ -185,11 +185,18 @@ async fn every_write(
             ),
         ),
         (
-            // Empty: names nothing to revoke, so an admin gets INVALID_ARGUMENT.
             "RevokeCertificate",
             code(
                 client
                     .revoke_certificate(pb::RevokeCertificateRequest::default())
+                    .await,
+            ),
+        ),
+        (
+            "RevokeJoinToken",
+            code(
+                client
+                    .revoke_join_token(pb::RevokeJoinTokenRequest::default())
                     .await,
             ),
         ),
@@ -249,14 +256,6 @@ async fn every_read(client: &mut OperatorClient<Channel>, zone: &str) -> Vec<(&'
             code(client.list_images(pb::ListImagesRequest::default()).await),
         ),
         (
-            "GetFleetSettings",
-            code(
-                client
-                    .get_fleet_settings(pb::GetFleetSettingsRequest::default())
-                    .await,
-            ),
-        ),
-        (
             "ListRevocations",
             code(
                 client
@@ -264,10 +263,20 @@ async fn every_read(client: &mut OperatorClient<Channel>, zone: &str) -> Vec<(&'
                     .await,
             ),
         ),
+        (
+            "GetFleetSettings",
+            code(
+                client
+                    .get_fleet_settings(pb::GetFleetSettingsRequest::default())
+                    .await,
+            ),
+        ),
     ];
     for rule in RPC_RULES {
         if let Some(name) = rule.method.strip_prefix("/zonefleet.v1.Operator/") {
-            if rule.access == Access::Read && name != "GetHost" {
+            // GetHost needs a host; ListJoinTokens is for admins only (see
+            // `join_tokens_are_listed_for_admins_only`).
+            if rule.access == Access::Read && !["GetHost", "ListJoinTokens"].contains(&name) {
                 assert!(reads.iter().any(|(m, _)| *m == name), "{name} not read");
             }
         }
@@ -342,6 +351,15 @@ async fn a_viewer_reads_but_every_write_is_refused_and_audited() {
         );
         // Reads are not audited.
         assert!(audit_lines_with(&[&identity, "ListZones"]).is_empty());
+        // Join tokens' metadata is for admins only.
+        let listed = as_viewer
+            .list_join_tokens(pb::ListJoinTokensRequest::default())
+            .await;
+        assert_eq!(code(listed), Code::PermissionDenied);
+        let listed = as_admin
+            .list_join_tokens(pb::ListJoinTokensRequest::default())
+            .await;
+        assert_eq!(code(listed), Code::Ok);
     })
     .await;
 }

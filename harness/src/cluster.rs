@@ -7,12 +7,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use uuid::Uuid;
+
+use zonefleet_controller::node::control::ControlOptions;
 use zonefleet_controller::node::{Controller, NodeOptions};
 use zonefleet_controller::raft::NodeId;
 use zonefleet_proto::pb::operator_client::OperatorClient;
@@ -70,6 +73,9 @@ pub struct Cluster {
     pub raft: openraft::Config,
     /// The links between the members.
     pub net: Partitions,
+    /// What every member serves agents with (the signing CA is [`Cluster::ca`],
+    /// shared; lease terms shortened for tests by [`Cluster::start_with_control`]).
+    pub control: ControlOptions,
 }
 
 impl Cluster {
@@ -80,13 +86,33 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with these Raft timings and snapshot policy.
     pub async fn start_with(n: u64, raft: openraft::Config) -> Cluster {
+        Self::start_with_control(n, raft, |_| {}).await
+    }
+
+    /// Like [`Cluster::start_with`], with the `Control` settings `adjust` makes of the
+    /// defaults (the signing CA already set).
+    pub async fn start_with_control(
+        n: u64,
+        raft: openraft::Config,
+        adjust: impl FnOnce(&mut ControlOptions),
+    ) -> Cluster {
         // As `zfadm pki init` sets a fleet up: leaves from a signing CA, the root trusted.
         let ca = FleetCa::generate(CLUSTER)
             .unwrap()
             .issue_signing_ca(Validity::days(30).unwrap())
             .unwrap();
         let trust = FleetTrust::new(CLUSTER, vec![ca.root_cert_der().clone()]).unwrap();
+        // The members sign with a copy of the signing CA (as each controller loads
+        // signing-ca.crt/.key from its own files).
+        let signing =
+            FleetCa::signing_from_pem(ca.root_cert_pem(), ca.cert_pem(), &ca.key_pem()).unwrap();
+        let mut control = ControlOptions {
+            signing_ca: Some(Arc::new(signing)),
+            ..Default::default()
+        };
+        adjust(&mut control);
         let mut cluster = Cluster {
+            control,
             ca,
             trust,
             dir: TempDir::new().unwrap(),
@@ -141,6 +167,7 @@ impl Cluster {
                 ),
             ),
             dialer: self.net.dialer(id),
+            control: self.control.clone(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! What the process tests and the benchmarks share: the files of a controller
 //! cluster on 127.0.0.1 (a fresh fleet CA, each controller's certificate, key and
-//! `controller.toml` — `c<id>.crt`, `c<id>.key`, `c<id>.toml`, data in `data<id>` —
+//! `controller.toml` — `c<id>.crt`, `c<id>.key`, `c<id>.toml`, data in `data<id>`, and
+//! the signing CA they sign agents' certificates with, `signing-ca.crt/.key` —
 //! and an operator identity to call them with), and free loopback ports.
 
 use std::path::{Path, PathBuf};
@@ -68,6 +69,17 @@ pub fn write_cluster(
         .and_then(|root| root.issue_signing_ca(Validity::days(30)?))
         .map_err(pki)?;
     write(dir.join("ca.crt"), ca.root_cert_pem())?;
+    // The signing CA every controller signs agents' certificates with.
+    write(dir.join(files::SIGNING_CA_CERT), ca.cert_pem())?;
+    files::write_files(
+        &[files::OutputFile {
+            path: dir.join(files::SIGNING_CA_KEY),
+            contents: ca.key_pem().expose_pem().to_owned(),
+            private: true,
+        }],
+        files::Overwrite::Replace,
+    )
+    .map_err(pki)?;
     let addrs = (0..members)
         .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
         .collect::<std::io::Result<Vec<_>>>()
@@ -101,6 +113,7 @@ pub fn write_cluster(
             format!(
                 "id = {id}\ncluster = \"{cluster}\"\nlisten = \"{addr}\"\ndata_dir = \"data{id}\"\n\
                  [tls]\nca = \"ca.crt\"\ncert = \"c{id}.crt\"\nkey = \"c{id}.key\"\n\
+                 [signing_ca]\ncert = \"signing-ca.crt\"\nkey = \"signing-ca.key\"\n\
                  [initial_members]\n{initial}{raft}"
             ),
         )?;

@@ -7,6 +7,11 @@ mod generated {
 
 pub use generated::*;
 
+/// The gRPC metadata key naming the leader (`HOST:PORT`) on an `UNAVAILABLE` answer of
+/// a controller that could not pass a heartbeat on to it (see `control.proto`): the
+/// agent may call the leader directly.
+pub const LEADER_METADATA: &str = "zonefleet-leader";
+
 /// The encoded `FileDescriptorSet` of every zonefleet `.proto`, used to list the
 /// RPCs of the contract (for example to check that each has an access rule).
 pub const FILE_DESCRIPTOR_SET: &[u8] =

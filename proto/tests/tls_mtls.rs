@@ -98,6 +98,8 @@ operator_impl! {
     reschedule_zone(ZoneRef) -> Zone;
     revoke_certificate(RevokeCertificateRequest) -> Revocation;
     list_revocations(ListRevocationsRequest) -> ListRevocationsResponse;
+    list_join_tokens(ListJoinTokensRequest) -> ListJoinTokensResponse;
+    revoke_join_token(RevokeJoinTokenRequest) -> JoinTokenInfo;
 }
 
 struct TestRaft;
@@ -131,6 +133,12 @@ impl Raft for TestRaft {
         _request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
         Err(Status::unimplemented("read_index"))
+    }
+    async fn forward_heartbeat(
+        &self,
+        _request: Request<ForwardHeartbeatRequest>,
+    ) -> Result<Response<ForwardHeartbeatResponse>, Status> {
+        Err(Status::unimplemented("forward_heartbeat"))
     }
 }
 

@@ -20,6 +20,7 @@ use zonefleet_proto::tls::parse_revoked_identity;
 use crate::node::Controller;
 use crate::state::check::{canonical_spec, MAX_ZONES_PER_CREATE};
 use crate::state::revocations::checked_revocation;
+use crate::state::tokens::token_id;
 use crate::state::{zone_uuid, StateError};
 
 /// The largest operator request a controller accepts (4 MiB).
@@ -56,6 +57,25 @@ fn stale(consistency: i32) -> bool {
 
 fn unexpected(result: &pb::CommandResult) -> Status {
     Status::internal(format!("unexpected command result {result:?}"))
+}
+
+/// The longest a join token lives (30 days): a token is a credential.
+pub const MAX_TOKEN_TTL_SECONDS: u64 = 30 * 24 * 3600;
+
+/// The shortest token id `RevokeJoinToken` takes (hex digits of the sha256).
+pub const MIN_TOKEN_ID: usize = 8;
+
+/// What an operator sees of a join token (never the token: a prefix of its digest).
+fn token_info(t: &pb::JoinToken, now_s: i64) -> pb::JoinTokenInfo {
+    pb::JoinTokenInfo {
+        id: token_id(&t.sha256).to_owned(),
+        rack: t.rack.clone(),
+        labels: t.labels.clone(),
+        expires_unix: t.expires_unix,
+        used: t.used,
+        used_by_host: t.used_by_host.clone(),
+        expired: t.expires_unix <= now_s,
+    }
 }
 
 /// Validates an operator's spec and fills in defaults (uuid excepted: chosen per
@@ -109,6 +129,7 @@ impl OperatorService {
             .write(command(Kind::SetHostStatus(pb::SetHostStatusCommand {
                 host_id,
                 status: status as i32,
+                from_status: None,
             })))
             .await?
             .result
@@ -425,6 +446,11 @@ impl pb::operator_server::Operator for OperatorService {
         } else {
             request.ttl_seconds
         };
+        if ttl > MAX_TOKEN_TTL_SECONDS {
+            return Err(Status::invalid_argument(format!(
+                "ttl_seconds: {ttl} is more than {MAX_TOKEN_TTL_SECONDS} (30 days)"
+            )));
+        }
         let ttl =
             i64::try_from(ttl).map_err(|_| Status::invalid_argument("ttl_seconds: too large"))?;
         let mut secret = Vec::with_capacity(32);
@@ -439,7 +465,7 @@ impl pb::operator_server::Operator for OperatorService {
                     rack: request.rack,
                     labels: request.labels,
                     expires_unix,
-                    used: false,
+                    ..Default::default()
                 }),
             })))
             .await?;
@@ -454,6 +480,63 @@ impl pb::operator_server::Operator for OperatorService {
                 .cloned()
                 .unwrap_or_default(),
         }))
+    }
+
+    async fn list_join_tokens(
+        &self,
+        request: Request<pb::ListJoinTokensRequest>,
+    ) -> Result<Response<pb::ListJoinTokensResponse>, Status> {
+        self.node
+            .read_barrier(stale(request.get_ref().consistency))
+            .await?;
+        let now_s = now_ms() / 1000;
+        let state = self.node.state().await;
+        let mut tokens: Vec<pb::JoinTokenInfo> = state
+            .fleet
+            .join_tokens
+            .values()
+            .map(|t| token_info(t, now_s))
+            .collect();
+        tokens.sort_by(|a, b| (a.expires_unix, &a.id).cmp(&(b.expires_unix, &b.id)));
+        Ok(Response::new(pb::ListJoinTokensResponse { tokens }))
+    }
+
+    async fn revoke_join_token(
+        &self,
+        request: Request<pb::RevokeJoinTokenRequest>,
+    ) -> Result<Response<pb::JoinTokenInfo>, Status> {
+        let id = request.into_inner().id.to_ascii_lowercase();
+        if id.len() < MIN_TOKEN_ID || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Status::invalid_argument(format!(
+                "id: {id:?} is not a token id ({MIN_TOKEN_ID} to 64 hex digits, as zfadm token list shows)"
+            )));
+        }
+        self.node.read_barrier(false).await?;
+        let token = {
+            let state = self.node.state().await;
+            let mut matches = state
+                .fleet
+                .join_tokens
+                .range(id.clone()..)
+                .take_while(|(k, _)| k.starts_with(&id));
+            match (matches.next(), matches.next()) {
+                (Some((_, t)), None) => t.clone(),
+                (Some(_), Some(_)) => {
+                    return Err(Status::invalid_argument(format!(
+                        "id: {id:?} is ambiguous: more than one token starts with it"
+                    )))
+                }
+                (None, _) => {
+                    return Err(Status::not_found(format!("join token {id} does not exist")))
+                }
+            }
+        };
+        self.node
+            .write(command(Kind::RevokeJoinToken(pb::RevokeJoinTokenCommand {
+                sha256: token.sha256.clone(),
+            })))
+            .await?;
+        Ok(Response::new(token_info(&token, now_ms() / 1000)))
     }
 
     async fn cluster_status(

@@ -122,6 +122,24 @@ impl pb::raft_server::Raft for RaftService {
         }
     }
 
+    async fn forward_heartbeat(
+        &self,
+        request: Request<pb::ForwardHeartbeatRequest>,
+    ) -> Result<Response<pb::ForwardHeartbeatResponse>, Status> {
+        self.caller(&request, "ForwardHeartbeat", Claim::Service)
+            .await?;
+        let request = request.into_inner();
+        zonefleet_proto::host::check_host_id(&request.host_id)
+            .map_err(|e| Status::invalid_argument(format!("host_id: {e}")))?;
+        let expires = self
+            .node
+            .heartbeat_as_leader(&request.host_id, request.capacity)
+            .await?;
+        Ok(Response::new(pb::ForwardHeartbeatResponse {
+            lease_expires_unix_ms: expires,
+        }))
+    }
+
     async fn read_index(
         &self,
         request: Request<pb::ReadIndexRequest>,

@@ -7,8 +7,14 @@
 //! * [`proposer`]: writes, batched on the leader and forwarded by followers;
 //! * [`reads`]: read indexes and read barriers;
 //! * [`membership`]: adding and removing controllers;
-//! * [`status`]: the Raft group's state as this controller sees it.
+//! * [`status`]: the Raft group's state as this controller sees it;
+//! * [`leases`]: host liveness (heartbeats, lapsed leases) on the leader;
+//! * [`assignments`]: the per-host change log agents' watch streams replay;
+//! * [`control`]: the settings of the agent-facing `Control` service.
 
+pub mod assignments;
+pub mod control;
+pub mod leases;
 mod membership;
 mod proposer;
 mod reads;
@@ -34,6 +40,8 @@ use crate::raft::log_store::{open_db, LogStore, StoreError};
 use crate::raft::network::{Network, PeerChannels};
 use crate::raft::state_machine::{Applied, StateMachineStore};
 use crate::raft::{NodeId, Raft};
+use assignments::AssignmentLog;
+use control::ControlOptions;
 use proposer::{propose_loop, Proposal, Proposer};
 
 /// How long a write or a read barrier keeps trying to find a leader.
@@ -75,6 +83,8 @@ pub struct NodeOptions {
     /// How this controller opens streams to its peers ([`TcpDialer`](crate::raft::dial::TcpDialer)
     /// in production).
     pub dialer: SharedDialer,
+    /// What agents get: the signing CA, certificate lifetime and lease terms.
+    pub control: ControlOptions,
 }
 
 /// The leadership a controller held when it stopped and resumes at start (see
@@ -98,6 +108,9 @@ struct Inner {
     sm: StateMachineStore,
     peers: PeerChannels,
     trust: FleetTrust,
+    control: ControlOptions,
+    leases: Arc<leases::Leases>,
+    assignments: AssignmentLog,
 }
 
 /// A running controller (cheap to clone).
@@ -128,8 +141,10 @@ impl Controller {
         let log = LogStore::open(db.clone(), &path)?;
         // The trust's verifiers (this node's listener and its Raft clients) refuse what
         // the applied state revokes.
+        let assignments = AssignmentLog::default();
         let sm = StateMachineStore::open(&options.data_dir, &db)?
-            .publishing_to(options.trust.revocations().clone());
+            .publishing_to(options.trust.revocations().clone())
+            .feeding(assignments.clone());
         let restored_leadership = log
             .vote()
             .filter(|v| v.is_committed() && v.leader_id().voted_for() == Some(options.id))
@@ -191,7 +206,8 @@ impl Controller {
                 options.dialer.clone(),
             ));
         }
-        Ok(Controller {
+        let tick = (options.control.lease_ttl / 5).max(Duration::from_millis(50));
+        let node = Controller {
             inner: Arc::new(Inner {
                 restored_leadership,
                 contact,
@@ -203,8 +219,35 @@ impl Controller {
                 sm,
                 peers,
                 trust: options.trust,
+                leases: leases::leases_for(options.control.lease_ttl),
+                control: options.control,
+                assignments,
             }),
-        })
+        };
+        tokio::spawn(leases::watch_leases(Arc::downgrade(&node.inner), tick));
+        Ok(node)
+    }
+
+    /// The `Control` service's settings.
+    pub fn control(&self) -> &ControlOptions {
+        &self.inner.control
+    }
+
+    /// The per-host change log the watch streams replay.
+    pub fn assignments(&self) -> &AssignmentLog {
+        &self.inner.assignments
+    }
+
+    /// `HOST:PORT` of every controller in the latest membership.
+    pub fn controller_addresses(&self) -> Vec<String> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(_, n)| n.addr.clone())
+            .collect()
     }
 
     /// This controller's id.

@@ -30,6 +30,7 @@ use super::codec::{
 };
 use super::log_store::{db_err, keep_private, seal, unseal, StoreError};
 use super::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::node::assignments::AssignmentLog;
 use crate::state::revocations::revocation_set;
 use crate::state::FleetState;
 
@@ -61,6 +62,8 @@ pub struct StateMachineStore {
     snapshot_seq: Arc<AtomicU64>,
     /// Where the applied revocation list is published for the verifiers.
     revocations: Revocations,
+    /// Where what each entry changed of each host's assignments is recorded.
+    assignments: AssignmentLog,
 }
 
 impl std::fmt::Debug for StateMachineStore {
@@ -94,6 +97,7 @@ impl StateMachineStore {
             path: path.clone(),
             snapshot_seq: Arc::default(),
             revocations: Revocations::new(),
+            assignments: AssignmentLog::default(),
         };
         let corrupt = |what: String| StoreError::Corrupt {
             path: path.clone(),
@@ -128,6 +132,16 @@ impl StateMachineStore {
             revocations.replace(revocation_set(&applied.fleet.revocations));
         }
         self.revocations = revocations;
+        self
+    }
+
+    /// Records what every applied entry changes of each host's assignments in `log`
+    /// (complete from the state loaded now on).
+    pub fn feeding(mut self, log: AssignmentLog) -> Self {
+        if let Ok(applied) = self.applied.try_read() {
+            log.reset(applied.last_applied.map_or(0, |l| l.index));
+        }
+        self.assignments = log;
         self
     }
 
@@ -188,14 +202,23 @@ fn save(db: &Database, meta: &SnapshotMeta, data: &[u8]) -> Result<(), redb::Err
     Ok(())
 }
 
-/// Applies committed `entries` in order; one result each.
-fn apply_entries(applied: &mut Applied, entries: Vec<Entry>) -> Vec<pb::CommandResult> {
+/// Applies committed `entries` in order; one result each. What each changes of the
+/// hosts' assignments goes to `log`, at the entry's index.
+fn apply_entries(
+    applied: &mut Applied,
+    entries: Vec<Entry>,
+    log: &AssignmentLog,
+) -> Vec<pb::CommandResult> {
     let mut results = Vec::with_capacity(entries.len());
     for entry in entries {
         applied.last_applied = Some(entry.log_id);
         let result = match entry.payload {
             EntryPayload::Blank => crate::state::ok(pb::command_result::Result::Done(true)),
-            EntryPayload::Normal(command) => applied.fleet.apply(&command),
+            EntryPayload::Normal(command) => {
+                let (result, changes) = applied.fleet.apply_tracked(&command);
+                log.record(entry.log_id.index, changes);
+                result
+            }
             EntryPayload::Membership(m) => {
                 applied.last_membership = StoredMembership::new(Some(entry.log_id), m);
                 crate::state::ok(pb::command_result::Result::Done(true))
@@ -267,7 +290,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut applied = self.applied.write().await;
         // Revocations are only ever added: a change shows in the count.
         let before = applied.fleet.revocations.len();
-        let results = apply_entries(&mut applied, entries);
+        let results = apply_entries(&mut applied, entries, &self.assignments);
         if applied.fleet.revocations.len() != before {
             self.revocations
                 .replace(revocation_set(&applied.fleet.revocations));
@@ -297,6 +320,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         applied.fleet = FleetState::from_snapshot(&decoded);
         applied.last_applied = meta.last_log_id;
         applied.last_membership = meta.last_membership.clone();
+        self.assignments
+            .reset(meta.last_log_id.map_or(0, |l| l.index));
         self.revocations
             .replace(revocation_set(&applied.fleet.revocations));
         // Cross-check what the data itself says it holds.

@@ -71,6 +71,7 @@ fn set_status(s: &mut FleetState, id: &str, status: pb::HostStatus) {
     ok(s.apply(&cmd(Kind::SetHostStatus(pb::SetHostStatusCommand {
         host_id: id.to_owned(),
         status: status as i32,
+        from_status: None,
     }))));
 }
 
@@ -669,7 +670,7 @@ proptest! {
                 5 => {
                     let id = format!("h{:02}", pick % hosts.len());
                     let status = [pb::HostStatus::Ready, pb::HostStatus::Down, pb::HostStatus::Cordoned][pick % 3];
-                    Some(Kind::SetHostStatus(pb::SetHostStatusCommand { host_id: id, status: status as i32 }))
+                    Some(Kind::SetHostStatus(pb::SetHostStatusCommand { host_id: id, status: status as i32, from_status: None }))
                 }
                 _ => None,
             };

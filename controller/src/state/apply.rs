@@ -35,6 +35,9 @@ impl FleetState {
             Some(Kind::SetHostInventory(c)) => self.set_host_inventory(c),
             Some(Kind::RescheduleZone(c)) => self.reschedule_zone(&c.uuid),
             Some(Kind::RevokeCertificate(c)) => self.revoke_certificate(c, at),
+            Some(Kind::EnrollHost(c)) => self.enroll_host(c, at),
+            Some(Kind::ReportZoneStates(c)) => self.report_zone_states(c),
+            Some(Kind::RevokeJoinToken(c)) => self.revoke_join_token(c),
             Some(Kind::Noop(_)) => Ok(ok(R::Done(true))),
             Some(Kind::Batch(batch)) => Ok(ok(R::Batch(pb::BatchResult {
                 results: batch

@@ -157,16 +157,54 @@ fn update(c: &pb::UpdateZoneCommand) -> Result<(), StateError> {
     Ok(())
 }
 
-fn join_token(token: Option<&pb::JoinToken>) -> Result<(), StateError> {
-    let token = token.ok_or_else(|| invalid("token", "missing"))?;
-    let hex_digest = token.sha256.len() == 64
-        && token
-            .sha256
+/// Most zones one report may carry.
+pub const MAX_ZONES_PER_REPORT: usize = 10_000;
+/// The longest message a reported zone may carry, in bytes.
+pub const MAX_REPORT_MESSAGE: usize = 4096;
+
+fn sha256_hex(what: &str, digest: &str) -> Result<(), StateError> {
+    let hex_digest = digest.len() == 64
+        && digest
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !hex_digest {
-        return Err(invalid("token.sha256", "must be 64 lowercase hex digits"));
+        return Err(invalid(what, "must be 64 lowercase hex digits"));
     }
+    Ok(())
+}
+
+fn report(c: &pb::ReportZoneStatesCommand) -> Result<(), StateError> {
+    check_host_id(&c.host_id).map_err(|e| invalid("host_id", e))?;
+    if c.zones.len() > MAX_ZONES_PER_REPORT {
+        return Err(invalid(
+            "zones",
+            format!("{} zones; at most {MAX_ZONES_PER_REPORT}", c.zones.len()),
+        ));
+    }
+    for z in &c.zones {
+        uuid("zones.uuid", &z.uuid)?;
+        match pb::ZoneState::try_from(z.state) {
+            Ok(pb::ZoneState::Unspecified) | Err(_) => {
+                return Err(invalid(
+                    "zones.state",
+                    format!("{} is not a zone state (zone {})", z.state, z.uuid),
+                ))
+            }
+            Ok(_) => {}
+        }
+        if z.message.len() > MAX_REPORT_MESSAGE {
+            return Err(invalid(
+                "zones.message",
+                format!("longer than {MAX_REPORT_MESSAGE} bytes (zone {})", z.uuid),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn join_token(token: Option<&pb::JoinToken>) -> Result<(), StateError> {
+    let token = token.ok_or_else(|| invalid("token", "missing"))?;
+    sha256_hex("token.sha256", &token.sha256)?;
     let rack = (!token.rack.is_empty()).then_some(token.rack.as_str());
     validate_inventory(rack, &token.labels, []).map_err(|e| invalid("token", e))
 }
@@ -219,6 +257,12 @@ pub fn command(kind: &Kind) -> Result<(), StateError> {
                 .map_err(|e| StateError::InvalidArgument(e.to_string()))
         }
         Kind::CreateJoinToken(c) => join_token(c.token.as_ref()),
+        // An enrolling host's id names its certificate: a UUID.
+        Kind::EnrollHost(c) => {
+            sha256_hex("token_sha256", &c.token_sha256).and(uuid("host_id", &c.host_id))
+        }
+        Kind::ReportZoneStates(c) => report(c),
+        Kind::RevokeJoinToken(c) => sha256_hex("sha256", &c.sha256),
         Kind::SetFleetSettings(c) => settings(&c.settings.unwrap_or_default()),
         Kind::RevokeCertificate(c) => {
             let revocation = c
@@ -276,6 +320,20 @@ mod tests {
             }),
         });
         assert!(refused(&mut fleet, token).contains("64 lowercase hex digits"));
+        let enroll = Kind::EnrollHost(pb::EnrollHostCommand {
+            token_sha256: "a".repeat(64),
+            host_id: "../h1".to_owned(),
+        });
+        assert!(refused(&mut fleet, enroll).contains("host_id"));
+        let report = Kind::ReportZoneStates(pb::ReportZoneStatesCommand {
+            host_id: "h1".to_owned(),
+            zones: vec![pb::ObservedZone {
+                uuid: id("z1"),
+                state: 99,
+                ..Default::default()
+            }],
+        });
+        assert!(refused(&mut fleet, report).contains("is not a zone state"));
     }
 
     #[test]

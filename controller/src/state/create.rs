@@ -133,6 +133,7 @@ impl FleetState {
                 addresses,
                 message,
                 init_exit_status: None,
+                observed_generation: 0,
             };
             self.store_new_zone(&zone);
             zones.push(zone);

@@ -26,6 +26,10 @@ impl FleetState {
         if let Some(known) = known {
             host.rack = known.rack.clone();
             host.labels = known.labels.clone();
+        } else if let Some(enrolled) = self.enrollments.remove(&host.host_id) {
+            // Enrolled with a join token: the token's inventory, not what was sent.
+            host.rack = enrolled.rack;
+            host.labels = enrolled.labels;
         }
         // What zones hold is the controllers' to count, not the reporter's.
         let held = known.and_then(|k| k.capacity).unwrap_or_default();
@@ -52,6 +56,11 @@ impl FleetState {
                 "status: {} is not a host status",
                 c.status
             )));
+        }
+        // A conditional transition whose condition no longer holds (an operator
+        // cordoned the host meanwhile) changes nothing.
+        if c.from_status.is_some_and(|from| from != host.status) {
+            return Ok(ok(R::Host(host.clone())));
         }
         host.status = c.status;
         let host = host.clone();

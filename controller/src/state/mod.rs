@@ -18,9 +18,13 @@
 //!   scheduler's view and the address pools are derived from the state and kept up
 //!   to date by every handler.
 //! * [`query`]: read helpers (resolving references, filtered listings).
+//! * [`assignments`]: what each applied command changed of each host's assigned
+//!   zones (the agents' watch streams are fed from it); `reports` applies the observed
+//!   states agents report, `tokens` join tokens and enrollment.
 
 mod addresses;
 pub mod apply;
+pub mod assignments;
 mod capacity;
 pub mod check;
 pub mod create;
@@ -28,11 +32,12 @@ mod hosts;
 mod images;
 mod networks;
 pub mod query;
+pub mod reports;
 pub mod revocations;
 pub mod settings;
 #[cfg(test)]
 mod testing;
-mod tokens;
+pub mod tokens;
 mod zones;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,6 +68,9 @@ pub enum StateError {
     /// The command was computed from an older version of the object.
     #[error("{0}")]
     Conflict(String),
+    /// The caller's credential (a join token) is refused; the message never says why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StateError {
@@ -74,6 +82,7 @@ impl StateError {
             StateError::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
             StateError::InvalidArgument(_) => tonic::Code::InvalidArgument,
             StateError::Conflict(_) => tonic::Code::Aborted,
+            StateError::Refused(_) => tonic::Code::PermissionDenied,
         }
     }
 
@@ -114,6 +123,9 @@ pub struct FleetState {
     pub networks: BTreeMap<String, pb::Network>,
     /// Join tokens by the hex sha256 of the secret.
     pub join_tokens: BTreeMap<String, pb::JoinToken>,
+    /// Hosts enrolled but not registered yet, by `host_id` (the inventory their token
+    /// gave them, which `RegisterHost` takes).
+    pub enrollments: BTreeMap<String, pb::Enrollment>,
     /// Zone creates by idempotency key.
     pub idempotency: BTreeMap<String, pb::IdempotencyRecord>,
     /// Addresses in use: (network uuid, address) → zone uuid.
@@ -134,6 +146,7 @@ impl PartialEq for FleetState {
             && self.images == other.images
             && self.networks == other.networks
             && self.join_tokens == other.join_tokens
+            && self.enrollments == other.enrollments
             && self.idempotency == other.idempotency
             && self.leases == other.leases
             && self.settings == other.settings
@@ -164,6 +177,7 @@ impl FleetState {
                 .collect(),
             settings: Some(self.settings),
             revocations: self.revocations.clone(),
+            enrollments: self.enrollments.values().cloned().collect(),
         }
     }
 
@@ -225,6 +239,11 @@ impl FleetState {
                 .collect(),
             settings: snapshot.settings.unwrap_or_default(),
             revocations: snapshot.revocations.clone(),
+            enrollments: snapshot
+                .enrollments
+                .iter()
+                .map(|e| (e.host_id.clone(), e.clone()))
+                .collect(),
             derived: Derived::default(),
         };
         state.rebuild_derived();

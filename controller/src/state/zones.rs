@@ -40,6 +40,7 @@ impl FleetState {
         moved.generation += 1;
         moved.message.clear();
         moved.observed_state = pb::ZoneState::Unspecified as i32;
+        moved.observed_generation = 0;
         self.hold(&moved, 1);
         self.derived.view.add_zone(&moved);
         self.zones.insert(uuid.to_owned(), moved.clone());

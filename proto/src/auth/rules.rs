@@ -138,6 +138,9 @@ pub const RPC_RULES: &[RpcRule] = &[
     read("/zonefleet.v1.Operator/ListNetworks", OPERATORS),
     write("/zonefleet.v1.Operator/DeleteNetwork", ADMINS, "network"),
     write("/zonefleet.v1.Operator/CreateJoinToken", ADMINS, "rack"),
+    // Token metadata (racks, labels, who enrolled) is for admins only.
+    read("/zonefleet.v1.Operator/ListJoinTokens", ADMINS),
+    write("/zonefleet.v1.Operator/RevokeJoinToken", ADMINS, "id"),
     read("/zonefleet.v1.Operator/ClusterStatus", OPERATORS),
     write("/zonefleet.v1.Operator/AddController", ADMINS, "id"),
     write("/zonefleet.v1.Operator/RemoveController", ADMINS, "id"),
@@ -168,6 +171,8 @@ pub const RPC_RULES: &[RpcRule] = &[
     // A command from another member, not replication: audited on the leader too.
     write_untargeted("/zonefleet.v1.Raft/ForwardWrite", CONTROLLERS),
     read("/zonefleet.v1.Raft/ReadIndex", CONTROLLERS),
+    // An agent's heartbeat a follower received, for the leader's lease table.
+    internal("/zonefleet.v1.Raft/ForwardHeartbeat", CONTROLLERS),
 ];
 
 /// The rule for a full method path, if the method is known.
@@ -280,7 +285,10 @@ mod tests {
             "ClusterStatus",
             "GetFleetSettings",
             "ListRevocations",
+            "ListJoinTokens",
         ];
+        // Reads only admins may make.
+        let admin_reads = ["ListJoinTokens"];
         for rule in RPC_RULES {
             let m = rule.method;
             let codes = (
@@ -299,7 +307,11 @@ mod tests {
                 let read = reads.contains(&name);
                 assert_eq!(rule.access == Access::Read, read, "{m}");
                 assert!(rule.access.is_write() || read, "{m}");
-                let viewer_code = if read { Ok } else { PermissionDenied };
+                let viewer_code = if read && !admin_reads.contains(&name) {
+                    Ok
+                } else {
+                    PermissionDenied
+                };
                 assert_eq!(
                     codes,
                     (

@@ -3,7 +3,7 @@
 //! Each command group is a module with a clap `Subcommand` enum and a `run` function
 //! writing its report to the given output; errors are `anyhow` errors naming what was
 //! wrong, printed by [`main`] with a non-zero exit status. The operator API's groups
-//! (`zone`, `host`, `image`, `network`, `cluster`, `controller`) print through `render`
+//! (`zone`, `host`, `token`, `image`, `network`, `cluster`, `controller`) print through `render`
 //! (tables, `-o json`) and read files through `input`.
 
 mod bench;
@@ -15,6 +15,7 @@ mod image;
 mod network;
 mod pki;
 mod render;
+mod token;
 mod zone;
 
 use std::io::Write;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Hosts: list, get, cordon, uncordon.
     #[command(subcommand)]
     Host(host::HostCommand),
+    /// One-time join tokens with which hosts enroll: create, list, revoke.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Images the fleet knows.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -113,6 +117,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Host(c) => {
             let (conn, rt) = session()?;
             rt.block_on(host::run(&conn, output, c, out))
+        }
+        Command::Token(c) => {
+            let (conn, rt) = session()?;
+            rt.block_on(token::run(&conn, output, c, out))
         }
         Command::Image(c) => {
             let (conn, rt) = session()?;

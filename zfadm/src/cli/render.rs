@@ -44,6 +44,7 @@ pub(super) fn zone_json(z: &pb::Zone) -> Value {
         "generation": z.generation,
         "desired_state": state_name(z.desired_state),
         "observed_state": state_name(z.observed_state),
+        "observed_generation": z.observed_generation,
         "addresses": z.addresses,
         "message": z.message,
         "spec": spec_json(&spec),
@@ -347,6 +348,108 @@ pub(super) fn print_revocations(
         &["KIND", "REVOKED", "AT", "BY", "REASON"],
         rows,
     )?)
+}
+
+fn token_json(t: &pb::JoinTokenInfo) -> Value {
+    json!({
+        "id": t.id,
+        "rack": t.rack,
+        "labels": t.labels,
+        "expires_unix": t.expires_unix,
+        "expires": utc(t.expires_unix.saturating_mul(1000)),
+        "used": t.used,
+        "used_by_host": t.used_by_host,
+        "expired": t.expired,
+    })
+}
+
+fn labels_text(labels: &std::collections::HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    if pairs.is_empty() {
+        "-".to_owned()
+    } else {
+        pairs.join(",")
+    }
+}
+
+/// Prints join tokens (never the tokens themselves: their ids).
+pub(super) fn print_tokens(
+    out: &mut dyn Write,
+    output: Format,
+    tokens: &[pb::JoinTokenInfo],
+) -> anyhow::Result<()> {
+    if output == Format::Json {
+        write_json(out, &Value::Array(tokens.iter().map(token_json).collect()))?;
+        return Ok(());
+    }
+    let rows = tokens
+        .iter()
+        .map(|t| {
+            let state = if t.used {
+                format!("used by {}", t.used_by_host)
+            } else if t.expired {
+                "expired".to_owned()
+            } else {
+                "unused".to_owned()
+            };
+            vec![
+                t.id.clone(),
+                if t.rack.is_empty() {
+                    "-".to_owned()
+                } else {
+                    t.rack.clone()
+                },
+                labels_text(&t.labels),
+                utc(t.expires_unix.saturating_mul(1000)),
+                state,
+            ]
+        })
+        .collect();
+    Ok(table(
+        out,
+        &["ID", "RACK", "LABELS", "EXPIRES", "STATE"],
+        rows,
+    )?)
+}
+
+/// Prints a token just made: the secret (shown this once), its expiry and what an
+/// agent's kernel command line needs (the controllers `zfadm` reached, the CA pin).
+pub(super) fn print_new_token(
+    out: &mut dyn Write,
+    output: Format,
+    created: &pb::CreateJoinTokenResponse,
+    request: &pb::CreateJoinTokenRequest,
+    controllers: &[String],
+) -> anyhow::Result<()> {
+    if output == Format::Json {
+        write_json(
+            out,
+            &json!({
+                "token": created.token,
+                "expires_unix": created.expires_unix,
+                "expires": utc(created.expires_unix.saturating_mul(1000)),
+                "ca_fingerprint": created.ca_fingerprint,
+                "rack": request.rack,
+                "labels": request.labels,
+            }),
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "{}", created.token)?;
+    writeln!(
+        out,
+        "expires {} (shown once; the controllers keep only its hash)",
+        utc(created.expires_unix.saturating_mul(1000))
+    )?;
+    writeln!(
+        out,
+        "agent kernel command line: zonefleet.controllers={} zonefleet.token={} zonefleet.ca={}",
+        controllers.join(","),
+        created.token,
+        created.ca_fingerprint
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
