@@ -1,6 +1,6 @@
 //! `zonefleet-agent`: the agent in a host's global zone. Today it runs one host
-//! by hand, as `vmadm` does (`image …`, `zone …`, `sysinfo`); the same zone
-//! library will serve the fleet daemon.
+//! by hand, as `vmadm` does (`image …`, `zone …`, `sysinfo`), and `run` is the fleet
+//! daemon on the same zone library.
 
 mod cli;
 
@@ -15,8 +15,14 @@ fn main() {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ZONEFLEET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("ZONEFLEET_LOG").unwrap_or_else(|_| {
+                // The daemon says what it does; the commands only what went wrong.
+                let level = match cli.command {
+                    cli::Command::Run { .. } => "info",
+                    _ => "warn",
+                };
+                tracing_subscriber::EnvFilter::new(level)
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

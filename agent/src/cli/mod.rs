@@ -63,6 +63,17 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Run the fleet daemon: enroll, register, heartbeat, watch the zones the
+    /// controllers assign and converge them (settings from --config and the kernel
+    /// command line; the global flags do not apply).
+    Run {
+        /// The agent's configuration file (agent.toml); it wins over the command line.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The kernel command line to read `zonefleet.*` settings from.
+        #[arg(long, default_value = zonefleet_agent::daemon::cmdline::PROC_CMDLINE)]
+        cmdline: PathBuf,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -111,6 +122,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sysinfo { output } => {
             let info = zonefleet_agent::sysinfo::collect(&cli.data_dir)?;
             output::sysinfo(&info, output)?;
+            Ok(0)
+        }
+        Command::Run { config, cmdline } => {
+            use zonefleet_agent::daemon;
+            let config = daemon::config::AgentConfig::load(config.as_deref(), &cmdline)?;
+            daemon::run(config)?;
             Ok(0)
         }
         Command::Completions { shell } => {
