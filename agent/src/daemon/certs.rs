@@ -247,8 +247,15 @@ impl Credentials {
             )
             .map_err(|e| bad(what, format!("key: {e}")))?,
         };
-        // The leaf must chain to the root (through the signing CA it presents).
-        verify_chain(&trust, &chain).map_err(|reason| bad(what, reason))?;
+        // The leaf must chain to the root (through the signing CA it presents). The
+        // chain is judged at an instant inside the leaf's validity: whether it has
+        // expired is the caller's question (an expired one means enrolling again).
+        let now = OffsetDateTime::now_utc();
+        let at = now.clamp(not_before, not_after);
+        let at = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
+            u64::try_from(at.unix_timestamp()).unwrap_or(0),
+        ));
+        verify_chain(&trust, &chain, at).map_err(|reason| bad(what, reason))?;
         Ok(Credentials {
             cert_key,
             chain_pem: chain_pem.to_owned(),
@@ -308,13 +315,17 @@ impl Credentials {
 
 /// Checks that `chain`'s leaf chains to `trust`'s root with clientAuth, as a
 /// controller will check it.
-fn verify_chain(trust: &FleetTrust, chain: &[CertificateDer<'static>]) -> Result<(), String> {
+fn verify_chain(
+    trust: &FleetTrust,
+    chain: &[CertificateDer<'static>],
+    at: rustls_pki_types::UnixTime,
+) -> Result<(), String> {
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(trust.roots(), tls::provider())
             .build()
             .map_err(|e| e.to_string())?;
     verifier
-        .verify_client_cert(&chain[0], &chain[1..], rustls_pki_types::UnixTime::now())
+        .verify_client_cert(&chain[0], &chain[1..], at)
         .map(|_| ())
         .map_err(|e| format!("the certificate does not chain to the fleet root: {e}"))
 }

@@ -69,6 +69,22 @@ fn retryable(status: &Status) -> bool {
     )
 }
 
+/// An error with its causes (tonic's transport error says only "transport error"
+/// and keeps the handshake's refusal as its source).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 /// The leader a follower named, if any.
 pub fn leader_hint(status: &Status) -> Option<String> {
     status
@@ -188,7 +204,7 @@ impl ControlClient {
                     *current = Some((addr.clone(), channel.clone()));
                     return Ok((addr, channel));
                 }
-                Ok(Err(e)) => tried.push(format!("{addr}: {e}")),
+                Ok(Err(e)) => tried.push(format!("{addr}: {}", with_causes(&e))),
                 Err(_) => tried.push(format!("{addr}: connect timed out")),
             }
         }

@@ -279,6 +279,11 @@ fn check_address(s: &str) -> Result<(), String> {
 pub struct Token(String);
 
 impl Token {
+    /// Wraps a token.
+    pub fn new(token: String) -> Token {
+        Token(token)
+    }
+
     /// The token text, to send in `Enroll` only.
     pub fn expose(&self) -> &str {
         &self.0

@@ -149,6 +149,13 @@ pub async fn enroll(
         &response.ca_pem,
         Some(pin),
     )?;
+    if credentials.expired_at(OffsetDateTime::now_utc()) {
+        return Err(CertError::Bad {
+            what: "the controller's enrollment answer".to_owned(),
+            reason: format!("the certificate expired at {}", credentials.not_after),
+        }
+        .into());
+    }
     credentials.store(data_dir)?;
     let mut named = response.controllers;
     named.retain(|c| !c.trim().is_empty());
