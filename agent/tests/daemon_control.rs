@@ -345,7 +345,7 @@ async fn enrollment_pins_the_root_stores_credentials_and_is_not_repeated() {
         );
         assert_eq!(
             certs::load_controllers(dir.path()).unwrap(),
-            [c.addr.clone()]
+            vec![c.addr.clone()]
         );
 
         // The certificate works for mTLS.
@@ -360,7 +360,7 @@ async fn enrollment_pins_the_root_stores_credentials_and_is_not_repeated() {
         let cfg = config(dir.path(), vec![], None, &f.root.fingerprint());
         let again = enroll::establish(&cfg, host, &key).await.unwrap();
         assert!(!again.fresh);
-        assert_eq!(again.controllers, [c.addr.clone()]);
+        assert_eq!(again.controllers, vec![c.addr.clone()]);
         assert_eq!(c.seen.lock().unwrap().enrolls, 1);
     })
     .await;

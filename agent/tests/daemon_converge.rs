@@ -212,7 +212,7 @@ fn assignment_events_converge_the_host_and_the_same_event_twice_does_nothing() {
     assert_eq!(stored.revision, 11);
     assert_eq!(
         stored.zones.keys().cloned().collect::<Vec<_>>(),
-        [b.clone()]
+        vec![b.clone()]
     );
 }
 

@@ -41,7 +41,7 @@ pub struct Assignment {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Wanted {
     /// Converge this zone.
-    Zone(Assignment),
+    Zone(Box<Assignment>),
     /// Remove the zone with this uuid.
     Removed(String),
 }
@@ -91,12 +91,12 @@ pub fn from_pb(zone: pb::Zone) -> Result<Wanted, AssignmentError> {
         Ok(d) => (d, spec),
         Err(why) => (Desired::Stopped, Err(why)),
     };
-    Ok(Wanted::Zone(Assignment {
+    Ok(Wanted::Zone(Box::new(Assignment {
         uuid,
         generation: zone.generation,
         desired,
         spec,
-    }))
+    })))
 }
 
 /// The spec with each NIC that names a network given the address the controllers
@@ -232,7 +232,7 @@ mod tests {
         };
         let json = format!(r#"{{"uuid": "{UUID}", "image": "busybox"}}"#);
         if let Wanted::Zone(z) = from_pb(zone(&json, &[], pb::ZoneState::Running)).unwrap() {
-            a.zones.insert(z.uuid.clone(), z);
+            a.zones.insert(z.uuid.clone(), *z);
         }
         a.store(dir.path()).unwrap();
         assert_eq!(Assignments::load(dir.path()).unwrap(), a);

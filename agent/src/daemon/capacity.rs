@@ -52,7 +52,7 @@ pub fn capacity(
 /// The size of the file system holding `dir`, GiB (0 when it cannot be read).
 fn disk_size_gib(dir: &Path) -> u64 {
     match nix::sys::statvfs::statvfs(dir) {
-        Ok(s) => (s.blocks() as u64).saturating_mul(s.fragment_size() as u64) >> 30,
+        Ok(s) => s.blocks().saturating_mul(s.fragment_size()) >> 30,
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot size the data dir's file system: disk capacity 0");
             0

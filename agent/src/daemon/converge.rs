@@ -157,7 +157,7 @@ impl Engine {
                 for zone in snapshot.zones {
                     match assignment::from_pb(zone) {
                         Ok(Wanted::Zone(a)) => {
-                            wanted.insert(a.uuid.clone(), a);
+                            wanted.insert(a.uuid.clone(), *a);
                         }
                         Ok(Wanted::Removed(_)) => {}
                         Err(e) => tracing::warn!(error = %e, "snapshot zone ignored"),
@@ -178,7 +178,7 @@ impl Engine {
                 }
             }
             pb::assignment_event::Event::Upsert(zone) => match assignment::from_pb(zone) {
-                Ok(Wanted::Zone(a)) => self.upsert(a),
+                Ok(Wanted::Zone(a)) => self.upsert(*a),
                 Ok(Wanted::Removed(uuid)) => self.remove(&uuid),
                 Err(e) => tracing::warn!(revision, error = %e, "assignment ignored"),
             },

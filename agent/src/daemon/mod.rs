@@ -67,7 +67,7 @@ pub enum DaemonError {
 #[derive(Debug)]
 pub enum EngineCommand {
     /// Apply an event of the watch stream.
-    Event(pb::AssignmentEvent),
+    Event(Box<pb::AssignmentEvent>),
     /// Look at the zones again.
     Resync,
     /// Finish and return.
@@ -107,7 +107,7 @@ pub fn spawn_engine(
             while let Ok(command) = rx.recv() {
                 match command {
                     EngineCommand::Event(event) => {
-                        if let Err(e) = engine.apply(event) {
+                        if let Err(e) = engine.apply(*event) {
                             tracing::error!(error = %e, "assignment not recorded");
                         }
                         revision.store(engine.revision(), Ordering::Release);
@@ -191,7 +191,7 @@ async fn serve(
             client.clone(),
             host_id.to_string(),
             engine.revision.clone(),
-            move |event| commands.send(EngineCommand::Event(event)).is_ok(),
+            move |event| commands.send(EngineCommand::Event(Box::new(event))).is_ok(),
         ));
     }
     {
