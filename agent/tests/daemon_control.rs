@@ -6,269 +6,33 @@
 //! controller and to the leader a follower names, register/heartbeat, the watch
 //! stream resumed from the applied revision, and batched reports.
 //!
-//! The controllers' real `Control` service is built on another branch; the
-//! end-to-end test against it comes when both land (see docs/agent.md).
+//! The in-test service is `support::control`.
 
-use std::collections::HashSet;
-use std::net::SocketAddr;
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::metadata::MetadataValue;
-use tonic::transport::Server;
-use tonic::{Request, Response, Status};
+use support::control::{controller, dead_address, fleet, CLUSTER};
 use uuid::Uuid;
 use zonefleet_agent::daemon::certs::{self, Credentials, HostKey};
-use zonefleet_agent::daemon::client::{ClientError, ControlClient, LEADER_HINT};
+use zonefleet_agent::daemon::client::{ClientError, ControlClient};
 use zonefleet_agent::daemon::config::{AgentConfig, CapacitySettings, Token};
 use zonefleet_agent::daemon::enroll::{self, EnrollError};
 use zonefleet_agent::daemon::{heartbeat, report, watch};
-use zonefleet_proto::auth::{Role, RoleLayer};
 use zonefleet_proto::host::{CgroupVersion, HostSysinfo};
 use zonefleet_proto::pb;
-use zonefleet_proto::pb::control_server::{Control, ControlServer};
 use zonefleet_proto::pki::{FleetCa, Identity, Validity};
-use zonefleet_proto::tls::{
-    server_config, CertKey, FleetTrust, IncomingOptions, RevocationSet, TlsIncoming,
-};
+use zonefleet_proto::tls::RevocationSet;
 
-const CLUSTER: &str = "prod";
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn bounded<F: std::future::Future<Output = ()>>(body: F) {
     tokio::time::timeout(TEST_TIMEOUT, body)
         .await
         .expect("test timed out");
-}
-
-/// The fleet's root and signing CA.
-struct Fleet {
-    root: FleetCa,
-    signing: Arc<FleetCa>,
-}
-
-fn fleet() -> Fleet {
-    let root = FleetCa::generate(CLUSTER).unwrap();
-    // Issued a day ago, as a fleet's signing CA is older than the leaves it signs
-    // (a test backdates an agent certificate by hours).
-    let now = time::OffsetDateTime::now_utc();
-    let validity = Validity::between(
-        now - time::Duration::days(1),
-        now + time::Duration::days(30),
-    )
-    .unwrap();
-    let signing = Arc::new(root.issue_signing_ca(validity).unwrap());
-    Fleet { root, signing }
-}
-
-/// What one test controller saw and how it answers.
-#[derive(Default)]
-struct Seen {
-    tokens: HashSet<String>,
-    enrolls: u32,
-    renewals: u32,
-    registered: Vec<pb::HostSysinfo>,
-    heartbeats: Vec<pb::HeartbeatRequest>,
-    watches: Vec<u64>,
-    reports: Vec<pb::ReportZoneStateRequest>,
-    /// Issue certificates with this validity (default: a day).
-    validity: Option<Validity>,
-    /// Answer heartbeats UNAVAILABLE naming this leader.
-    leader_hint: Option<String>,
-    /// Events the watch streams (those after the asked revision), then the stream ends.
-    events: Vec<pb::AssignmentEvent>,
-}
-
-#[derive(Clone)]
-struct TestControl {
-    signing: Arc<FleetCa>,
-    seen: Arc<Mutex<Seen>>,
-    controllers: Vec<String>,
-}
-
-impl TestControl {
-    fn validity(&self) -> Validity {
-        self.seen
-            .lock()
-            .unwrap()
-            .validity
-            .unwrap_or_else(|| Validity::days(1).unwrap())
-    }
-}
-
-fn agent_of(request: &Request<impl Sized>) -> Result<Uuid, Status> {
-    match Role::from_request(request)? {
-        Role::Agent(host) => Ok(*host),
-        other => Err(Status::permission_denied(format!(
-            "{other} is not an agent"
-        ))),
-    }
-}
-
-#[tonic::async_trait]
-impl Control for TestControl {
-    async fn enroll(
-        &self,
-        request: Request<pb::EnrollRequest>,
-    ) -> Result<Response<pb::EnrollResponse>, Status> {
-        let r = request.into_inner();
-        if !self.seen.lock().unwrap().tokens.remove(&r.token) {
-            return Err(Status::permission_denied(
-                "join token refused: unknown, used or expired",
-            ));
-        }
-        let host: Uuid = r
-            .host_id
-            .parse()
-            .map_err(|_| Status::invalid_argument("host_id"))?;
-        let identity = Identity::agent(CLUSTER, host).unwrap();
-        let cert = self
-            .signing
-            .sign_csr(&r.csr_pem, &identity, &[], self.validity())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.seen.lock().unwrap().enrolls += 1;
-        Ok(Response::new(pb::EnrollResponse {
-            certificate_pem: cert.cert_pem,
-            ca_pem: self.signing.root_cert_pem().to_owned(),
-            controllers: self.controllers.clone(),
-        }))
-    }
-
-    async fn renew_certificate(
-        &self,
-        request: Request<pb::RenewCertificateRequest>,
-    ) -> Result<Response<pb::RenewCertificateResponse>, Status> {
-        let host = agent_of(&request)?;
-        let identity = Identity::agent(CLUSTER, host).unwrap();
-        let cert = self
-            .signing
-            .sign_csr(&request.get_ref().csr_pem, &identity, &[], self.validity())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.seen.lock().unwrap().renewals += 1;
-        Ok(Response::new(pb::RenewCertificateResponse {
-            certificate_pem: cert.cert_pem,
-        }))
-    }
-
-    async fn register(
-        &self,
-        request: Request<pb::RegisterRequest>,
-    ) -> Result<Response<pb::RegisterResponse>, Status> {
-        let host = agent_of(&request)?;
-        let info = request.into_inner().sysinfo.unwrap_or_default();
-        Role::Agent(host).require_host(&info.host_id)?;
-        self.seen.lock().unwrap().registered.push(info);
-        Ok(Response::new(pb::RegisterResponse {
-            heartbeat_interval_ms: 50,
-            lease_ttl_ms: 500,
-        }))
-    }
-
-    async fn heartbeat(
-        &self,
-        request: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        Role::from_request(&request)?.require_host(&request.get_ref().host_id)?;
-        let mut seen = self.seen.lock().unwrap();
-        if let Some(leader) = &seen.leader_hint {
-            let mut status = Status::unavailable("not the leader");
-            status.metadata_mut().insert(
-                LEADER_HINT,
-                MetadataValue::try_from(leader.as_str()).unwrap(),
-            );
-            return Err(status);
-        }
-        seen.heartbeats.push(request.into_inner());
-        Ok(Response::new(pb::HeartbeatResponse {
-            lease_expires_unix_ms: 1,
-        }))
-    }
-
-    type WatchAssignmentsStream =
-        Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AssignmentEvent, Status>> + Send>>;
-
-    async fn watch_assignments(
-        &self,
-        request: Request<pb::WatchAssignmentsRequest>,
-    ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
-        Role::from_request(&request)?.require_host(&request.get_ref().host_id)?;
-        let from = request.get_ref().from_revision;
-        let mut seen = self.seen.lock().unwrap();
-        seen.watches.push(from);
-        let events: Vec<Result<pb::AssignmentEvent, Status>> = seen
-            .events
-            .iter()
-            .filter(|e| e.revision > from)
-            .cloned()
-            .map(Ok)
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(events))))
-    }
-
-    async fn report_zone_state(
-        &self,
-        request: Request<pb::ReportZoneStateRequest>,
-    ) -> Result<Response<pb::ReportZoneStateResponse>, Status> {
-        Role::from_request(&request)?.require_host(&request.get_ref().host_id)?;
-        self.seen.lock().unwrap().reports.push(request.into_inner());
-        Ok(Response::new(pb::ReportZoneStateResponse {}))
-    }
-}
-
-/// One test controller on loopback.
-struct Controller {
-    addr: String,
-    seen: Arc<Mutex<Seen>>,
-    trust: FleetTrust,
-}
-
-async fn controller(f: &Fleet, id: &str, tokens: &[&str]) -> Controller {
-    let issued = f
-        .signing
-        .issue_controller(
-            id,
-            &["127.0.0.1".parse().unwrap()],
-            Validity::days(1).unwrap(),
-        )
-        .unwrap();
-    let own = CertKey::from_pem(&issued.cert_pem, issued.key_pem.as_ref().unwrap()).unwrap();
-    let trust = FleetTrust::new(CLUSTER, vec![f.root.cert_der().clone()]).unwrap();
-    let config = server_config(&trust, &own).unwrap();
-    let incoming = TlsIncoming::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        config,
-        IncomingOptions::default(),
-    )
-    .await
-    .unwrap();
-    let addr = incoming.local_addr().to_string();
-    let seen = Arc::new(Mutex::new(Seen {
-        tokens: tokens.iter().map(|t| t.to_string()).collect(),
-        ..Default::default()
-    }));
-    let service = TestControl {
-        signing: f.signing.clone(),
-        seen: seen.clone(),
-        controllers: vec![addr.clone()],
-    };
-    tokio::spawn(
-        Server::builder()
-            .layer(RoleLayer::new(CLUSTER))
-            .add_service(ControlServer::new(service))
-            .serve_with_incoming(incoming),
-    );
-    Controller { addr, seen, trust }
-}
-
-/// A loopback address nothing listens on.
-fn dead_address() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr: SocketAddr = l.local_addr().unwrap();
-    drop(l);
-    addr.to_string()
 }
 
 fn config(
@@ -666,14 +430,22 @@ async fn register_heartbeat_watch_and_report_speak_the_contract() {
         };
         assert_eq!(rx.recv().await, Some(7));
         assert_eq!(rx.recv().await, Some(8));
-        // The stream ended; the next watch asks from 8.
+        // An event while the stream is open arrives on it.
+        c.push(pb::AssignmentEvent {
+            revision: 9,
+            event: Some(pb::assignment_event::Event::Removed("zone-9".into())),
+        });
+        assert_eq!(rx.recv().await, Some(9));
+        assert_eq!(c.seen.lock().unwrap().watches, [6]);
+        // The stream ends: the next watch asks from the revision applied.
+        c.close_watches();
         loop {
-            if c.seen.lock().unwrap().watches.contains(&8) {
+            if c.seen.lock().unwrap().watches.contains(&9) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(c.seen.lock().unwrap().watches[0], 6);
+        assert!(rx.try_recv().is_err(), "nothing is delivered twice");
         watcher.abort();
 
         // Reports: what arrived while none was on its way goes in one batch, the
