@@ -4,10 +4,11 @@
 
 mod cli;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // zsched must start before anything spawns a thread (it forks and unshares
     // a PID namespace), so it is dispatched first, without logging set up.
     if let cli::Command::Zsched { plan } = &cli.command {
@@ -26,7 +27,7 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli::run(cli) {
+    match cli::run(cli, &matches) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("zonefleet-agent: {e:#}");
