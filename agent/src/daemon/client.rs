@@ -96,10 +96,12 @@ pub fn leader_hint(status: &Status) -> Option<String> {
 }
 
 struct Inner {
-    tls: RwLock<Arc<ClientConfig>>,
+    /// The TLS config, and its generation (bumped by every swap).
+    tls: RwLock<(Arc<ClientConfig>, u64)>,
     controllers: RwLock<Vec<String>>,
-    /// The controller connected to, and its channel.
-    current: tokio::sync::Mutex<Option<(String, Channel)>>,
+    /// The controller connected to, its channel, and the TLS generation it was made
+    /// with (a connection of an older one is not used again).
+    current: tokio::sync::Mutex<Option<(String, Channel, u64)>>,
     /// A controller to try first at the next connection (a leader hint).
     preferred: Mutex<Option<String>>,
 }
@@ -126,7 +128,7 @@ impl ControlClient {
     pub fn new(controllers: Vec<String>, tls: Arc<ClientConfig>) -> ControlClient {
         ControlClient {
             inner: Arc::new(Inner {
-                tls: RwLock::new(tls),
+                tls: RwLock::new((tls, 0)),
                 controllers: RwLock::new(controllers),
                 current: tokio::sync::Mutex::new(None),
                 preferred: Mutex::new(None),
@@ -134,13 +136,12 @@ impl ControlClient {
         }
     }
 
-    /// Uses `tls` for every connection from now on; the current one is dropped so the
-    /// next call connects with it (streams already open go on on theirs).
+    /// Uses `tls` for every connection from now on: the next call connects again with
+    /// it (streams already open go on on their connection until it ends).
     pub fn set_tls(&self, tls: Arc<ClientConfig>) {
-        *self.inner.tls.write().expect("lock") = tls;
-        if let Ok(mut current) = self.inner.current.try_lock() {
-            *current = None;
-        }
+        let mut guard = self.inner.tls.write().expect("lock");
+        let generation = guard.1 + 1;
+        *guard = (tls, generation);
     }
 
     /// The controllers this client calls.
@@ -161,7 +162,7 @@ impl ControlClient {
             .lock()
             .await
             .as_ref()
-            .map(|(a, _)| a.clone())
+            .map(|(a, _, _)| a.clone())
     }
 
     /// The order to try controllers in: the preferred one, the connected one, then
@@ -186,22 +187,26 @@ impl ControlClient {
     /// controller of [`Self::order`] that completes the handshake.
     async fn channel(&self, skip: &[String]) -> Result<(String, Channel), String> {
         let mut current = self.inner.current.lock().await;
-        if let Some((addr, channel)) = current.as_ref() {
-            if !skip.contains(addr) && self.inner.preferred.lock().expect("lock").is_none() {
+        let generation = self.inner.tls.read().expect("lock").1;
+        if let Some((addr, channel, made_with)) = current.as_ref() {
+            if *made_with == generation
+                && !skip.contains(addr)
+                && self.inner.preferred.lock().expect("lock").is_none()
+            {
                 return Ok((addr.clone(), channel.clone()));
             }
         }
-        let connected = current.as_ref().map(|(a, _)| a.clone());
+        let connected = current.as_ref().map(|(a, _, _)| a.clone());
         let mut tried = Vec::new();
         for addr in self.order(connected.as_deref()) {
             if skip.contains(&addr) {
                 continue;
             }
-            let tls = self.inner.tls.read().expect("lock").clone();
+            let (tls, generation) = self.inner.tls.read().expect("lock").clone();
             match tokio::time::timeout(CALL_TIMEOUT, connect_channel(&addr, tls)).await {
                 Ok(Ok(channel)) => {
                     tracing::debug!(controller = %addr, "connected");
-                    *current = Some((addr.clone(), channel.clone()));
+                    *current = Some((addr.clone(), channel.clone(), generation));
                     return Ok((addr, channel));
                 }
                 Ok(Err(e)) => tried.push(format!("{addr}: {}", with_causes(&e))),
@@ -215,7 +220,7 @@ impl ControlClient {
     /// Forgets the connection to `addr` (it failed).
     async fn drop_connection(&self, addr: &str) {
         let mut current = self.inner.current.lock().await;
-        if current.as_ref().is_some_and(|(a, _)| a == addr) {
+        if current.as_ref().is_some_and(|(a, _, _)| a == addr) {
             *current = None;
         }
     }
