@@ -126,6 +126,19 @@ async fn enrollment_pins_the_root_stores_credentials_and_is_not_repeated() {
         assert!(!again.fresh);
         assert_eq!(again.controllers, vec![c.addr.clone()]);
         assert_eq!(c.seen.lock().unwrap().enrolls, 1);
+
+        // A pin of another fleet: the stored certificate is not used, and without a
+        // token the error says why.
+        let other = FleetCa::generate(CLUSTER).unwrap();
+        let cfg = config(dir.path(), vec![c.addr.clone()], None, &other.fingerprint());
+        let err = enroll::establish(&cfg, host, &key)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not the pinned") && err.contains("join token"),
+            "{err}"
+        );
     })
     .await;
 }

@@ -296,6 +296,13 @@ impl Credentials {
         self.not_before + (self.not_after - self.not_before) * 2 / 3
     }
 
+    /// `sha256:<hex>` of the stored root.
+    pub fn root_fingerprint(&self) -> Option<String> {
+        CertificateDer::from_pem_slice(self.ca_pem.as_bytes())
+            .ok()
+            .map(|root| pki::fingerprint(&root))
+    }
+
     /// The trust of the fleet: its root alone, for this identity's cluster.
     pub fn trust(&self) -> Result<FleetTrust, CertError> {
         let root = CertificateDer::from_pem_slice(self.ca_pem.as_bytes())

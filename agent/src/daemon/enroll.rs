@@ -53,7 +53,21 @@ pub async fn establish(
     let data = &config.data_dir;
     let stored = Credentials::load(data, key, host_id)?;
     let now = OffsetDateTime::now_utc();
+    // The configured pin names the fleet: a stored root of another fleet (the host
+    // was moved, or the fleet made anew) means enrolling again.
+    let other_fleet = |c: &Credentials| {
+        config
+            .ca_pin
+            .as_deref()
+            .is_some_and(|pin| c.root_fingerprint().as_deref() != Some(pin))
+    };
     let why_enroll = match stored {
+        Some(credentials) if other_fleet(&credentials) => format!(
+            "the fleet root in {} is {}, not the pinned {}",
+            data.join(certs::CA_FILE).display(),
+            credentials.root_fingerprint().unwrap_or_default(),
+            config.ca_pin.as_deref().unwrap_or_default()
+        ),
         Some(credentials) if !credentials.expired_at(now) => {
             let mut controllers = config.controllers.clone();
             if controllers.is_empty() {
