@@ -4,10 +4,10 @@
 //! [`watch`] (the assignment stream), [`converge`] (the engine that drives the zone
 //! library), [`report`] (observed states), [`capacity`] and [`notify`] (systemd).
 //!
-//! Start-up order: the zone library and the host's sysinfo first (the sysinfo probes
-//! fork, which must happen before any thread exists), then the engine adopts the
-//! zones already on the host — before any controller is reached, so zones keep
-//! running whether or not one answers —, then identity (stored certificate or
+//! Start-up order: the zone library and the host's sysinfo first (collected once: its
+//! probes fork throwaway children and take tens of milliseconds), then the engine
+//! adopts the zones already on the host — before any controller is reached, so zones
+//! keep running whether or not one answers —, then identity (stored certificate or
 //! enrollment), register, `READY=1`, heartbeats, the watch and reports.
 //!
 //! Stopping the daemon (SIGTERM, SIGINT) lets the engine finish the zone verb it is
@@ -126,8 +126,8 @@ pub fn spawn_engine(
     Ok((handle, thread))
 }
 
-/// Runs the daemon with `config` until SIGTERM or SIGINT. Blocking: it starts its
-/// own async runtime, after the work that must happen before threads exist.
+/// Runs the daemon with `config` until SIGTERM or SIGINT. Blocking: it opens the zone
+/// library and collects the sysinfo, then starts its own async runtime.
 pub fn run(config: AgentConfig) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| DaemonError::Zone(crate::zone::ZoneError::io(&config.data_dir, e)))?;
