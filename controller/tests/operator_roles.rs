@@ -184,6 +184,15 @@ async fn every_write(
                     .await,
             ),
         ),
+        (
+            // Empty: names nothing to revoke, so an admin gets INVALID_ARGUMENT.
+            "RevokeCertificate",
+            code(
+                client
+                    .revoke_certificate(pb::RevokeCertificateRequest::default())
+                    .await,
+            ),
+        ),
     ];
     let mut called: Vec<&str> = codes.iter().map(|(m, _)| *m).collect();
     called.sort_unstable();
@@ -244,6 +253,14 @@ async fn every_read(client: &mut OperatorClient<Channel>, zone: &str) -> Vec<(&'
             code(
                 client
                     .get_fleet_settings(pb::GetFleetSettingsRequest::default())
+                    .await,
+            ),
+        ),
+        (
+            "ListRevocations",
+            code(
+                client
+                    .list_revocations(pb::ListRevocationsRequest::default())
                     .await,
             ),
         ),
@@ -314,9 +331,13 @@ async fn a_viewer_reads_but_every_write_is_refused_and_audited() {
         assert!(line.contains(" INFO "), "{line}");
         assert!(line.contains(&format!(" {AUDIT_TARGET}: ")), "{line}");
         let refused = audit_lines_with(&[&identity, "result=PermissionDenied"]);
+        let writes = RPC_RULES
+            .iter()
+            .filter(|r| r.access.is_write() && r.method.starts_with("/zonefleet.v1.Operator/"))
+            .count();
         assert_eq!(
             refused.len(),
-            17,
+            writes,
             "one line per refused write: {refused:#?}"
         );
         // Reads are not audited.

@@ -5,25 +5,9 @@
 //! The binaries are the workspace's own, next to this test's directory; `cargo test
 //! --workspace` builds them first (alone: `cargo build --bins` before).
 
-use std::path::PathBuf;
 use std::process::Command;
 
-/// A binary of the workspace, built in the same target directory as this test.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built: run `cargo build --bins` first",
-        path.display()
-    );
-    path
-}
+use zonefleet_tests::binary;
 
 /// What a binary's `zone validate` says of `spec`: its exit code and its report,
 /// without the binary's own prefix.

@@ -12,6 +12,7 @@
 //! - [`control`]: an in-test `Control` service for the fleet daemon's tests
 #![allow(dead_code, unused_imports)] // each test binary uses a different part
 
+pub mod busybox;
 pub mod cgroup;
 pub mod control;
 pub mod host;
@@ -63,15 +64,7 @@ pub fn busybox_archive() -> &'static Path {
     ARCHIVE.get_or_init(|| {
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("zone-busybox-{}.tar.gz", std::process::id()));
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images/build-busybox.sh");
-        let status = Command::new("bash")
-            .arg(&script)
-            .arg(&out)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run build-busybox.sh");
-        assert!(status.success(), "build-busybox.sh failed: {status}");
+        busybox::build(&out);
         out
     })
 }
