@@ -239,8 +239,20 @@ async fn serve(
     Ok(())
 }
 
-/// [`enroll::establish`], retried while the controllers are unreachable; a missing
-/// setting or a refused token stops the daemon.
+/// Whether an enrollment failure may pass by itself (unreachable controllers, a rate
+/// limit, a controller not ready to sign): tried again rather than fatal. A refused
+/// token, a request the controllers call invalid or a missing setting stop the daemon.
+fn passing(e: &enroll::EnrollError) -> bool {
+    match e {
+        enroll::EnrollError::Cert(certs::CertError::Client(c)) => !matches!(
+            c.code(),
+            Some(tonic::Code::PermissionDenied | tonic::Code::InvalidArgument)
+        ),
+        _ => false,
+    }
+}
+
+/// [`enroll::establish`], retried while the failure may pass ([`passing`]).
 async fn establish_until_done(
     config: &AgentConfig,
     host_id: uuid::Uuid,
@@ -250,9 +262,7 @@ async fn establish_until_done(
     loop {
         match enroll::establish(config, host_id, key).await {
             Ok(e) => return Ok(e),
-            Err(enroll::EnrollError::Cert(certs::CertError::Client(e)))
-                if !matches!(e, client::ClientError::Refused { .. }) =>
-            {
+            Err(e) if passing(&e) => {
                 tracing::warn!(error = %e, "cannot enroll yet; trying again");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
