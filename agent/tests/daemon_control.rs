@@ -496,3 +496,60 @@ async fn register_heartbeat_watch_and_report_speak_the_contract() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_renewal_loop_renews_at_two_thirds_of_the_life() {
+    bounded(async {
+        let f = fleet();
+        let c = controller(&f, "c1", &["tok-1"]).await;
+        // Certificates of three seconds: renewed about two seconds in, again and again.
+        let now = time::OffsetDateTime::now_utc();
+        let short = || {
+            let now = time::OffsetDateTime::now_utc();
+            Validity::between(now, now + time::Duration::seconds(3)).unwrap()
+        };
+        c.seen.lock().unwrap().validity = Some(short());
+        let dir = tempfile::tempdir().unwrap();
+        let host = Uuid::new_v4();
+        let key = Arc::new(HostKey::load_or_generate(dir.path()).unwrap());
+        let cfg = config(
+            dir.path(),
+            vec![c.addr.clone()],
+            Some("tok-1"),
+            &f.root.fingerprint(),
+        );
+        let enrolled = enroll::establish(&cfg, host, &key).await.unwrap();
+        let first_end = enrolled.credentials.not_after;
+        assert!(first_end <= now + time::Duration::seconds(4));
+        let client = ControlClient::new(
+            enrolled.controllers.clone(),
+            enrolled.credentials.client_config().unwrap(),
+        );
+        let task = tokio::spawn(certs::renew_loop(
+            client.clone(),
+            dir.path().to_owned(),
+            key.clone(),
+            enrolled.credentials.clone(),
+        ));
+        // Not before two thirds of the life...
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(c.seen.lock().unwrap().renewals, 0, "renewed too early");
+        // ...and before the end; the server issues short ones again.
+        loop {
+            if c.seen.lock().unwrap().renewals >= 2 {
+                break;
+            }
+            c.seen.lock().unwrap().validity = Some(short());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        task.abort();
+        let stored = Credentials::load(dir.path(), &key, host).unwrap().unwrap();
+        assert!(
+            stored.not_after > first_end,
+            "the stored certificate is the newer one"
+        );
+        // The client, never rebuilt, works with the current certificate.
+        heartbeat_once(&client, host).await.unwrap();
+    })
+    .await;
+}
