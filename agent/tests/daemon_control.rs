@@ -328,6 +328,42 @@ async fn a_dead_controller_is_skipped_and_a_followers_leader_hint_is_followed() 
             client.connected_to().await.as_deref(),
             Some(leader.addr.as_str())
         );
+        // A controller that takes the connection and never answers is left within
+        // the attempt's bound (as heartbeats must, well within the lease).
+        let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hole_addr = hole.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = hole.accept().await {
+                held.push(tcp);
+            }
+        });
+        let stuck = ControlClient::new(
+            vec![hole_addr.clone(), leader.addr.clone()],
+            enrolled.credentials.client_config().unwrap(),
+        );
+        let started = std::time::Instant::now();
+        let request = pb::HeartbeatRequest {
+            host_id: host.to_string(),
+            capacity: None,
+        };
+        stuck
+            .call_within("Heartbeat", Duration::from_millis(300), move |mut c| {
+                let request = request.clone();
+                async move { c.heartbeat(request).await }
+            })
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            stuck.connected_to().await.as_deref(),
+            Some(leader.addr.as_str())
+        );
+
         // Nobody answers: a clear error naming each controller tried.
         let alone = ControlClient::new(
             vec![dead_address()],

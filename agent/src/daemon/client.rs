@@ -185,7 +185,11 @@ impl ControlClient {
 
     /// A channel to a controller: the current one, or a new connection to the first
     /// controller of [`Self::order`] that completes the handshake.
-    async fn channel(&self, skip: &[String]) -> Result<(String, Channel), String> {
+    async fn channel(
+        &self,
+        skip: &[String],
+        timeout: Duration,
+    ) -> Result<(String, Channel), String> {
         let mut current = self.inner.current.lock().await;
         let generation = self.inner.tls.read().expect("lock").1;
         if let Some((addr, channel, made_with)) = current.as_ref() {
@@ -203,7 +207,7 @@ impl ControlClient {
                 continue;
             }
             let (tls, generation) = self.inner.tls.read().expect("lock").clone();
-            match tokio::time::timeout(CALL_TIMEOUT, connect_channel(&addr, tls)).await {
+            match tokio::time::timeout(timeout, connect_channel(&addr, tls)).await {
                 Ok(Ok(channel)) => {
                     tracing::debug!(controller = %addr, "connected");
                     *current = Some((addr.clone(), channel.clone(), generation));
@@ -233,6 +237,22 @@ impl ControlClient {
         F: Fn(PbClient<Channel>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
+        self.call_within(rpc, CALL_TIMEOUT, f).await
+    }
+
+    /// [`Self::call`] with each attempt (connection included) bounded by `timeout`
+    /// instead of [`CALL_TIMEOUT`]: heartbeats must give up on a dead controller well
+    /// within the lease, to reach another one before the lease runs out.
+    pub async fn call_within<T, F, Fut>(
+        &self,
+        rpc: &str,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(PbClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
         if self.controllers().is_empty() {
             return Err(ClientError::NoControllers);
         }
@@ -241,7 +261,7 @@ impl ControlClient {
         // Each controller once, plus one more for a hint naming one already tried.
         let attempts = self.controllers().len() + 2;
         for _ in 0..attempts {
-            let (addr, channel) = match self.channel(&tried).await {
+            let (addr, channel) = match self.channel(&tried, timeout).await {
                 Ok(c) => c,
                 Err(why) => {
                     if !why.is_empty() {
@@ -250,7 +270,7 @@ impl ControlClient {
                     break;
                 }
             };
-            let answer = tokio::time::timeout(CALL_TIMEOUT, f(PbClient::new(channel))).await;
+            let answer = tokio::time::timeout(timeout, f(PbClient::new(channel))).await;
             match answer {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) if retryable(&status) => {
@@ -271,7 +291,7 @@ impl ControlClient {
                 }
                 Err(_) => {
                     self.drop_connection(&addr).await;
-                    report.push(format!("{addr}: no answer within {CALL_TIMEOUT:?}"));
+                    report.push(format!("{addr}: no answer within {timeout:?}"));
                     tried.push(addr);
                 }
             }

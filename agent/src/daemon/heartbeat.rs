@@ -28,6 +28,19 @@ pub struct Lease {
     pub ttl: Duration,
 }
 
+impl Lease {
+    /// How long one heartbeat attempt may take: a quarter of the lease (at least
+    /// 200 ms, at most the client's usual bound), so that a dead controller is left for
+    /// another one while the lease still holds.
+    pub fn attempt_timeout(&self) -> Duration {
+        if self.ttl.is_zero() {
+            // No lease term given: nothing to race.
+            return super::client::CALL_TIMEOUT;
+        }
+        (self.ttl / 4).clamp(Duration::from_millis(200), super::client::CALL_TIMEOUT)
+    }
+}
+
 /// Registers once: `Register{sysinfo, capacity}`.
 pub async fn register(
     client: &ControlClient,
@@ -103,7 +116,7 @@ pub async fn run(
             capacity: changed.then(|| cap.into()),
         };
         let answer = client
-            .call("Heartbeat", move |mut c| {
+            .call_within("Heartbeat", lease.attempt_timeout(), move |mut c| {
                 let request = request.clone();
                 async move { c.heartbeat(request).await }
             })
@@ -133,5 +146,28 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_attempt_fits_well_within_the_lease() {
+        let lease = |ttl_ms| Lease {
+            interval: DEFAULT_INTERVAL,
+            ttl: Duration::from_millis(ttl_ms),
+        };
+        assert_eq!(lease(5000).attempt_timeout(), Duration::from_millis(1250));
+        assert_eq!(lease(100).attempt_timeout(), Duration::from_millis(200));
+        assert_eq!(
+            lease(600_000).attempt_timeout(),
+            super::super::client::CALL_TIMEOUT
+        );
+        assert_eq!(
+            lease(0).attempt_timeout(),
+            super::super::client::CALL_TIMEOUT
+        );
     }
 }
