@@ -214,6 +214,22 @@ fn assignment_events_converge_the_host_and_the_same_event_twice_does_nothing() {
         stored.zones.keys().cloned().collect::<Vec<_>>(),
         vec![b.clone()]
     );
+
+    // A zone whose desired state becomes `deleted` (how the controllers delete) is
+    // removed, reported at the generation of the deletion.
+    let d = new_uuid();
+    assert!(e.apply(upsert(12, zone(&d, "", 1, running))).unwrap());
+    assert_eq!(t.host.get(&d).unwrap().state, ZoneState::Running);
+    e.take_reports();
+    assert!(e
+        .apply(upsert(13, zone(&d, "", 2, pb::ZoneState::Deleted)))
+        .unwrap());
+    assert!(matches!(t.host.get(&d), Err(ZoneError::NotFound(_))));
+    assert_eq!(
+        said(&e.take_reports()),
+        [(d.clone(), pb::ZoneState::Deleted, 2)]
+    );
+    assert_eq!(Assignments::load(&t.data).unwrap().revision, 13);
 }
 
 #[test]

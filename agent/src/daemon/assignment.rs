@@ -42,8 +42,8 @@ pub struct Assignment {
 pub enum Wanted {
     /// Converge this zone.
     Zone(Box<Assignment>),
-    /// Remove the zone with this uuid.
-    Removed(String),
+    /// Remove the zone with this uuid (at this generation of the zone).
+    Removed(String, u64),
 }
 
 /// Errors of an assignment message that names no zone at all.
@@ -76,7 +76,7 @@ pub fn from_pb(zone: pb::Zone) -> Result<Wanted, AssignmentError> {
             AssignmentError::NoUuid(format!("spec.uuid is {:?}", pb_spec.uuid.clone()))
         })?;
     let desired = match pb::ZoneState::try_from(zone.desired_state) {
-        Ok(pb::ZoneState::Deleted) => return Ok(Wanted::Removed(uuid)),
+        Ok(pb::ZoneState::Deleted) => return Ok(Wanted::Removed(uuid, zone.generation)),
         Ok(pb::ZoneState::Running) => Ok(Desired::Running),
         Ok(pb::ZoneState::Installed) => Ok(Desired::Stopped),
         other => Err(format!(
@@ -216,7 +216,7 @@ mod tests {
         assert!(a.spec.unwrap_err().contains("no address"));
 
         let removed = from_pb(zone(&json, &[], pb::ZoneState::Deleted)).unwrap();
-        assert_eq!(removed, Wanted::Removed(UUID.to_owned()));
+        assert_eq!(removed, Wanted::Removed(UUID.to_owned(), 3));
         let mut nameless = zone(&json, &[], pb::ZoneState::Running);
         nameless.spec.as_mut().unwrap().uuid = None;
         assert!(from_pb(nameless).is_err());

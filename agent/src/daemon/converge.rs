@@ -159,7 +159,7 @@ impl Engine {
                         Ok(Wanted::Zone(a)) => {
                             wanted.insert(a.uuid.clone(), *a);
                         }
-                        Ok(Wanted::Removed(_)) => {}
+                        Ok(Wanted::Removed(..)) => {}
                         Err(e) => tracing::warn!(error = %e, "snapshot zone ignored"),
                     }
                 }
@@ -171,7 +171,7 @@ impl Engine {
                     .cloned()
                     .collect();
                 for uuid in gone {
-                    self.remove(&uuid);
+                    self.remove(&uuid, None);
                 }
                 for a in wanted.into_values() {
                     self.upsert(a);
@@ -179,10 +179,10 @@ impl Engine {
             }
             pb::assignment_event::Event::Upsert(zone) => match assignment::from_pb(zone) {
                 Ok(Wanted::Zone(a)) => self.upsert(*a),
-                Ok(Wanted::Removed(uuid)) => self.remove(&uuid),
+                Ok(Wanted::Removed(uuid, generation)) => self.remove(&uuid, Some(generation)),
                 Err(e) => tracing::warn!(revision, error = %e, "assignment ignored"),
             },
-            pb::assignment_event::Event::Removed(uuid) => self.remove(&uuid),
+            pb::assignment_event::Event::Removed(uuid) => self.remove(&uuid, None),
         }
         self.assignments.revision = revision;
         self.assignments.store(&self.data_dir)?;
@@ -230,10 +230,14 @@ impl Engine {
         self.observe(&a.uuid);
     }
 
-    fn remove(&mut self, uuid: &str) {
-        if self.assignments.zones.remove(uuid).is_none() {
+    /// Deletes an assigned zone and reports it deleted, at `generation` when the
+    /// removal carried one (a zone whose desired state became `deleted`), else at the
+    /// generation last assigned.
+    fn remove(&mut self, uuid: &str, generation: Option<u64>) {
+        let Some(assigned) = self.assignments.zones.remove(uuid) else {
             return;
-        }
+        };
+        let generation = generation.unwrap_or(assigned.generation);
         self.errors.remove(uuid);
         match self.host.delete(uuid) {
             Ok(_) | Err(ZoneError::NotFound(_)) => {
@@ -242,7 +246,7 @@ impl Engine {
                     uuid,
                     Said {
                         state: pb::ZoneState::Deleted,
-                        generation: self.said.get(uuid).map_or(0, |s| s.generation),
+                        generation,
                         message: String::new(),
                         exit: None,
                     },
@@ -255,7 +259,7 @@ impl Engine {
                     uuid,
                     Said {
                         state: pb::ZoneState::Failed,
-                        generation: self.said.get(uuid).map_or(0, |s| s.generation),
+                        generation,
                         message: format!("delete failed: {e}"),
                         exit: None,
                     },
