@@ -1,9 +1,10 @@
 //! The zone library: everything an agent does on its host (images, cgroups,
-//! isolation, the zone lifecycle). The fleet daemon and the standalone
+//! isolation, the zone lifecycle). The fleet daemon ([`daemon`]) and the standalone
 //! `zonefleet-agent zone …` commands both drive it.
 
 pub mod cgroup;
 pub mod clock;
+pub mod daemon;
 pub mod disk;
 pub mod files;
 pub mod image;

@@ -1,13 +1,14 @@
 //! `zonefleet-agent`: the agent in a host's global zone. Today it runs one host
-//! by hand, as `vmadm` does (`image …`, `zone …`, `sysinfo`); the same zone
-//! library will serve the fleet daemon.
+//! by hand, as `vmadm` does (`image …`, `zone …`, `sysinfo`), and `run` is the fleet
+//! daemon on the same zone library.
 
 mod cli;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // zsched must start before anything spawns a thread (it forks and unshares
     // a PID namespace), so it is dispatched first, without logging set up.
     if let cli::Command::Zsched { plan } = &cli.command {
@@ -15,12 +16,18 @@ fn main() {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ZONEFLEET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("ZONEFLEET_LOG").unwrap_or_else(|_| {
+                // The daemon says what it does; the commands only what went wrong.
+                let level = match cli.command {
+                    cli::Command::Run { .. } => "info",
+                    _ => "warn",
+                };
+                tracing_subscriber::EnvFilter::new(level)
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli::run(cli) {
+    match cli::run(cli, &matches) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("zonefleet-agent: {e:#}");

@@ -63,6 +63,17 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Run the fleet daemon: enroll, register, heartbeat, watch the zones the
+    /// controllers assign and converge them (settings from --config and the kernel
+    /// command line; the global flags are refused here).
+    Run {
+        /// The agent's configuration file (agent.toml); it wins over the command line.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The kernel command line to read `zonefleet.*` settings from.
+        #[arg(long, default_value = zonefleet_agent::daemon::cmdline::PROC_CMDLINE)]
+        cmdline: PathBuf,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -96,8 +107,38 @@ pub enum BridgeCommand {
     Delete,
 }
 
-/// Runs a parsed command line; returns the process exit code.
-pub fn run(cli: Cli) -> anyhow::Result<i32> {
+/// The global flags `run` does not take: its settings come from agent.toml and the
+/// kernel command line, and a flag silently ignored would mislead.
+const NOT_FOR_RUN: &[(&str, &str)] = &[
+    (
+        "data_dir",
+        "--data-dir: set data_dir in agent.toml or zonefleet.data=",
+    ),
+    ("bridge", "--bridge: set bridge in agent.toml"),
+    ("uplink", "--uplink: set uplink in agent.toml"),
+    (
+        "cgroup_parent",
+        "--cgroup-parent: set cgroup_parent in agent.toml",
+    ),
+];
+
+/// Refuses global flags given to `run` on its command line.
+fn refuse_global_flags(matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let given = |m: &clap::ArgMatches, id: &str| {
+        m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let run = matches.subcommand_matches("run");
+    for (id, instead) in NOT_FOR_RUN {
+        if given(matches, id) || run.is_some_and(|m| given(m, id)) {
+            anyhow::bail!("run does not take {instead}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a parsed command line (`matches` is what it was parsed from); returns the
+/// process exit code.
+pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
     let options = cli.host_options();
     match cli.command {
         Command::Image(cmd) => image::run(&cli.data_dir, cmd),
@@ -111,6 +152,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sysinfo { output } => {
             let info = zonefleet_agent::sysinfo::collect(&cli.data_dir)?;
             output::sysinfo(&info, output)?;
+            Ok(0)
+        }
+        Command::Run { config, cmdline } => {
+            use zonefleet_agent::daemon;
+            refuse_global_flags(matches)?;
+            let config = daemon::config::AgentConfig::load(config.as_deref(), &cmdline)?;
+            daemon::run(config)?;
             Ok(0)
         }
         Command::Completions { shell } => {

@@ -9,10 +9,12 @@
 //! - [`host`]: a [`host::TestHost`] (data dir, cgroup parent, busybox) running
 //!   commands in zones through the agent binary
 //! - [`net`]: a [`net::NetLab`], a test host with a bridge of its own
+//! - [`control`]: an in-test `Control` service for the fleet daemon's tests
 #![allow(dead_code, unused_imports)] // each test binary uses a different part
 
 pub mod busybox;
 pub mod cgroup;
+pub mod control;
 pub mod host;
 pub mod net;
 pub mod skip;

@@ -8,6 +8,8 @@
 //! * [`client_config`] verifies the server's chain and name and, in addition, that the
 //!   server is the [`ExpectedPeer`] (a controller, a given controller, or the agent of a
 //!   given host).
+//! * [`pinned_client_config`] is what an enrolling agent uses: it trusts only the
+//!   root whose fingerprint it pins, found in the chain the controller presents.
 //! * [`TlsIncoming`] is an accept loop for `Server::serve_with_incoming`; its
 //!   [`LiveConnections`] closes the open connections of a peer no longer trusted;
 //!   [`connect_channel`] / [`TlsConnector`] give a tonic `Channel` over the same TLS.
@@ -16,6 +18,7 @@
 //! nothing here depends on a process-wide default provider being installed.
 
 mod connect;
+mod pinned;
 mod revocations;
 mod serve;
 mod verify;
@@ -33,6 +36,7 @@ use uuid::Uuid;
 use crate::pki::{self, Identity, PkiError, Principal};
 
 pub use connect::{connect_channel, TlsConnector, DEFAULT_CONNECT_TIMEOUT};
+pub use pinned::{check_pin, pinned_client_config, PinnedRootVerifier};
 pub use revocations::{
     normalize_serial, parse_revoked_identity, Refusal, RevocationError, RevocationSet, Revocations,
 };

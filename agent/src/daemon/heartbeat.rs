@@ -1,0 +1,173 @@
+//! Register and heartbeat: the host's sysinfo and capacity once (again whenever a
+//! controller no longer knows the host), then a heartbeat at the interval the
+//! controllers returned, carrying the capacity when it changed. A failed heartbeat
+//! moves to another controller (the client follows `zonefleet-leader` hints); when
+//! none answers the agent goes on trying and its zones keep running.
+
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use zonefleet_proto::host::{Capacity, HostSysinfo};
+use zonefleet_proto::pb;
+
+use super::client::{ClientError, ControlClient};
+
+/// The interval used when the controllers return none.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest interval the agent accepts (a bad answer must not spin it).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// How often an ongoing failure is logged again.
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// The lease terms the controllers gave at registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// How often to heartbeat.
+    pub interval: Duration,
+    /// How long a lease lasts without a heartbeat.
+    pub ttl: Duration,
+}
+
+impl Lease {
+    /// How long one heartbeat attempt may take: a quarter of the lease (at least
+    /// 200 ms, at most the client's usual bound), so that a dead controller is left for
+    /// another one while the lease still holds.
+    pub fn attempt_timeout(&self) -> Duration {
+        if self.ttl.is_zero() {
+            // No lease term given: nothing to race.
+            return super::client::CALL_TIMEOUT;
+        }
+        (self.ttl / 4).clamp(Duration::from_millis(200), super::client::CALL_TIMEOUT)
+    }
+}
+
+/// Registers once: `Register{sysinfo, capacity}`.
+pub async fn register(
+    client: &ControlClient,
+    sysinfo: &HostSysinfo,
+    capacity: Capacity,
+) -> Result<Lease, ClientError> {
+    let request = pb::RegisterRequest {
+        sysinfo: Some(sysinfo.clone().into()),
+        capacity: Some(capacity.into()),
+    };
+    let answer = client
+        .call("Register", move |mut c| {
+            let request = request.clone();
+            async move { c.register(request).await }
+        })
+        .await?;
+    let interval = match answer.heartbeat_interval_ms {
+        0 => DEFAULT_INTERVAL,
+        ms => Duration::from_millis(ms).max(MIN_INTERVAL),
+    };
+    Ok(Lease {
+        interval,
+        ttl: Duration::from_millis(answer.lease_ttl_ms),
+    })
+}
+
+/// Registers, retrying with a backoff (up to 30 s) until a controller accepts.
+pub async fn register_until_accepted(
+    client: &ControlClient,
+    sysinfo: &HostSysinfo,
+    capacity: impl Fn() -> Capacity,
+) -> (Lease, Capacity) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let cap = capacity();
+        match register(client, sysinfo, cap).await {
+            Ok(lease) => {
+                tracing::info!(
+                    interval_ms = lease.interval.as_millis() as u64,
+                    ttl_ms = lease.ttl.as_millis() as u64,
+                    "registered"
+                );
+                return (lease, cap);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "register failed; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Heartbeats for ever (after [`register_until_accepted`]); `ready` runs once, when
+/// the host is first registered.
+pub async fn run(
+    client: ControlClient,
+    sysinfo: HostSysinfo,
+    capacity: impl Fn() -> Capacity,
+    ready: impl FnOnce(),
+) {
+    let host_id = sysinfo.host_id.to_string();
+    let (mut lease, mut sent) = register_until_accepted(&client, &sysinfo, &capacity).await;
+    ready();
+    let mut failing_since: Option<Instant> = None;
+    let mut last_log = Instant::now();
+    loop {
+        tokio::time::sleep(lease.interval).await;
+        let cap = capacity();
+        let changed = cap != sent;
+        let request = pb::HeartbeatRequest {
+            host_id: host_id.clone(),
+            capacity: changed.then(|| cap.into()),
+        };
+        let answer = client
+            .call_within("Heartbeat", lease.attempt_timeout(), move |mut c| {
+                let request = request.clone();
+                async move { c.heartbeat(request).await }
+            })
+            .await;
+        match answer {
+            Ok(_) => {
+                if changed {
+                    sent = cap;
+                }
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(
+                        after_s = since.elapsed().as_secs(),
+                        "heartbeats answered again"
+                    );
+                }
+            }
+            Err(e) if matches!(e.code(), Some(Code::NotFound | Code::FailedPrecondition)) => {
+                tracing::warn!(error = %e, "the controllers do not know this host: registering again");
+                (lease, sent) = register_until_accepted(&client, &sysinfo, &capacity).await;
+            }
+            Err(e) => {
+                let first = failing_since.is_none();
+                failing_since.get_or_insert_with(Instant::now);
+                if first || last_log.elapsed() >= LOG_EVERY {
+                    tracing::warn!(error = %e, "heartbeat failed; zones keep running, trying the controllers again");
+                    last_log = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_attempt_fits_well_within_the_lease() {
+        let lease = |ttl_ms| Lease {
+            interval: DEFAULT_INTERVAL,
+            ttl: Duration::from_millis(ttl_ms),
+        };
+        assert_eq!(lease(5000).attempt_timeout(), Duration::from_millis(1250));
+        assert_eq!(lease(100).attempt_timeout(), Duration::from_millis(200));
+        assert_eq!(
+            lease(600_000).attempt_timeout(),
+            super::super::client::CALL_TIMEOUT
+        );
+        assert_eq!(
+            lease(0).attempt_timeout(),
+            super::super::client::CALL_TIMEOUT
+        );
+    }
+}
