@@ -122,7 +122,9 @@ impl Fleet {
             format!(
                 "id = {id}\ncluster = \"{CLUSTER}\"\nlisten = \"{}\"\ndata_dir = \"data-{id}\"\n\
                  [tls]\nca = \"pki/ca.crt\"\ncert = \"pki/controller-{id}.crt\"\n\
-                 key = \"pki/controller-{id}.key\"\n[initial_members]\n{members}",
+                 key = \"pki/controller-{id}.key\"\n\
+                 [signing_ca]\ncert = \"pki/signing-ca.crt\"\nkey = \"pki/signing-ca.key\"\n\
+                 [initial_members]\n{members}",
                 self.addr(i)
             ),
         )
@@ -236,7 +238,7 @@ impl Fleet {
             format!(
                 "controllers = [{}]\ntoken = \"{}\"\nca = \"{}\"\ncluster = \"{CLUSTER}\"\n\
                  data_dir = \"{}\"\ncgroup_parent = \"{}\"\nbridge = \"{}\"\nuplink = \"eth1\"\n\
-                 [capacity]\nmemory_mib = 2048\ncpu_percent = 200\ndisk_gib = 8\n",
+                 [capacity]\nmemory_mib = 2048\ncpu_percent = 200\ndisk_gib = 32\n",
                 controllers.join(", "),
                 self.join_token(rack),
                 self.ca_fingerprint(),
@@ -292,6 +294,14 @@ impl Agent {
         &self.data_dir
     }
 
+    /// Zone `uuid`'s cgroup in the v1 hierarchy of `controller` (this machine's layout).
+    pub fn cgroup_dir(&self, controller: &str, uuid: &str) -> PathBuf {
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(&self.cgroup_parent)
+            .join(uuid)
+    }
+
     /// Runs the agent's one-shot CLI (`zonefleet-agent --data-dir … ARGS`) on its host.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut command = Command::new(binary("zonefleet-agent"));
@@ -326,6 +336,9 @@ impl Drop for Agent {
         if self.data_dir.is_dir() {
             for zone in self.local_zones() {
                 if let Some(uuid) = zone["uuid"].as_str() {
+                    // No grace: an init that ignores SIGTERM (PID 1 without a handler)
+                    // would hold each delete for the default 10 s.
+                    let _ = self.cli(&["zone", "halt", "--grace", "0", uuid]);
                     let _ = self.cli(&["zone", "delete", uuid]);
                 }
             }

@@ -85,7 +85,7 @@ pub fn from_pb(zone: pb::Zone) -> Result<Wanted, AssignmentError> {
     };
     let spec = ZoneSpec::try_from(pb_spec)
         .map_err(|e| format!("the assigned spec cannot be read: {e}"))
-        .and_then(|spec| with_addresses(spec, &zone.addresses))
+        .and_then(resolved)
         .map(|spec| spec.with_defaults());
     let (desired, spec) = match desired {
         Ok(d) => (d, spec),
@@ -99,27 +99,20 @@ pub fn from_pb(zone: pb::Zone) -> Result<Wanted, AssignmentError> {
     })))
 }
 
-/// The spec with each NIC that names a network given the address the controllers
-/// assigned it (`addresses`, in NIC order). An address must carry its prefix length
-/// (`10.0.0.5/24`): this agent does not know the networks' subnets.
-fn with_addresses(mut spec: ZoneSpec, addresses: &[String]) -> Result<ZoneSpec, String> {
-    let mut given = addresses.iter();
-    for (i, nic) in spec.nics.iter_mut().enumerate() {
-        let Some(network) = nic.network.clone() else {
-            continue;
-        };
-        let address = given.next().ok_or_else(|| {
-            format!("nics[{i}]: the controllers assigned no address from network {network:?}")
-        })?;
-        let ip: ipnet::IpNet = address.parse().map_err(|_| {
-            format!(
-                "nics[{i}]: the address {address:?} assigned from network {network:?} has no \
-                 prefix length; this agent needs ADDRESS/PREFIX (networks' subnets are not \
-                 sent to agents yet)"
-            )
-        })?;
-        nic.ip = Some(ip);
-        nic.network = None;
+/// The spec, once every NIC that named a network has been spelled out by the
+/// controllers (address with prefix, gateway, MTU, VLAN: `FleetState::for_agent`); a
+/// NIC still naming one has no address yet, and the zone cannot be made.
+fn resolved(spec: ZoneSpec) -> Result<ZoneSpec, String> {
+    if let Some((i, network)) = spec
+        .nics
+        .iter()
+        .enumerate()
+        .find_map(|(i, nic)| nic.network.as_ref().map(|n| (i, n)))
+    {
+        return Err(format!(
+            "nics[{i}]: network {network:?} gave this NIC no address (the controllers send \
+             each NIC's address with the zone)"
+        ));
     }
     Ok(spec)
 }
@@ -184,12 +177,12 @@ mod tests {
     const UUID: &str = "6f1c2b8e-4d3a-4c1b-9e2f-0a1b2c3d4e5f";
 
     #[test]
-    fn zones_convert_with_their_addresses() {
+    fn zones_convert_and_a_nic_still_naming_a_network_fails_the_zone() {
+        // As the controllers send it: the network NIC spelled out (for_agent).
         let json = format!(
-            r#"{{"uuid": "{UUID}", "image": "busybox", "nics": [{{"network": "lan"}}, {{"ip": "10.1.0.5/24"}}]}}"#
+            r#"{{"uuid": "{UUID}", "image": "busybox", "nics": [{{"ip": "10.0.0.7/24", "gateway": "10.0.0.1"}}, {{"ip": "10.1.0.5/24"}}]}}"#
         );
-        let Wanted::Zone(a) =
-            from_pb(zone(&json, &["10.0.0.7/24"], pb::ZoneState::Running)).unwrap()
+        let Wanted::Zone(a) = from_pb(zone(&json, &["10.0.0.7"], pb::ZoneState::Running)).unwrap()
         else {
             panic!("a zone")
         };
@@ -199,21 +192,23 @@ mod tests {
         );
         let spec = a.spec.unwrap();
         assert_eq!(spec.nics[0].ip.unwrap().to_string(), "10.0.0.7/24");
-        assert!(spec.nics[0].network.is_none());
         assert_eq!(spec.nics[1].ip.unwrap().to_string(), "10.1.0.5/24");
         assert!(spec.max_physical_memory.is_some(), "defaults applied");
 
-        // A bare address cannot be configured: the zone fails, naming the NIC.
-        let Wanted::Zone(a) = from_pb(zone(&json, &["10.0.0.7"], pb::ZoneState::Running)).unwrap()
+        // A NIC the controllers could not give an address: the zone fails, naming it.
+        let unresolved = format!(
+            r#"{{"uuid": "{UUID}", "image": "busybox", "nics": [{{"ip": "10.1.0.5/24"}}, {{"network": "lan"}}]}}"#
+        );
+        let Wanted::Zone(a) = from_pb(zone(&unresolved, &[], pb::ZoneState::Installed)).unwrap()
         else {
             panic!("a zone")
         };
-        assert!(a.spec.unwrap_err().contains("nics[0]"));
-        let Wanted::Zone(a) = from_pb(zone(&json, &[], pb::ZoneState::Installed)).unwrap() else {
-            panic!("a zone")
-        };
         assert_eq!(a.desired, Desired::Stopped);
-        assert!(a.spec.unwrap_err().contains("no address"));
+        let err = a.spec.unwrap_err();
+        assert!(
+            err.contains("nics[1]") && err.contains("no address"),
+            "{err}"
+        );
 
         let removed = from_pb(zone(&json, &[], pb::ZoneState::Deleted)).unwrap();
         assert_eq!(removed, Wanted::Removed(UUID.to_owned(), 3));

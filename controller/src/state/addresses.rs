@@ -64,6 +64,34 @@ impl FleetState {
         out
     }
 
+    /// `zone` as its host's agent gets it: each NIC that names a network is spelled out
+    /// with the address the network gave it and the network's prefix length
+    /// (`10.0.0.10/24`), gateway, MTU and VLAN (where the NIC sets none of its own), so
+    /// an agent needs no copy of the networks. `zone.addresses` stays as stored.
+    pub fn for_agent(&self, zone: &pb::Zone) -> pb::Zone {
+        let mut zone = zone.clone();
+        let mut addresses = zone.addresses.iter();
+        let Some(spec) = zone.spec.as_mut() else {
+            return zone;
+        };
+        for nic in &mut spec.nics {
+            let Some(network) = nic.network.as_deref().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            let (Some(net), Some(address)) = (self.find_network(network), addresses.next()) else {
+                // Not assigned (yet): the agent reports the NIC it cannot make.
+                continue;
+            };
+            let prefix = net.subnet.rsplit_once('/').map_or("", |(_, p)| p);
+            nic.ip = Some(format!("{address}/{prefix}"));
+            nic.gateway = nic.gateway.take().or_else(|| net.gateway.clone());
+            nic.mtu = nic.mtu.or(net.mtu);
+            nic.vlan_id = nic.vlan_id.or(net.vlan_id);
+            nic.network = None;
+        }
+        zone
+    }
+
     /// Records the leases of `zone` (its addresses, in NIC order).
     pub(super) fn take_leases(&mut self, zone: &pb::Zone) {
         let uuid = super::zone_uuid(zone).to_owned();
@@ -127,6 +155,8 @@ mod tests {
                 subnet: "10.0.0.0/24".into(),
                 provision_start: "10.0.0.10".into(),
                 provision_end: "10.0.0.11".into(),
+                gateway: Some("10.0.0.1".into()),
+                mtu: Some(9000),
                 ..Default::default()
             }),
         })));
@@ -140,6 +170,18 @@ mod tests {
         let zones = zones_of(s.apply(&cmd(c.clone())));
         assert_eq!(zones[0].addresses, ["10.0.0.10"]);
         assert_eq!(zones[1].addresses, ["10.0.0.11"]);
+        // The agent gets the NIC spelled out: address with the subnet's prefix, the
+        // network's gateway and MTU; the stored zone keeps naming the network.
+        let sent = s.for_agent(&zones[0]);
+        let nic = &sent.spec.as_ref().unwrap().nics[0];
+        assert_eq!(nic.ip.as_deref(), Some("10.0.0.10/24"));
+        assert_eq!(nic.gateway.as_deref(), Some("10.0.0.1"));
+        assert_eq!(nic.mtu, Some(9000));
+        assert_eq!(nic.network, None);
+        assert_eq!(
+            zones[0].spec.as_ref().unwrap().nics[0].network.as_deref(),
+            Some("lan")
+        );
         if let Kind::CreateZones(c) = &mut c {
             c.uuids = vec![id("z3")];
         }

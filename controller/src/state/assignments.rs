@@ -84,7 +84,7 @@ impl FleetState {
                 if !same {
                     changes.push(HostChange {
                         host_id: new_host.to_owned(),
-                        change: Change::Upsert(Box::new(after.clone())),
+                        change: Change::Upsert(Box::new(self.for_agent(after))),
                     });
                 }
             }
@@ -92,12 +92,12 @@ impl FleetState {
         (result, changes)
     }
 
-    /// Every zone assigned to `host_id`.
+    /// Every zone assigned to `host_id`, as its agent gets it ([`FleetState::for_agent`]).
     pub fn zones_of_host(&self, host_id: &str) -> Vec<pb::Zone> {
         self.zones
             .values()
             .filter(|z| z.host_id == host_id)
-            .cloned()
+            .map(|z| self.for_agent(z))
             .collect()
     }
 }

@@ -1,0 +1,418 @@
+//! The fleet, joined, with the real binaries: three controllers on three hosts and two
+//! agents on two more hosts in two racks, each agent enrolled with its own join token.
+//! Zones created with `zfadm` run on the hosts the scheduler chose, spread as asked; a
+//! zone on one host reaches a zone on the other; a memory update reaches the host's
+//! cgroup; an agent killed with SIGKILL and restarted adopts its zones (same init pid);
+//! the leader killed during a burst of creates loses and duplicates none; a deleted zone
+//! is gone from its host. Needs root; fails under `CI=true` without it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use zonefleet_tests::fleet::Fleet;
+use zonefleet_tests::privileged;
+
+const ZONES: usize = 20;
+
+/// Every zone `zfadm zone list` shows, by alias.
+fn zones(fleet: &Fleet) -> BTreeMap<String, Value> {
+    let list = fleet.zfadm_json(&fleet.all(), &["zone", "list"]);
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|z| {
+            (
+                z["alias"].as_str().unwrap_or_default().to_owned(),
+                z.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `check` holds of the zone list, or fails showing the last one.
+fn until(
+    fleet: &Fleet,
+    what: &str,
+    within: Duration,
+    check: impl Fn(&BTreeMap<String, Value>) -> bool,
+) -> BTreeMap<String, Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = zones(fleet);
+        if check(&seen) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "{what}: {seen:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn hosts(fleet: &Fleet) -> Vec<Value> {
+    fleet
+        .zfadm_json(&fleet.all(), &["host", "list"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn create(fleet: &Fleet, spec: Value) {
+    let file = fleet
+        .dir()
+        .join(format!("{}.json", spec["alias"].as_str().unwrap()));
+    std::fs::write(&file, spec.to_string()).unwrap();
+    fleet
+        .zfadm(
+            &fleet.all(),
+            &["zone", "create", "-f", file.to_str().unwrap()],
+        )
+        .unwrap_or_else(|e| panic!("zone create {spec}: {e}"));
+}
+
+/// The index of the agent whose host runs `zone` (by the host id in its data dir).
+fn agent_of(fleet: &Fleet, zone: &Value) -> usize {
+    fleet
+        .agents
+        .iter()
+        .position(|a| {
+            std::fs::read_to_string(a.data_dir().join("host_id"))
+                .is_ok_and(|id| id.trim() == zone["host_id"])
+        })
+        .unwrap_or_else(|| panic!("no agent runs {zone}"))
+}
+
+/// Zone `uuid` as agent `i`'s CLI shows it.
+fn local(fleet: &Fleet, i: usize, uuid: &str) -> Value {
+    fleet.agents[i]
+        .local_zones()
+        .into_iter()
+        .find(|z| z["uuid"] == uuid)
+        .unwrap_or_else(|| panic!("{uuid} not on agent {i}"))
+}
+
+/// Waits up to 30 s for `check`.
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Creates zone `alias` during the burst: retried with the same idempotency key until a
+/// controller acknowledges it (a retry after a lost answer must not make a second zone).
+fn burst_create(fleet: &Fleet, alias: &str) {
+    let file = fleet.dir().join(format!("{alias}.json"));
+    let spec = json!({"alias": alias, "image": "busybox", "max_physical_memory": 32, "quota": 1,
+        "init": ["/bin/sh", "-c", "exec sleep 100000"]});
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let key = format!("key-{alias}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let args = [
+            "zone",
+            "create",
+            "-f",
+            file.to_str().unwrap(),
+            "--idempotency-key",
+            &key,
+        ];
+        match fleet.zfadm(&fleet.all(), &args) {
+            Ok(_) => return,
+            Err(e) => assert!(Instant::now() < deadline, "{alias}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn zones_run_where_the_scheduler_placed_them() {
+    if !privileged("zones_run_where_the_scheduler_placed_them") {
+        return;
+    }
+    let started = Instant::now();
+    let mut fleet = Fleet::start(3);
+    fleet.leader(&fleet.all(), Duration::from_secs(30));
+    let archive = zonefleet_tests::busybox_archive();
+    for rack in ["r1", "r2"] {
+        let agent = fleet.add_agent(rack);
+        // Image distribution through the controllers is not built: each host imports.
+        let out = agent.cli(&[
+            "image",
+            "import",
+            archive.to_str().unwrap(),
+            "--name",
+            "busybox",
+            "--version",
+            "1",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!("{:?}: agents started, images imported", started.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hosts(&fleet)
+        .iter()
+        .filter(|h| h["status"] == "ready")
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "agents did not join: {:#?}",
+            hosts(&fleet)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let racks: BTreeMap<String, String> = hosts(&fleet)
+        .iter()
+        .map(|h| {
+            (
+                h["host_id"].as_str().unwrap().to_owned(),
+                h["rack"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        racks.values().filter(|r| *r == "r1").count(),
+        1,
+        "{racks:?}"
+    );
+
+    // A network for the two zones that talk across hosts.
+    let net = fleet.dir().join("net.json");
+    std::fs::write(
+        &net,
+        json!({"uuid": "00000000-0000-4000-8000-0000000000aa", "name": "lan",
+        "subnet": "10.77.0.0/24", "provision_start": "10.77.0.10", "provision_end": "10.77.0.50"})
+        .to_string(),
+    )
+    .unwrap();
+    fleet
+        .zfadm(
+            &fleet.all(),
+            &["network", "create", "-f", net.to_str().unwrap()],
+        )
+        .unwrap();
+
+    eprintln!("{:?}: hosts ready", started.elapsed());
+    // Two zones with addresses from the network, one per host; the rest spread by rack.
+    for alias in ["a", "b"] {
+        create(
+            &fleet,
+            json!({
+                "alias": alias, "image": "busybox", "max_physical_memory": 32, "quota": 1,
+                "init": ["/bin/sh", "-c", "exec sleep 100000"],
+                "placement": {"spread": {"by": "host", "group": "pair", "max_per_domain": 1}},
+                "nics": [{"network": "lan", "primary": true}],
+            }),
+        );
+    }
+    for i in 2..ZONES {
+        create(
+            &fleet,
+            json!({
+                "alias": format!("z{i}"), "image": "busybox", "max_physical_memory": 32, "quota": 1,
+                "init": ["/bin/sh", "-c", "exec sleep 100000"],
+                "placement": {"spread": {"by": "rack", "group": "spread", "max_per_domain": (ZONES - 2) / 2}},
+            }),
+        );
+    }
+    eprintln!("{:?}: zones created", started.elapsed());
+    let seen = until(&fleet, "all running", Duration::from_secs(120), |z| {
+        z.len() == ZONES && z.values().all(|z| z["observed_state"] == "running")
+    });
+    let per_rack = seen
+        .values()
+        .fold(BTreeMap::<String, usize>::new(), |mut m, z| {
+            *m.entry(racks[z["host_id"].as_str().unwrap()].clone())
+                .or_default() += 1;
+            m
+        });
+    assert_eq!(
+        per_rack.values().copied().collect::<Vec<_>>(),
+        [ZONES / 2, ZONES / 2],
+        "{per_rack:?}"
+    );
+    // Each zone runs on the host the controllers placed it on, and nowhere else.
+    for agent in &fleet.agents {
+        let local: Vec<String> = agent
+            .local_zones()
+            .iter()
+            .map(|z| z["uuid"].as_str().unwrap().to_owned())
+            .collect();
+        let host_id = std::fs::read_to_string(agent.data_dir().join("host_id")).unwrap();
+        let placed: Vec<String> = seen
+            .values()
+            .filter(|z| z["host_id"] == host_id.trim())
+            .map(|z| z["uuid"].as_str().unwrap().to_owned())
+            .collect();
+        let mut local_sorted = local.clone();
+        local_sorted.sort();
+        let mut placed_sorted = placed;
+        placed_sorted.sort();
+        assert_eq!(local_sorted, placed_sorted, "agent {}", agent.n);
+    }
+
+    // A zone on one host reaches the zone on the other, through both hosts' uplinks.
+    let (a, b) = (&seen["a"], &seen["b"]);
+    assert_ne!(a["host_id"], b["host_id"], "the pair is spread by host");
+    let to = b["addresses"][0]
+        .as_str()
+        .expect("b has an address from lan");
+    let on_a = agent_of(&fleet, a);
+    let out =
+        fleet.agents[on_a].cli(&["zone", "exec", "a", "--", "ping", "-c", "2", "-W", "2", to]);
+    assert!(
+        out.status.success(),
+        "ping {to}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A memory update reaches the host's cgroup, live (the same init).
+    let z2 = &seen["z2"];
+    let on = agent_of(&fleet, z2);
+    let uuid = z2["uuid"].as_str().unwrap().to_owned();
+    let init = local(&fleet, on, &uuid)["init_pid"].clone();
+    let patch = fleet.dir().join("patch.json");
+    std::fs::write(&patch, json!({"max_physical_memory": 48}).to_string()).unwrap();
+    fleet
+        .zfadm(
+            &fleet.all(),
+            &["zone", "update", &uuid, "-f", patch.to_str().unwrap()],
+        )
+        .unwrap();
+    let limit = fleet.agents[on]
+        .cgroup_dir("memory", &uuid)
+        .join("memory.limit_in_bytes");
+    eventually("the new memory cap", || {
+        std::fs::read_to_string(&limit).is_ok_and(|l| l.trim() == (48u64 << 20).to_string())
+    });
+    assert_eq!(
+        local(&fleet, on, &uuid)["init_pid"],
+        init,
+        "updated live, not rebooted"
+    );
+
+    // An agent killed with SIGKILL and restarted adopts its zones: the same inits.
+    let before: BTreeMap<String, Value> = fleet.agents[0]
+        .local_zones()
+        .into_iter()
+        .map(|z| {
+            (
+                z["uuid"].as_str().unwrap().to_owned(),
+                z["init_pid"].clone(),
+            )
+        })
+        .collect();
+    fleet.agents[0].kill();
+    fleet.agents[0].start();
+    std::thread::sleep(Duration::from_secs(2));
+    let after: BTreeMap<String, Value> = fleet.agents[0]
+        .local_zones()
+        .into_iter()
+        .map(|z| {
+            (
+                z["uuid"].as_str().unwrap().to_owned(),
+                z["init_pid"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(after, before, "adopted with the same init pids");
+    until(
+        &fleet,
+        "running after the agent's restart",
+        Duration::from_secs(30),
+        |z| z.values().all(|z| z["observed_state"] == "running"),
+    );
+
+    // A deleted zone goes from its host and from the fleet.
+    let z3 = &seen["z3"];
+    let on = agent_of(&fleet, z3);
+    let uuid = z3["uuid"].as_str().unwrap().to_owned();
+    fleet
+        .zfadm(&fleet.all(), &["zone", "delete", &uuid])
+        .unwrap();
+    until(
+        &fleet,
+        "z3 gone from the fleet",
+        Duration::from_secs(30),
+        |z| !z.contains_key("z3"),
+    );
+    eventually("z3 gone from its host", || {
+        fleet.agents[on]
+            .local_zones()
+            .iter()
+            .all(|z| z["uuid"] != uuid.as_str())
+    });
+
+    // The leader killed (SIGKILL) during a burst of creates: each create is retried with
+    // its idempotency key until acknowledged; none is lost, none doubled, all run.
+    let leader = fleet.leader(&fleet.all(), Duration::from_secs(30));
+    const THREADS: usize = 8;
+    const EACH: usize = 3;
+    const BURST: usize = THREADS * EACH;
+    let leader_pid = fleet.controllers[(leader - 1) as usize]
+        .as_ref()
+        .and_then(|d| d.pid())
+        .map(|pid| nix::unistd::Pid::from_raw(pid as i32))
+        .expect("the leader runs");
+    let (killed_at, acknowledged) = std::thread::scope(|scope| {
+        let creating: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let fleet = &fleet;
+                scope.spawn(move || {
+                    let mut acknowledged = Vec::new();
+                    for k in 0..EACH {
+                        let alias = format!("burst{t}-{k}");
+                        burst_create(fleet, &alias);
+                        acknowledged.push(Instant::now());
+                    }
+                    acknowledged
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(150));
+        let _ = nix::sys::signal::kill(leader_pid, nix::sys::signal::Signal::SIGKILL);
+        let killed_at = Instant::now();
+        let acknowledged: Vec<Instant> = creating
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        (killed_at, acknowledged)
+    });
+    // Reaped (it is dead already).
+    if let Some(daemon) = fleet.controllers[(leader - 1) as usize].as_mut() {
+        daemon.kill();
+    }
+    let after_kill = acknowledged.iter().filter(|at| **at > killed_at).count();
+    assert!(
+        after_kill > 0,
+        "the burst spanned the kill: all {BURST} acknowledged before it"
+    );
+    let seen = until(&fleet, "the burst running", Duration::from_secs(60), |z| {
+        z.iter()
+            .filter(|(a, z)| a.starts_with("burst") && z["observed_state"] == "running")
+            .count()
+            == BURST
+    });
+    let burst = seen.keys().filter(|a| a.starts_with("burst")).count();
+    assert_eq!(burst, BURST, "none lost, none doubled");
+    let on_hosts: usize = fleet
+        .agents
+        .iter()
+        .map(|a| {
+            a.local_zones()
+                .iter()
+                .filter(|z| z["alias"].as_str().is_some_and(|a| a.starts_with("burst")))
+                .count()
+        })
+        .sum();
+    assert_eq!(on_hosts, BURST, "each runs once, on one host");
+    eprintln!("{after_kill} of {BURST} burst creates acknowledged after the leader was killed");
+    eprintln!("{:?}: checked", started.elapsed());
+}
