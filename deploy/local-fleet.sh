@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # A local zonefleet on this machine (as root, Debian, Rust installed):
 #   deploy/local-fleet.sh up      build, make the fleet PKI, start 3 controllers on
-#                                 loopback, import the busybox image on this host and
-#                                 place two zones on it (one with a NIC on a local bridge)
-#   deploy/local-fleet.sh status  show the controllers and the zones
-#   deploy/local-fleet.sh down    delete the zones, stop the controllers, remove it all
+#                                 loopback, enroll this host with a join token (the
+#                                 agent daemon, `zonefleet-agent run`), import the busybox
+#                                 image on it and create two zones with `zfadm zone
+#                                 create`: the controllers place them, the agent runs them
+#   deploy/local-fleet.sh status  show the controllers, the hosts and the zones
+#   deploy/local-fleet.sh down    delete the zones, stop the agent and the controllers,
+#                                 remove it all
 #
 # Everything lives under $ZONEFLEET_LOCAL (default ./local-fleet): certificates,
-# controller data and logs, the host's data dir. Only loopback addresses and a
-# bridge (zflocal0, 10.231.0.1/24) that this script makes are used.
+# controller data and logs, the agent's config, data dir and log. Only loopback
+# addresses and a bridge (zflocal0, 10.231.0.1/24) that this script makes are used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="${ZONEFLEET_LOCAL:-$PWD/local-fleet}"
@@ -16,6 +19,7 @@ bin="$PWD/target/debug"
 bridge=zflocal0
 ports=(7101 7102 7103)
 
+# The agent's standalone commands on the host's data dir (images, zone list/exec).
 agent() { "$bin/zonefleet-agent" --data-dir "$root/host" --bridge "$bridge" "$@"; }
 zfadm() {
     ZONEFLEET_CONTROLLERS="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}" \
@@ -80,17 +84,56 @@ TOML
     exit 1
 }
 
+start_agent() {
+    local pidfile="$root/agent.pid"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return 0; fi
+    mkdir -p "$root/host"
+    if [ ! -f "$root/host/agent.crt" ]; then
+        # A one-time join token: the host's rack comes from it, never from the host.
+        local created token ca
+        created="$(zfadm token create --ttl 10m --rack local -o json)"
+        token="$(sed -n 's/.*"token": "\([^"]*\)".*/\1/p' <<<"$created")"
+        ca="$(sed -n 's/.*"ca_fingerprint": "\([^"]*\)".*/\1/p' <<<"$created")"
+        cat >"$root/agent.toml" <<TOML
+controllers = ["127.0.0.1:${ports[0]}", "127.0.0.1:${ports[1]}", "127.0.0.1:${ports[2]}"]
+token = "$token"
+ca = "$ca"
+cluster = "local"
+data_dir = "$root/host"
+cgroup_parent = "zonefleet-local"
+bridge = "$bridge"
+TOML
+        chmod 600 "$root/agent.toml"
+    fi
+    ZONEFLEET_LOG=info setsid "$bin/zonefleet-agent" run --config "$root/agent.toml" \
+        >>"$root/agent.log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+    for _ in $(seq 100); do
+        if zfadm host list 2>/dev/null | grep -q ready; then return 0; fi
+        sleep 0.1
+    done
+    echo "local-fleet: the agent did not join; see $root/agent.log" >&2
+    exit 1
+}
+
 place_zones() {
     if [ ! -f "$root/busybox.tar.gz" ]; then
         bash deploy/images/build-busybox.sh "$root/busybox.tar.gz" >/dev/null
     fi
+    # Images are not yet distributed through the controllers: the host imports its own.
     agent image import "$root/busybox.tar.gz" --name busybox --version 1 >/dev/null
-    # The global zone's address on the zones' bridge (the bridge is made at the first boot).
     for spec in deploy/examples/hello.json deploy/examples/web.json; do
         local alias
         alias="$(sed -n 's/.*"alias": "\([^"]*\)".*/\1/p' "$spec")"
-        agent zone get "$alias" >/dev/null 2>&1 || agent zone create -f "$spec" >/dev/null
+        zfadm zone get "$alias" >/dev/null 2>&1 || zfadm zone create -f "$spec" >/dev/null
     done
+    for _ in $(seq 300); do
+        if [ "$(zfadm zone list -o json | grep -c '"observed_state": "running"')" -ge 2 ]; then
+            break
+        fi
+        sleep 0.1
+    done
+    # The global zone's address on the zones' bridge (made at the first boot).
     ip addr replace 10.231.0.1/24 dev "$bridge"
     ip link set "$bridge" up
 }
@@ -99,14 +142,30 @@ status() {
     echo "== controllers (zfadm cluster status)"
     zfadm cluster status || true
     echo
-    echo "== zones on this host (zonefleet-agent zone list / ps)"
-    agent zone list
+    echo "== hosts and zones as the controllers see them (zfadm host list / zone list)"
+    zfadm host list || true
+    zfadm zone list || true
+    echo
+    echo "== zones on this host (zonefleet-agent zone ps)"
     agent zone ps
 }
 
 down() {
+    # The fleet's way first: delete through the controllers, the agent removes them.
+    if [ -x "$bin/zfadm" ] && zfadm cluster status >/dev/null 2>&1; then
+        for uuid in $(zfadm zone list -o json 2>/dev/null | sed -n 's/^    "uuid": "\(.*\)",$/\1/p'); do
+            zfadm zone delete "$uuid" >/dev/null 2>&1 || true
+        done
+        for _ in $(seq 100); do
+            [ -z "$(zfadm zone list -o json 2>/dev/null | grep '"uuid"')" ] && break
+            sleep 0.1
+        done
+    fi
+    [ -f "$root/agent.pid" ] && kill "$(cat "$root/agent.pid")" 2>/dev/null || true
+    # Whatever is left on the host (an agent that was not running).
     if [ -d "$root/host" ]; then
         for uuid in $(agent zone list -o json 2>/dev/null | sed -n 's/^    "uuid": "\(.*\)",$/\1/p'); do
+            agent zone halt --grace 0 "$uuid" >/dev/null 2>&1 || true
             agent zone delete "$uuid" >/dev/null || true
         done
     fi
@@ -126,13 +185,13 @@ up)
     install_packages
     cargo build --workspace --bins
     start_controllers
-    mkdir -p "$root/host"
-    # Fix this host's cgroup parent (kept in the data dir) before any zone exists.
-    agent --cgroup-parent zonefleet-local zone list >/dev/null
+    start_agent
     place_zones
     status
     echo
     echo "try: $bin/zonefleet-agent --data-dir $root/host zone exec hello -- ps"
+    echo "     ZONEFLEET_CONTROLLERS=127.0.0.1:${ports[0]} ZONEFLEET_CA=$root/pki/ca.crt \\"
+    echo "       ZONEFLEET_CERT=$root/pki/operator-admin.crt ZONEFLEET_KEY=$root/pki/operator-admin.key $bin/zfadm zone list"
     echo "     wget -qO- http://10.231.0.10/      (the web zone, through the bridge)"
     echo "     deploy/local-fleet.sh down"
     ;;

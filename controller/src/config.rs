@@ -6,6 +6,7 @@
 //! listen = "0.0.0.0:7000"
 //! advertise = "10.0.0.1:7000"      # what peers and zfadm dial; default: listen
 //! data_dir = "/var/lib/zonefleet/controller"
+//! agent_cert_hours = 24            # agents' certificates (default 24, at most 168)
 //!
 //! [tls]                            # relative paths are relative to this file
 //! ca = "ca.crt"
@@ -16,8 +17,6 @@
 //! 1 = "10.0.0.1:7000"
 //! 2 = "10.0.0.2:7000"
 //! 3 = "10.0.0.3:7000"
-//!
-//! agent_cert_hours = 24             # agents' certificates (default 24, at most 168)
 //!
 //! [signing_ca]                     # optional: without it Enroll/RenewCertificate fail
 //! cert = "signing-ca.crt"

@@ -1,6 +1,10 @@
-//! What this agent offers zones: the host's size less a reserve for the global zone,
-//! or the explicit share the configuration gives (several agents on one machine each
-//! offer their own), plus what the assigned zones already hold.
+//! What this agent offers zones: the host's size less a host-specific reserve (none
+//! unless configured), or the explicit share the configuration gives (several agents on
+//! one machine each offer their own), plus what the assigned zones already hold.
+//!
+//! The global zone's usual reserve is kept once, by the controllers, from what every
+//! host reports (`FleetSettings.reserved_*`, 1024 MiB and one CPU by default: see
+//! docs/scheduler.md); keeping it here too would take it twice.
 
 use std::path::Path;
 
@@ -8,10 +12,10 @@ use zonefleet_proto::host::{Capacity, HostSysinfo};
 
 use super::config::CapacitySettings;
 
-/// Memory kept for the global zone unless configured, MiB.
-pub const DEFAULT_RESERVED_MEMORY_MIB: u64 = 1024;
-/// CPU kept for the global zone unless configured, percent of one CPU.
-pub const DEFAULT_RESERVED_CPU_PERCENT: u32 = 100;
+/// Memory this host keeps back beyond the fleet's reserve unless configured, MiB.
+pub const DEFAULT_RESERVED_MEMORY_MIB: u64 = 0;
+/// CPU this host keeps back beyond the fleet's reserve unless configured, percent.
+pub const DEFAULT_RESERVED_CPU_PERCENT: u32 = 0;
 
 /// The capacity to report: `settings` over the host's size (`sysinfo`, and the file
 /// system of `data_dir` for disk), with `allocated` = (memory MiB, CPU percent, disk
@@ -80,7 +84,7 @@ mod tests {
     }
 
     #[test]
-    fn the_reserve_is_kept_back_and_a_share_overrides_it() {
+    fn the_host_is_offered_whole_unless_a_reserve_or_a_share_is_configured() {
         let dir = tempfile::tempdir().unwrap();
         let c = capacity(
             &sysinfo(),
@@ -88,7 +92,7 @@ mod tests {
             dir.path(),
             (512, 50, 1),
         );
-        assert_eq!((c.memory_mib, c.cpu_percent), (8192 - 1024, 300));
+        assert_eq!((c.memory_mib, c.cpu_percent), (8192, 400));
         assert!(c.disk_gib > 0, "the temp dir's file system has a size");
         assert_eq!(
             (

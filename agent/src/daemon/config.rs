@@ -13,8 +13,8 @@
 //! resync_ms = 2000            # how often local zones are looked at again
 //!
 //! [capacity]                  # what zones may have of this host
-//! reserved_memory_mib = 1024  # kept back for the global zone (default 1024)
-//! reserved_cpu_percent = 100  # (default 100 = one CPU)
+//! reserved_memory_mib = 0     # kept back beyond the fleet's reserve (default 0)
+//! reserved_cpu_percent = 0    # (default 0)
 //! reserved_disk_gib = 0
 //! memory_mib = 4096           # explicit shares: override the host's size less the
 //! cpu_percent = 200           # reserve (several agents on one machine)
