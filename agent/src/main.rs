@@ -26,6 +26,8 @@ fn main() {
             }),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in a log file or the journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli::run(cli, &matches) {
         Ok(code) => std::process::exit(code),
