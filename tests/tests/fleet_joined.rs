@@ -2,7 +2,8 @@
 //! agents on two more hosts in two racks, each agent enrolled with its own join token.
 //! Zones created with `zfadm` run on the hosts the scheduler chose, spread as asked; a
 //! zone on one host reaches a zone on the other; a memory update reaches the host's
-//! cgroup; an agent killed with SIGKILL and restarted adopts its zones (same init pid);
+//! cgroup; an agent killed with SIGKILL and restarted adopts its zones (same init pid), and
+//! one stopped with SIGTERM leaves them running;
 //! the leader killed during a burst of creates loses and duplicates none; a deleted zone
 //! is gone from its host. Needs root; fails under `CI=true` without it.
 
@@ -329,6 +330,32 @@ fn zones_run_where_the_scheduler_placed_them() {
         Duration::from_secs(30),
         |z| z.values().all(|z| z["observed_state"] == "running"),
     );
+
+    // Stopping an agent (SIGTERM, as systemd does) never stops its zones.
+    let pids = |agent: &zonefleet_tests::fleet::Agent| -> Vec<(String, Value)> {
+        agent
+            .local_zones()
+            .into_iter()
+            .map(|z| {
+                (
+                    z["uuid"].as_str().unwrap().to_owned(),
+                    z["init_pid"].clone(),
+                )
+            })
+            .collect()
+    };
+    let running = pids(&fleet.agents[1]);
+    fleet.agents[1].daemon.take().expect("agent 2 runs").stop();
+    assert_eq!(
+        pids(&fleet.agents[1]),
+        running,
+        "the zones outlive the agent"
+    );
+    assert!(fleet.agents[1]
+        .local_zones()
+        .iter()
+        .all(|z| z["state"] == "running"));
+    fleet.agents[1].start();
 
     // A deleted zone goes from its host and from the fleet.
     let z3 = &seen["z3"];
