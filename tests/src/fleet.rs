@@ -2,6 +2,7 @@
 //! controllers each on its own host on the run's switch, and an operator host from which
 //! `zfadm` talks to them. Everything goes when the fleet is dropped, daemons first.
 
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -209,7 +210,9 @@ impl Fleet {
     }
 
     /// Joins an agent on a new host (number 100 + its index + 1) in `rack`, with its own
-    /// token, data dir, cgroup parent, bridge and capacity share, and starts it.
+    /// token, data dir, cgroup parent, bridge and capacity share, and starts it. Every
+    /// second agent gets the controllers, token and CA pin from a kernel command line
+    /// file (`--cmdline`), as a PXE-booted host does; the others from `agent.toml`.
     pub fn add_agent(&mut self, rack: &str) -> &mut Agent {
         let n = self.agents.len() + 1;
         let host = self.switch.host(100 + n as u8).expect("agent host");
@@ -223,7 +226,36 @@ impl Fleet {
             .map(|&i| format!("\"{}\"", self.addr(i)))
             .collect();
         let config = dir.join("agent.toml");
+        let notify_path = dir.join("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
+        let joining = format!(
+            "controllers = [{}]\ntoken = \"{}\"\nca = \"{}\"\n",
+            controllers.join(", "),
+            self.join_token(rack),
+            self.ca_fingerprint(),
+        );
+        let cmdline = n.is_multiple_of(2).then(|| dir.join("cmdline"));
+        let from_file = match &cmdline {
+            None => joining,
+            Some(path) => {
+                let addrs: Vec<String> = self.all().iter().map(|&i| self.addr(i)).collect();
+                std::fs::write(
+                    path,
+                    format!(
+                        "BOOT_IMAGE=/vmlinuz console=ttyS0 zonefleet.controllers={} zonefleet.token={} zonefleet.ca={} quiet\n",
+                        addrs.join(","),
+                        self.join_token(rack),
+                        self.ca_fingerprint()
+                    ),
+                )
+                .unwrap();
+                String::new()
+            }
+        };
         let agent = Agent {
+            cmdline,
+            notify,
+            notify_path,
             n,
             cgroup_parent: format!("{run}a{n}"),
             bridge: format!("{run}b{n}"),
@@ -236,12 +268,9 @@ impl Fleet {
         std::fs::write(
             &agent.config,
             format!(
-                "controllers = [{}]\ntoken = \"{}\"\nca = \"{}\"\ncluster = \"{CLUSTER}\"\n\
+                "{from_file}cluster = \"{CLUSTER}\"\n\
                  data_dir = \"{}\"\ncgroup_parent = \"{}\"\nbridge = \"{}\"\nuplink = \"eth1\"\n\
                  [capacity]\nmemory_mib = 2048\ncpu_percent = 200\ndisk_gib = 32\n",
-                controllers.join(", "),
-                self.join_token(rack),
-                self.ca_fingerprint(),
                 agent.data_dir.display(),
                 agent.cgroup_parent,
                 agent.bridge,
@@ -265,6 +294,11 @@ pub struct Agent {
     /// The running daemon, `None` while stopped.
     pub daemon: Option<Daemon>,
     config: PathBuf,
+    /// The kernel command line file it reads, when it has one.
+    cmdline: Option<PathBuf>,
+    /// Where it says `READY=1` (its `NOTIFY_SOCKET`, as systemd gives a Type=notify unit).
+    notify: UnixDatagram,
+    notify_path: PathBuf,
     data_dir: PathBuf,
     log: PathBuf,
     cgroup_parent: String,
@@ -276,10 +310,33 @@ impl Agent {
     pub fn start(&mut self) {
         let mut command = Command::new(binary("zonefleet-agent"));
         command.arg("run").arg("--config").arg(&self.config);
-        command.env("ZONEFLEET_LOG", "info");
+        if let Some(cmdline) = &self.cmdline {
+            command.arg("--cmdline").arg(cmdline);
+        }
+        command
+            .env("ZONEFLEET_LOG", "info")
+            .env("NOTIFY_SOCKET", &self.notify_path);
         let daemon = Daemon::start(&format!("agent {}", self.n), &self.host, command, &self.log)
             .expect("start an agent");
         self.daemon = Some(daemon);
+    }
+
+    /// Waits until the daemon says `READY=1` on its notify socket (it has registered),
+    /// or fails after `within`.
+    pub fn wait_ready(&self, within: Duration) {
+        self.notify.set_read_timeout(Some(within)).unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = self.notify.recv(&mut buf).unwrap_or_else(|e| {
+                panic!("agent {} sent no READY=1 within {within:?}: {e}", self.n)
+            });
+            if String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+            {
+                return;
+            }
+        }
     }
 
     /// Kills the daemon with SIGKILL (its zones keep running).

@@ -1,5 +1,7 @@
 //! The fleet, joined, with the real binaries: three controllers on three hosts and two
-//! agents on two more hosts in two racks, each agent enrolled with its own join token.
+//! agents on two more hosts in two racks, each agent enrolled with its own join token
+//! (one given it in `agent.toml`, one on a kernel command line file) and ready
+//! (`READY=1` on its `NOTIFY_SOCKET`) once registered.
 //! Zones created with `zfadm` run on the hosts the scheduler chose, spread as asked; a
 //! zone on one host reaches a zone on the other; a memory update reaches the host's
 //! cgroup; an agent killed with SIGKILL and restarted adopts its zones (same init pid), and
@@ -137,6 +139,8 @@ fn zones_run_where_the_scheduler_placed_them() {
     let archive = zonefleet_tests::busybox_archive();
     for rack in ["r1", "r2"] {
         let agent = fleet.add_agent(rack);
+        // Type=notify: ready once registered (agent 2 joined from a kernel command line).
+        agent.wait_ready(Duration::from_secs(30));
         // Image distribution through the controllers is not built: each host imports.
         let out = agent.cli(&[
             "image",
@@ -312,6 +316,8 @@ fn zones_run_where_the_scheduler_placed_them() {
         .collect();
     fleet.agents[0].kill();
     fleet.agents[0].start();
+    // Its token is spent: it comes back on the certificate it keeps.
+    fleet.agents[0].wait_ready(Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
     let after: BTreeMap<String, Value> = fleet.agents[0]
         .local_zones()
