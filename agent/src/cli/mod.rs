@@ -162,13 +162,14 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "zonefleet-agent",
-                &mut std::io::stdout(),
-            );
-            Ok(0)
+            // Into a buffer first: clap_complete panics when its writer fails (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "zonefleet-agent", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                // The reader stopped reading: nothing is wrong.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+                written => written.map(|()| 0).map_err(Into::into),
+            }
         }
         Command::Zsched { .. } => unreachable!("dispatched in main"),
     }

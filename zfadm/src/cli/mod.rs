@@ -106,8 +106,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         Command::Pki(command) => pki::run(command, out),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "zfadm", out);
-            Ok(())
+            // Into a buffer first: clap_complete panics when its writer fails (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "zfadm", &mut script);
+            Ok(out.write_all(&script)?)
         }
         Command::Zone(zone::ZoneCommand::Validate { file }) => zone::validate(&file, out),
         Command::Zone(c) => {
@@ -154,6 +156,9 @@ pub fn main() -> ExitCode {
     let mut out = stdout.lock();
     match run(cli, &mut out).and_then(|()| Ok(out.flush()?)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader stopped reading (`zfadm … | head`, `| grep -q`): the command did
+        // its work and nothing is wrong, as when a C tool dies of SIGPIPE unheard.
+        Err(error) if closed_stdout(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("zfadm: error: {error:#}");
             ExitCode::FAILURE
@@ -161,9 +166,27 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Whether `error` is the write to a closed pipe on standard output.
+fn closed_stdout(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_closed_pipe_is_quiet() {
+        let pipe = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing the zone list");
+        assert!(closed_stdout(&pipe));
+        let other = anyhow::anyhow!("controller 127.0.0.1:7101: connection refused");
+        assert!(!closed_stdout(&other));
+    }
 
     #[test]
     fn the_command_line_is_consistent() {
