@@ -186,6 +186,12 @@ fn zones_run_where_the_scheduler_placed_them() {
         1,
         "{racks:?}"
     );
+    // What each agent registered: its share and its version, as `zfadm host list` shows.
+    for host in hosts(&fleet) {
+        assert_eq!(host["agent_version"], env!("CARGO_PKG_VERSION"), "{host}");
+        let share = (host["memory_mib"].as_u64(), host["cpu_percent"].as_u64());
+        assert_eq!(share, (Some(2048), Some(200)), "{host}");
+    }
 
     // A network for the two zones that talk across hosts.
     let net = fleet.dir().join("net.json");

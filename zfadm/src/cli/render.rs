@@ -53,14 +53,21 @@ pub(super) fn zone_json(z: &pb::Zone) -> Value {
 
 fn host_json(h: &pb::Host) -> Value {
     let c = h.capacity.unwrap_or_default();
+    let sysinfo = h.sysinfo.clone().unwrap_or_default();
     json!({
         "host_id": h.host_id,
+        "hostname": sysinfo.hostname,
         "rack": h.rack,
         "labels": h.labels,
         "status": host_status_name(h.status),
         "memory_mib": c.memory_mib,
         "allocated_memory_mib": c.allocated_memory_mib,
+        "cpu_percent": c.cpu_percent,
+        "allocated_cpu_percent": c.allocated_cpu_percent,
+        "disk_gib": c.disk_gib,
+        "allocated_disk_gib": c.allocated_disk_gib,
         "zone_count": h.zone_count,
+        "agent_version": sysinfo.agent_version,
     })
 }
 
@@ -152,12 +159,16 @@ pub(super) fn print_hosts(
         .iter()
         .map(|h| {
             let c = h.capacity.unwrap_or_default();
+            let version = h.sysinfo.as_ref().map_or("", |s| s.agent_version.as_str());
             vec![
                 h.host_id.clone(),
                 h.rack.clone(),
                 host_status_name(h.status),
                 format!("{}/{}", c.allocated_memory_mib, c.memory_mib),
+                format!("{}/{}", c.allocated_cpu_percent, c.cpu_percent),
+                format!("{}/{}", c.allocated_disk_gib, c.disk_gib),
                 h.zone_count.to_string(),
+                if version.is_empty() { "-" } else { version }.to_owned(),
                 h.labels
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
@@ -168,7 +179,17 @@ pub(super) fn print_hosts(
         .collect();
     Ok(table(
         out,
-        &["HOST", "RACK", "STATUS", "RAM USED/MIB", "ZONES", "LABELS"],
+        &[
+            "HOST",
+            "RACK",
+            "STATUS",
+            "RAM USED/MIB",
+            "CPU USED/%",
+            "DISK USED/GIB",
+            "ZONES",
+            "AGENT",
+            "LABELS",
+        ],
         rows,
     )?)
 }
