@@ -136,7 +136,7 @@ async fn a_wrong_pin_is_refused() {
         assert!(err.contains("64 hex digits"), "{err}");
         let signing_pin = zonefleet_proto::pki::fingerprint(f.signing.cert_der());
         let err = dial(addr, &signing_pin, "127.0.0.1").await.unwrap_err();
-        assert!(err.contains("not the fleet's root CA"), "{err}");
+        assert!(err.contains("not a root CA"), "{err}");
     })
     .await;
 }
@@ -193,7 +193,7 @@ async fn only_a_controller_naming_the_dialled_address_is_accepted() {
         let err = dial(addr, &f.root.fingerprint(), "127.0.0.1")
             .await
             .unwrap_err();
-        assert!(err.contains("expected a controller"), "{err}");
+        assert!(err.contains("expected any controller"), "{err}");
         // A controller certificate for another address.
         let elsewhere = f
             .signing

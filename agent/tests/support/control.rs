@@ -70,8 +70,9 @@ pub struct Seen {
     pub watches: Vec<u64>,
     /// Each report.
     pub reports: Vec<pb::ReportZoneStateRequest>,
-    /// Issue certificates with this validity (default: a day).
-    pub validity: Option<Validity>,
+    /// Issue certificates living this long from the moment each is issued (default:
+    /// a day).
+    pub lifetime: Option<time::Duration>,
     /// Answer heartbeats UNAVAILABLE naming this leader.
     pub leader_hint: Option<String>,
     /// Events a new watch stream starts with (those after the revision asked).
@@ -89,11 +90,13 @@ struct TestControl {
 
 impl TestControl {
     fn validity(&self) -> Validity {
-        self.seen
-            .lock()
-            .unwrap()
-            .validity
-            .unwrap_or_else(|| Validity::days(1).unwrap())
+        match self.seen.lock().unwrap().lifetime {
+            Some(life) => {
+                let now = time::OffsetDateTime::now_utc();
+                Validity::between(now, now + life).unwrap()
+            }
+            None => Validity::days(1).unwrap(),
+        }
     }
 }
 

@@ -365,13 +365,7 @@ impl FleetCa {
     /// the certificate, that it is a self-signed CA and that it names a valid cluster.
     pub fn from_pem(cert_pem: &str, key_pem: &KeyPem) -> Result<Self, PkiError> {
         let ca = Self::parse(cert_pem, key_pem)?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&ca.cert_der)
-            .map_err(|e| PkiError::BadCa(format!("cannot parse certificate: {e}")))?;
-        if cert.subject() != cert.issuer() || cert.verify_signature(None).is_err() {
-            return Err(PkiError::BadCa(
-                "not a root CA (not self-signed): a signing CA is loaded with its root".to_owned(),
-            ));
-        }
+        root_cluster(&ca.cert_der)?;
         Ok(ca)
     }
 
@@ -702,6 +696,22 @@ fn ca_params(
     params.not_before = validity.not_before;
     params.not_after = validity.not_after;
     params
+}
+
+/// The cluster of a fleet root CA certificate (DER), checking that it is one: a
+/// self-signed CA naming a valid cluster in its subject's `OU`. Loading a root and an
+/// enrolling agent's pin both rest on this check.
+pub fn root_cluster(der: &[u8]) -> Result<String, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| PkiError::BadCa(format!("cannot parse certificate: {e}")))?;
+    if !cert.is_ca() || cert.subject() != cert.issuer() || cert.verify_signature(None).is_err() {
+        return Err(PkiError::BadCa(
+            "not a root CA (not a self-signed CA): a signing CA is loaded with its root, \
+             and a pin names the root"
+                .to_owned(),
+        ));
+    }
+    cluster_of(&cert)
 }
 
 /// The cluster a CA certificate names in its subject's `OU`.

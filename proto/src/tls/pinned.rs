@@ -18,26 +18,12 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::server::ParsedCertificate;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore,
-    SignatureScheme,
-};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::{provider, TlsError, ALPN_H2};
-use crate::pki::{self, Principal};
-
-/// Why a server chain was refused by the pin.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct PinRefused(String);
-
-fn refuse(why: String) -> rustls::Error {
-    tracing::debug!(reason = %why, "server certificate refused by the pinned root");
-    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(PinRefused(
-        why,
-    )))))
-}
+use super::verify::{cluster_identity, reject};
+use super::{provider, ExpectedPeer, TlsError, ALPN_H2};
+use crate::pki;
 
 /// Whether `pin` is a root fingerprint as [`pki::fingerprint`] writes it:
 /// `sha256:` and 64 lowercase hex digits.
@@ -94,26 +80,10 @@ impl PinnedRootVerifier {
     }
 }
 
-/// The cluster a root names in its subject's `OU`.
+/// The cluster the pinned root names, refusing a pinned certificate that is not the
+/// fleet's root (a signing CA's fingerprint changes at every rotation).
 fn root_cluster(root: &CertificateDer<'_>) -> Result<String, rustls::Error> {
-    let (_, cert) = x509_parser::parse_x509_certificate(root)
-        .map_err(|e| refuse(format!("the pinned root does not parse: {e}")))?;
-    let cluster = cert
-        .subject()
-        .iter_organizational_unit()
-        .next()
-        .and_then(|ou| ou.as_str().ok())
-        .ok_or_else(|| refuse("the pinned root names no cluster (no OU)".to_owned()))?
-        .to_owned();
-    pki::validate_cluster(&cluster).map_err(|e| refuse(e.to_string()))?;
-    // The pin names the root: a signing CA's fingerprint (which changes at every
-    // rotation) is refused rather than trusted in its place.
-    if cert.subject() != cert.issuer() || cert.verify_signature(None).is_err() {
-        return Err(refuse(
-            "the pinned certificate is not the fleet's root CA (not self-signed): pin the root's fingerprint".to_owned(),
-        ));
-    }
-    Ok(cluster)
+    pki::root_cluster(root).map_err(|e| reject(format!("the pinned certificate: {e}")))
 }
 
 impl ServerCertVerifier for PinnedRootVerifier {
@@ -126,7 +96,7 @@ impl ServerCertVerifier for PinnedRootVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let root = self.find_root(intermediates).ok_or_else(|| {
-            refuse(format!(
+            reject(format!(
                 "the server's chain does not carry the pinned root {}",
                 self.pin
             ))
@@ -134,7 +104,7 @@ impl ServerCertVerifier for PinnedRootVerifier {
         let cluster = root_cluster(root)?;
         if let Some(want) = &self.cluster {
             if *want != cluster {
-                return Err(refuse(format!(
+                return Err(reject(format!(
                     "the pinned root is of cluster {cluster:?}, expected {want:?}"
                 )));
             }
@@ -150,13 +120,11 @@ impl ServerCertVerifier for PinnedRootVerifier {
             self.algorithms.all,
         )?;
         verify_server_name(&parsed, server_name)?;
-        let identity =
-            pki::identity_from_cert_der(end_entity).map_err(|e| refuse(e.to_string()))?;
-        if identity.cluster() != cluster
-            || !matches!(identity.principal(), Principal::Controller(_))
-        {
-            return Err(refuse(format!(
-                "server is {identity}, expected a controller of cluster {cluster:?}"
+        let identity = cluster_identity(end_entity, &cluster)?;
+        if !ExpectedPeer::AnyController.accepts(&identity) {
+            return Err(reject(format!(
+                "server is {identity}, expected {}",
+                ExpectedPeer::AnyController
             )));
         }
         Ok(ServerCertVerified::assertion())

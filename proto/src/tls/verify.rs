@@ -22,7 +22,8 @@ use crate::pki::{identity_from_cert_der, serial_from_cert_der, Identity};
 #[error("{0}")]
 struct IdentityRejected(String);
 
-fn reject(why: String) -> rustls::Error {
+/// A refusal of a peer certificate, logged at debug (the peer sees only the alert).
+pub(super) fn reject(why: String) -> rustls::Error {
     tracing::debug!(reason = %why, "peer certificate refused");
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
         IdentityRejected(why),
@@ -30,7 +31,10 @@ fn reject(why: String) -> rustls::Error {
 }
 
 /// The identity in `der`, which must be of `cluster`.
-fn cluster_identity(der: &CertificateDer<'_>, cluster: &str) -> Result<Identity, rustls::Error> {
+pub(super) fn cluster_identity(
+    der: &CertificateDer<'_>,
+    cluster: &str,
+) -> Result<Identity, rustls::Error> {
     let identity = identity_from_cert_der(der).map_err(|e| reject(e.to_string()))?;
     if identity.cluster() != cluster {
         return Err(reject(format!(
