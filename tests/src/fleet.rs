@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use zonefleet_devfleet::config::{AgentFile, ControllerFile, Joining, Share};
+
 use crate::netns::{HostNs, Switch};
 use crate::process::{run_in, Daemon};
 use crate::{binary, names};
@@ -40,7 +42,7 @@ impl Fleet {
     pub fn start(n: usize) -> Fleet {
         names::sweep_stale();
         let run = names::new_run();
-        let switch = Switch::new(&run).expect("switch");
+        let switch = names::switch(&run).expect("switch");
         let hosts: Vec<HostNs> = (1..=n as u8)
             .map(|i| switch.host(i).expect("host"))
             .collect();
@@ -114,22 +116,18 @@ impl Fleet {
     /// Writes controller `i`'s config and starts it on its host.
     pub fn start_controller(&self, i: usize) -> Daemon {
         let id = i + 1;
-        let members: String = (0..self.hosts.len())
-            .map(|j| format!("{} = \"{}\"\n", j + 1, self.addr(j)))
-            .collect();
         let config = self.dir().join(format!("controller-{id}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "id = {id}\ncluster = \"{CLUSTER}\"\nlisten = \"{}\"\ndata_dir = \"data-{id}\"\n\
-                 [tls]\nca = \"pki/ca.crt\"\ncert = \"pki/controller-{id}.crt\"\n\
-                 key = \"pki/controller-{id}.key\"\n\
-                 [signing_ca]\ncert = \"pki/signing-ca.crt\"\nkey = \"pki/signing-ca.key\"\n\
-                 [initial_members]\n{members}",
-                self.addr(i)
-            ),
-        )
-        .unwrap();
+        let file = ControllerFile {
+            id: id as u64,
+            cluster: CLUSTER.to_owned(),
+            listen: self.addr(i),
+            pki: "pki".into(),
+            data_dir: format!("data-{id}").into(),
+            members: (0..self.hosts.len())
+                .map(|j| (j as u64 + 1, self.addr(j)))
+                .collect(),
+        };
+        std::fs::write(&config, file.render()).unwrap();
         let mut command = Command::new(binary("zonefleet-controller"));
         command.arg("--config").arg(&config);
         let log = self.dir().join(format!("controller-{id}.log"));
@@ -220,36 +218,24 @@ impl Fleet {
         let run = &host.name()[..host.name().len() - format!("h{}", 100 + n).len()];
         let dir = self.dir().join(format!("agent-{n}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let controllers: Vec<String> = self
-            .all()
-            .iter()
-            .map(|&i| format!("\"{}\"", self.addr(i)))
-            .collect();
         let config = dir.join("agent.toml");
         let notify_path = dir.join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
-        let joining = format!(
-            "controllers = [{}]\ntoken = \"{}\"\nca = \"{}\"\n",
-            controllers.join(", "),
-            self.join_token(rack),
-            self.ca_fingerprint(),
-        );
+        let joining = Joining {
+            controllers: self.all().iter().map(|&i| self.addr(i)).collect(),
+            token: self.join_token(rack),
+            ca: self.ca_fingerprint(),
+        };
         let cmdline = n.is_multiple_of(2).then(|| dir.join("cmdline"));
-        let from_file = match &cmdline {
-            None => joining,
+        let joining = match &cmdline {
+            None => Some(joining),
             Some(path) => {
-                let addrs: Vec<String> = self.all().iter().map(|&i| self.addr(i)).collect();
-                std::fs::write(
-                    path,
-                    format!(
-                        "BOOT_IMAGE=/vmlinuz console=ttyS0 zonefleet.controllers={} zonefleet.token={} zonefleet.ca={} quiet\n",
-                        addrs.join(","),
-                        self.join_token(rack),
-                        self.ca_fingerprint()
-                    ),
-                )
-                .unwrap();
-                String::new()
+                let line = format!(
+                    "BOOT_IMAGE=/vmlinuz console=ttyS0 {} quiet\n",
+                    joining.kernel_cmdline()
+                );
+                std::fs::write(path, line).unwrap();
+                None
             }
         };
         let agent = Agent {
@@ -265,18 +251,20 @@ impl Fleet {
             daemon: None,
             config,
         };
-        std::fs::write(
-            &agent.config,
-            format!(
-                "{from_file}cluster = \"{CLUSTER}\"\n\
-                 data_dir = \"{}\"\ncgroup_parent = \"{}\"\nbridge = \"{}\"\nuplink = \"eth1\"\n\
-                 [capacity]\nmemory_mib = 2048\ncpu_percent = 200\ndisk_gib = 32\n",
-                agent.data_dir.display(),
-                agent.cgroup_parent,
-                agent.bridge,
-            ),
-        )
-        .unwrap();
+        let file = AgentFile {
+            joining,
+            cluster: CLUSTER.to_owned(),
+            data_dir: agent.data_dir.clone(),
+            cgroup_parent: agent.cgroup_parent.clone(),
+            bridge: agent.bridge.clone(),
+            uplink: Some("eth1".to_owned()),
+            share: Share {
+                memory_mib: 2048,
+                cpu_percent: 200,
+                disk_gib: 32,
+            },
+        };
+        std::fs::write(&agent.config, file.render()).unwrap();
         self.agents.push(agent);
         let agent = self.agents.last_mut().unwrap();
         agent.start();

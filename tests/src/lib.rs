@@ -5,18 +5,18 @@
 //! * [`fleet`]: the PKI, controllers on their hosts and `zfadm` on an operator host;
 //! * [`names`]: unique names per run, and the sweep of what earlier runs left behind;
 //! * [`netns`]: the switch and the hosts (a network namespace each, one veth to the
-//!   switch, an address in the run's subnet), links that tests cut and heal;
+//!   switch, an address in the run's subnet), links that tests cut and heal — the
+//!   `zonefleet-devfleet` crate's, which `zfadm dev up` builds its fleet with too;
 //! * [`process`]: a binary run inside a host's network namespace, with its log kept,
 //!   stopped with bounded waits;
 //! * [`binary`]: where the workspace's binaries are.
 
 pub mod fleet;
 pub mod names;
-pub mod netns;
 pub mod process;
 
-#[path = "../../agent/tests/support/busybox.rs"]
-mod busybox;
+pub use zonefleet_devfleet::net as netns;
+
 #[path = "../../agent/tests/support/skip.rs"]
 mod skip;
 
@@ -53,7 +53,7 @@ pub fn busybox_archive() -> &'static Path {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
         let out = binary_dir().join(format!("zone-busybox-{}.tar.gz", std::process::id()));
-        busybox::build(&out);
+        zonefleet_devfleet::image::build_busybox(&out).expect("the busybox image");
         out
     })
 }

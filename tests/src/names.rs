@@ -2,8 +2,9 @@
 //! interface names (15 bytes), unique per process and fleet, and carrying the pid so a
 //! later run can tell a stale leftover (its process is gone) from a live neighbour's.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::netns::{NetError, Switch};
 
 /// The prefix of everything the harness makes.
 pub const PREFIX: &str = "zft";
@@ -28,51 +29,24 @@ fn stale(name: &str) -> bool {
     owner(name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
-fn lines(program: &str, args: &[&str]) -> Vec<String> {
-    Command::new(program)
-        .args(args)
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Removes the network namespaces, links and (empty) cgroup parents that runs whose
 /// process is gone left behind (a test killed before its cleanup ran).
 pub fn sweep_stale() {
-    if let Ok(mounts) = std::fs::read_dir("/sys/fs/cgroup") {
-        for mount in mounts.flatten() {
-            for entry in std::fs::read_dir(mount.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if stale(&entry.file_name().to_string_lossy()) {
-                    let _ = std::fs::remove_dir(entry.path());
-                }
-            }
-        }
-    }
-    for line in lines("ip", &["netns", "list"]) {
-        let name = line.split_whitespace().next().unwrap_or_default();
-        if stale(name) {
-            let _ = Command::new("ip").args(["netns", "delete", name]).status();
-        }
-    }
-    for line in lines("ip", &["-o", "link", "show"]) {
-        // "12: zft0012ab3sw: <…" or "13: zft0012ab3h1@if2: <…"
-        let Some(name) = line.split(": ").nth(1) else {
-            continue;
-        };
-        let name = name.split('@').next().unwrap_or_default();
-        if stale(name) {
-            let _ = Command::new("ip").args(["link", "delete", name]).status();
-        }
-    }
+    zonefleet_devfleet::net::sweep(stale);
+}
+
+/// The switch of run `run`: its bridge, and the /24 10.233.N.0 with N from the run
+/// name, so concurrent runs differ.
+pub fn switch(run: &str) -> Result<Switch, NetError> {
+    Switch::new(run, [10, 233, subnet_octet(run)])
+}
+
+/// A stable octet per run name, avoiding 0 and 255.
+fn subnet_octet(run: &str) -> u8 {
+    let hash = run.bytes().fold(2166136261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16777619)
+    });
+    (hash % 250) as u8 + 1
 }
 
 #[cfg(test)]

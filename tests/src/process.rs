@@ -4,35 +4,16 @@
 //! fails. Every wait is bounded.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::netns::HostNs;
+pub use zonefleet_devfleet::enter::in_host;
 
-/// Makes `command` enter `host`'s network namespace in the child, before it execs.
-pub fn in_host(command: &mut Command, host: &HostNs) -> std::io::Result<()> {
-    let netns: OwnedFd = host
-        .open()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    // SAFETY: the closure runs in the forked child before exec; it only calls setns(2),
-    // which is async-signal-safe, on a descriptor opened before the fork (moved in and
-    // kept open until exec by the closure owning it).
-    unsafe {
-        command.pre_exec(move || {
-            setns(&netns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-            let _ = netns.as_raw_fd();
-            Ok(())
-        });
-    }
-    Ok(())
-}
+use crate::netns::HostNs;
 
 /// Runs a one-shot `command` in `host` (or the root namespace), killing it after
 /// `limit`: its output, or why it did not finish.

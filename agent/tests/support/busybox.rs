@@ -1,7 +1,7 @@
 //! Builds the busybox zone image archive with `deploy/images/build-busybox.sh`.
 //!
-//! Shared by the agent's tests (`tests/support/`) and the multi-host harness (included
-//! by path from `tests/src/lib.rs`), so both boot the image the demo boots.
+//! The agent's tests boot the image the demo and the multi-host suites boot (those
+//! build it with `zonefleet_devfleet::image`, which embeds the same script).
 
 use std::path::Path;
 use std::process::{Command, Stdio};

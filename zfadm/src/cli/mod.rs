@@ -10,6 +10,7 @@ mod bench;
 mod cluster;
 mod connect;
 mod controller;
+mod dev;
 mod host;
 mod image;
 mod network;
@@ -84,6 +85,10 @@ pub enum Command {
     /// Commit small operations through the cluster at several concurrencies and report
     /// throughput and latency.
     Bench(bench::BenchArgs),
+    /// A local fleet on this machine (root): hosts in network namespaces, controllers,
+    /// agents, sample zones.
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
     /// Print a shell completion script to standard output.
     Completions {
         /// The shell to complete for.
@@ -111,6 +116,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "zfadm", &mut script);
             Ok(out.write_all(&script)?)
         }
+        Command::Dev(c) => dev::run(c, out),
         Command::Zone(zone::ZoneCommand::Validate { file }) => zone::validate(&file, out),
         Command::Zone(c) => {
             let (conn, rt) = session()?;
