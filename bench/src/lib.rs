@@ -7,8 +7,12 @@
 //! 3. a 3-member etcd cluster on loopback: puts of values of the same size as the
 //!    zonefleet command, at the same client counts.
 //!
+//! `zonefleet-hostsim` (its own binary) measures the leader with 1,000 and 10,000
+//! simulated hosts heartbeating ([`hostsim`]).
+//!
 //! Every child process is killed when the run ends, fails or is interrupted.
 
+pub mod hostsim;
 pub mod load;
 pub mod procs;
 pub mod stats;

@@ -17,7 +17,8 @@ use crate::load::Writer;
 use crate::procs::Proc;
 use zonefleet_harness::loopback::LoopbackCluster;
 
-const CLUSTER: &str = "bench";
+/// The benchmark cluster's name.
+pub const CLUSTER: &str = "bench";
 
 /// The benchmark's write (shared with `zfadm bench`).
 pub use zonefleet_proto::cli::bench::create_request;
@@ -93,6 +94,16 @@ impl ZfCluster {
         )?;
         self.procs[i] = Some(proc);
         Ok(())
+    }
+
+    /// The directory holding the PKI, configs and data dirs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The pid of controller `i + 1`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.procs[i].as_ref().map(Proc::pid)
     }
 
     /// SIGKILLs controller `i + 1` (and reaps it).

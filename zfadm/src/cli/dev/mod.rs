@@ -56,6 +56,16 @@ pub struct UpArgs {
     /// How many agents (hosts that run zones), spread over racks r1 and r2.
     #[arg(long = "agent-count", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
     pub agents: u8,
+    /// Each agent's RAM share, MiB (the controllers keep 1 GiB of it for the global
+    /// zone).
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    pub agent_memory: u64,
+    /// Each agent's CPU share, percent of one CPU (one CPU of it is kept back).
+    #[arg(long, value_name = "PERCENT", default_value_t = 200)]
+    pub agent_cpu: u32,
+    /// Each agent's disk share, GiB.
+    #[arg(long, value_name = "GIB", default_value_t = 16)]
+    pub agent_disk: u64,
     /// Do not create the sample network and zones.
     #[arg(long)]
     pub no_samples: bool,

@@ -17,14 +17,6 @@ use zonefleet_devfleet::net::{HostNs, Switch};
 use super::layout::{self, Files, CLUSTER, PORT};
 use super::{daemon, zfadm, zfadm_json, UpArgs};
 
-/// Each agent's share of this machine (the controllers keep back 1 GiB and one CPU of
-/// it for the global zone, as on any host).
-const SHARE: Share = Share {
-    memory_mib: 2048,
-    cpu_percent: 200,
-    disk_gib: 16,
-};
-
 /// The sample network and zones (also written under `<dir>/samples/`).
 const SAMPLES: [(&str, &str); 4] = [
     (
@@ -165,7 +157,12 @@ fn build(files: &Files, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result<()
         let host = switch.host(layout::agent_host(n))?;
         switch.add_uplink(&host)?;
         let rack = layout::agent_rack(n);
-        let dir = start_agent(files, n, rack, &controllers, &ca, &host)?;
+        let share = Share {
+            memory_mib: args.agent_memory,
+            cpu_percent: args.agent_cpu,
+            disk_gib: args.agent_disk,
+        };
+        let dir = start_agent(files, (n, rack, share), &controllers, &ca, &host)?;
         import_image(&dir, n, &image)?;
         writeln!(
             out,
@@ -281,8 +278,7 @@ fn ca_fingerprint(files: &Files) -> anyhow::Result<String> {
 /// Enrolls agent `n` with a token of its own for `rack` and starts it: its directory.
 fn start_agent(
     files: &Files,
-    n: usize,
-    rack: &str,
+    (n, rack, share): (usize, &str, Share),
     controllers: &[String],
     ca: &str,
     host: &HostNs,
@@ -304,7 +300,7 @@ fn start_agent(
         cgroup_parent: layout::agent_cgroup_parent(n),
         bridge: layout::agent_bridge(n),
         uplink: Some("eth1".to_owned()),
-        share: SHARE,
+        share,
     };
     let config = dir.join("agent.toml");
     // 0600: the token is a secret until it is used.

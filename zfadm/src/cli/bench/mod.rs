@@ -1,7 +1,10 @@
 //! `zfadm bench`: commits small operations (one-zone creates, which stay pending
 //! without hosts) through the cluster from N concurrent clients, each on its own
 //! connection, spreading clients over the controllers; reports throughput and
-//! p50/p99 latency per concurrency.
+//! p50/p99 latency per concurrency. With `--to-running N`, zones end to end instead
+//! ([`running`]).
+
+mod running;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -22,6 +25,20 @@ pub struct BenchArgs {
     /// How long each run lasts, in seconds.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+    /// Instead: create N zones one at a time and time each from the create to
+    /// `running` (p50/p99); needs hosts with the image.
+    #[arg(long, value_name = "N")]
+    pub to_running: Option<usize>,
+    /// With --to-running: then create N more in batches of this size and time them all
+    /// to running (zones/s).
+    #[arg(long, value_name = "SIZE", requires = "to_running")]
+    pub batch: Option<usize>,
+    /// With --to-running: the zone spec (default: a 16 MiB busybox zone).
+    #[arg(short = 'f', long = "file", requires = "to_running")]
+    pub file: Option<std::path::PathBuf>,
+    /// With --to-running: keep the zones (default: delete them at the end).
+    #[arg(long, requires = "to_running")]
+    pub keep: bool,
 }
 
 /// One run's numbers.
@@ -93,6 +110,18 @@ pub async fn run(
     output: Format,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    if let Some(n) = args.to_running {
+        return running::run(
+            conn,
+            n,
+            args.batch,
+            args.file.as_deref(),
+            args.keep,
+            output,
+            out,
+        )
+        .await;
+    }
     let mut results = Vec::new();
     for &clients in &args.clients {
         results.push(one_run(conn, clients.max(1), args.seconds).await?);
