@@ -1,9 +1,12 @@
 //! Image manifests: what an image is, as its publisher describes it; the naming
-//! rule of image names and versions; and which image a reference resolves to.
+//! rule of image names and versions; which image a reference resolves to; and which
+//! archive format an image is ([`detect_format`]).
 //! One rule for the agent's store and the controllers' scheduler (`docs/images.md`).
 
+mod format;
 mod version;
 
+pub use format::{detect_format, ArchiveFormat, TAR_BLOCK};
 pub use version::compare_versions;
 
 use serde::{Deserialize, Serialize};
