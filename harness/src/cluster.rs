@@ -107,6 +107,20 @@ impl Cluster {
         raft: openraft::Config,
         adjust: impl FnOnce(&mut ControlOptions),
     ) -> Cluster {
+        Self::start_configured(n, raft, adjust, test_image_options()).await
+    }
+
+    /// Like [`Cluster::start`], with these image settings.
+    pub async fn start_with_images(n: u64, images: ImageOptions) -> Cluster {
+        Self::start_configured(n, test_raft_config(), |_| {}, images).await
+    }
+
+    async fn start_configured(
+        n: u64,
+        raft: openraft::Config,
+        adjust: impl FnOnce(&mut ControlOptions),
+        images: ImageOptions,
+    ) -> Cluster {
         // As `zfadm pki init` sets a fleet up: leaves from a signing CA, the root trusted.
         let ca = FleetCa::generate(CLUSTER)
             .unwrap()
@@ -124,7 +138,7 @@ impl Cluster {
         adjust(&mut control);
         let mut cluster = Cluster {
             control,
-            images: test_image_options(),
+            images,
             ca,
             trust,
             dir: TempDir::new().unwrap(),
