@@ -32,6 +32,8 @@ pub enum ImageCommand {
         image: String,
     },
     /// Upload an image archive (tar, tar.gz or tar.zst) to the controllers.
+    // `--version` is the image's here, not zfadm's.
+    #[command(disable_version_flag = true)]
     Import {
         /// The archive.
         file: PathBuf,
