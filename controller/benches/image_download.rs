@@ -97,6 +97,9 @@ async fn run(mib: usize) {
                 hostname: "bench".into(),
                 cpus: 4,
                 memory_mib: 8192,
+                kernel: "6.1.0".into(),
+                cgroup_version: pb::CgroupVersion::V1 as i32,
+                agent_version: "0.1.0".into(),
                 ..Default::default()
             }),
             capacity: Some(pb::Capacity {
