@@ -30,6 +30,11 @@
 //! burst = 20
 //! per_second = 2
 //!
+//! [images]                         # all optional
+//! max_bytes = 8589934592           # the largest upload (default 8 GiB)
+//! sync_interval_ms = 2000          # how often missing blobs are fetched from peers
+//! orphan_grace_s = 600             # how long a blob no manifest names is kept
+//!
 //! [raft]                           # all optional
 //! heartbeat_ms = 50
 //! election_timeout_min_ms = 100
@@ -216,6 +221,32 @@ pub struct ControllerConfig {
     /// The rate limit of `Enroll` per peer address.
     #[serde(default)]
     pub enroll: EnrollLimits,
+    /// Image uploads and blob sync.
+    #[serde(default)]
+    pub images: ImageSettings,
+}
+
+/// `[images]`: image uploads and blob sync.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageSettings {
+    /// The largest archive an upload may be, in bytes.
+    pub max_bytes: u64,
+    /// How often the sync loop looks for missing blobs, in milliseconds.
+    pub sync_interval_ms: u64,
+    /// How long a blob that no manifest names is kept, in seconds.
+    pub orphan_grace_s: u64,
+}
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        let d = crate::blobs::ImageOptions::default();
+        ImageSettings {
+            max_bytes: d.max_bytes,
+            sync_interval_ms: u64::try_from(d.sync_interval.as_millis()).unwrap_or(u64::MAX),
+            orphan_grace_s: d.orphan_grace.as_secs(),
+        }
+    }
 }
 
 impl ControllerConfig {
@@ -283,6 +314,23 @@ impl ControllerConfig {
         }
         zonefleet_proto::pki::validate_cluster(&self.cluster)
             .map_err(|e| invalid("cluster", e.to_string()))?;
+        let i = &self.images;
+        if !(1..=zonefleet_proto::image::MAX_IMAGE_BYTES).contains(&i.max_bytes) {
+            return Err(invalid(
+                "images.max_bytes",
+                format!(
+                    "{} is out of range; allowed 1..={} (bytes)",
+                    i.max_bytes,
+                    zonefleet_proto::image::MAX_IMAGE_BYTES
+                ),
+            ));
+        }
+        if i.sync_interval_ms == 0 {
+            return Err(invalid(
+                "images.sync_interval_ms",
+                "must be at least 1".to_owned(),
+            ));
+        }
         if self.enroll.burst == 0 {
             return Err(invalid("enroll.burst", "must be at least 1".to_owned()));
         }
@@ -350,6 +398,15 @@ impl ControllerConfig {
             lease_ttl: std::time::Duration::from_millis(self.leases.ttl_ms),
             enroll_burst: self.enroll.burst,
             enroll_per_second: self.enroll.per_second,
+        }
+    }
+
+    /// The image upload and blob sync settings.
+    pub fn image_options(&self) -> crate::blobs::ImageOptions {
+        crate::blobs::ImageOptions {
+            max_bytes: self.images.max_bytes,
+            sync_interval: std::time::Duration::from_millis(self.images.sync_interval_ms),
+            orphan_grace: std::time::Duration::from_secs(self.images.orphan_grace_s),
         }
     }
 

@@ -56,6 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         initial_members,
         dialer: std::sync::Arc::new(zonefleet_controller::raft::dial::TcpDialer),
         control,
+        images: config.image_options(),
     })
     .await?;
     tracing::info!(id = config.id, listen = %config.listen, advertise = %config.advertise(), "controller started");

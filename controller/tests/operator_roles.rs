@@ -200,6 +200,25 @@ async fn every_write(
                     .await,
             ),
         ),
+        (
+            "ImportImage",
+            code(
+                client
+                    .import_image(tokio_stream::iter(vec![pb::ImportImageRequest {
+                        part: Some(pb::import_image_request::Part::Start(
+                            pb::ImportImageStart {
+                                name: "x".to_owned(),
+                                ..Default::default()
+                            },
+                        )),
+                    }]))
+                    .await,
+            ),
+        ),
+        (
+            "DeleteImage",
+            code(client.delete_image(pb::ImageRef::default()).await),
+        ),
     ];
     let mut called: Vec<&str> = codes.iter().map(|(m, _)| *m).collect();
     called.sort_unstable();
@@ -274,9 +293,11 @@ async fn every_read(client: &mut OperatorClient<Channel>, zone: &str) -> Vec<(&'
     ];
     for rule in RPC_RULES {
         if let Some(name) = rule.method.strip_prefix("/zonefleet.v1.Operator/") {
-            // GetHost needs a host; ListJoinTokens is for admins only (see
-            // `join_tokens_are_listed_for_admins_only`).
-            if rule.access == Access::Read && !["GetHost", "ListJoinTokens"].contains(&name) {
+            // GetHost and GetImage need a host and an image; ListJoinTokens is for
+            // admins only (see `join_tokens_are_listed_for_admins_only`).
+            if rule.access == Access::Read
+                && !["GetHost", "GetImage", "ListJoinTokens"].contains(&name)
+            {
                 assert!(reads.iter().any(|(m, _)| *m == name), "{name} not read");
             }
         }

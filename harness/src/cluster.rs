@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+use zonefleet_controller::blobs::ImageOptions;
 use zonefleet_controller::node::control::ControlOptions;
 use zonefleet_controller::node::{Controller, NodeOptions};
 use zonefleet_controller::raft::NodeId;
@@ -76,6 +77,16 @@ pub struct Cluster {
     /// What every member serves agents with (the signing CA is [`Cluster::ca`],
     /// shared; lease terms shortened for tests by [`Cluster::start_with_control`]).
     pub control: ControlOptions,
+    /// What every member's image uploads and blob sync use (a fast sync for tests).
+    pub images: ImageOptions,
+}
+
+/// Image settings for tests: the sync loop every 200 ms.
+pub fn test_image_options() -> ImageOptions {
+    ImageOptions {
+        sync_interval: Duration::from_millis(200),
+        ..Default::default()
+    }
 }
 
 impl Cluster {
@@ -96,6 +107,20 @@ impl Cluster {
         raft: openraft::Config,
         adjust: impl FnOnce(&mut ControlOptions),
     ) -> Cluster {
+        Self::start_configured(n, raft, adjust, test_image_options()).await
+    }
+
+    /// Like [`Cluster::start`], with these image settings.
+    pub async fn start_with_images(n: u64, images: ImageOptions) -> Cluster {
+        Self::start_configured(n, test_raft_config(), |_| {}, images).await
+    }
+
+    async fn start_configured(
+        n: u64,
+        raft: openraft::Config,
+        adjust: impl FnOnce(&mut ControlOptions),
+        images: ImageOptions,
+    ) -> Cluster {
         // As `zfadm pki init` sets a fleet up: leaves from a signing CA, the root trusted.
         let ca = FleetCa::generate(CLUSTER)
             .unwrap()
@@ -113,6 +138,7 @@ impl Cluster {
         adjust(&mut control);
         let mut cluster = Cluster {
             control,
+            images,
             ca,
             trust,
             dir: TempDir::new().unwrap(),
@@ -168,6 +194,7 @@ impl Cluster {
             ),
             dialer: self.net.dialer(id),
             control: self.control.clone(),
+            images: self.images.clone(),
         }
     }
 

@@ -62,6 +62,12 @@ macro_rules! operator_impl {
                     ..Default::default()
                 }))
             }
+            async fn import_image(
+                &self,
+                _request: Request<tonic::Streaming<ImportImageRequest>>,
+            ) -> Result<Response<ImageManifest>, Status> {
+                Err(Status::unimplemented("import_image"))
+            }
             $(
                 async fn $name(&self, _request: Request<$req>) -> Result<Response<$resp>, Status> {
                     Err(Status::unimplemented(stringify!($name)))
@@ -86,6 +92,8 @@ operator_impl! {
     uncordon_host(HostRef) -> Host;
     drain_host(DrainHostRequest) -> Host;
     list_images(ListImagesRequest) -> ListImagesResponse;
+    get_image(ImageRef) -> ImageManifest;
+    delete_image(ImageRef) -> ImageManifest;
     create_network(Network) -> Network;
     list_networks(ListNetworksRequest) -> ListNetworksResponse;
     delete_network(NetworkRef) -> Network;
@@ -140,6 +148,20 @@ impl Raft for TestRaft {
     ) -> Result<Response<ForwardHeartbeatResponse>, Status> {
         Err(Status::unimplemented("forward_heartbeat"))
     }
+    async fn put_blob(
+        &self,
+        _request: Request<tonic::Streaming<BlobChunk>>,
+    ) -> Result<Response<PutBlobResponse>, Status> {
+        Err(Status::unimplemented("put_blob"))
+    }
+    type GetBlobStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<BlobChunk, Status>> + Send>>;
+    async fn get_blob(
+        &self,
+        _request: Request<GetBlobRequest>,
+    ) -> Result<Response<Self::GetBlobStream>, Status> {
+        Err(Status::unimplemented("get_blob"))
+    }
 }
 
 struct TestControl;
@@ -186,6 +208,14 @@ impl Control for TestControl {
         _request: Request<ReportZoneStateRequest>,
     ) -> Result<Response<ReportZoneStateResponse>, Status> {
         Err(Status::unimplemented("report_zone_state"))
+    }
+    type DownloadImageStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<ImageChunk, Status>> + Send>>;
+    async fn download_image(
+        &self,
+        _request: Request<DownloadImageRequest>,
+    ) -> Result<Response<Self::DownloadImageStream>, Status> {
+        Err(Status::unimplemented("download_image"))
     }
 }
 

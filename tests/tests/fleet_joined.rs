@@ -2,7 +2,9 @@
 //! agents on two more hosts in two racks, each agent enrolled with its own join token
 //! (one given it in `agent.toml`, one on a kernel command line file) and ready
 //! (`READY=1` on its `NOTIFY_SOCKET`) once registered.
-//! Zones created with `zfadm` run on the hosts the scheduler chose, spread as asked; a
+//! The busybox image is imported once through the controllers (`zfadm image import`)
+//! and each host downloads it. Zones created with `zfadm` run on the hosts the
+//! scheduler chose, spread as asked; a
 //! zone on one host reaches a zone on the other; a memory update reaches the host's
 //! cgroup; an agent killed with SIGKILL and restarted adopts its zones (same init pid), and
 //! one stopped with SIGTERM leaves them running;
@@ -136,13 +138,11 @@ fn zones_run_where_the_scheduler_placed_them() {
     let started = Instant::now();
     let mut fleet = Fleet::start(3);
     fleet.leader(&fleet.all(), Duration::from_secs(30));
+    // The image goes to the controllers once; each host downloads it when a zone needs it.
     let archive = zonefleet_tests::busybox_archive();
-    for rack in ["r1", "r2"] {
-        let agent = fleet.add_agent(rack);
-        // Type=notify: ready once registered (agent 2 joined from a kernel command line).
-        agent.wait_ready(Duration::from_secs(30));
-        // Image distribution through the controllers is not built: each host imports.
-        let out = agent.cli(&[
+    fleet.zfadm_json(
+        &fleet.all(),
+        &[
             "image",
             "import",
             archive.to_str().unwrap(),
@@ -150,12 +150,12 @@ fn zones_run_where_the_scheduler_placed_them() {
             "busybox",
             "--version",
             "1",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ],
+    );
+    for rack in ["r1", "r2"] {
+        let agent = fleet.add_agent(rack);
+        // Type=notify: ready once registered (agent 2 joined from a kernel command line).
+        agent.wait_ready(Duration::from_secs(30));
     }
     eprintln!("{:?}: agents started, images imported", started.elapsed());
     let deadline = Instant::now() + Duration::from_secs(30);

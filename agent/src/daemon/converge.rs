@@ -19,7 +19,12 @@
 //! - a zone whose init exits on its own is reported (`installed` and its exit status),
 //!   not restarted: the next change of its assignment converges it again;
 //! - a generation change that changes neither spec nor desired state of a running
-//!   zone is a reboot (the controllers' `reboot`).
+//!   zone is a reboot (the controllers' `reboot`);
+//! - a zone whose image is not on the host waits (reported `configured`, "fetching
+//!   image …") while the fetcher ([`super::fetch`]) downloads it — one download for
+//!   every zone of the image — and is converged when it is imported
+//!   ([`Engine::image_fetched`]); without a fetcher (tests, a standalone engine) it
+//!   fails, naming the image.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -62,6 +67,10 @@ pub struct Engine {
     errors: BTreeMap<String, String>,
     said: BTreeMap<String, Said>,
     pending: Vec<pb::ObservedZone>,
+    /// Where images missing here are asked for (image references).
+    fetcher: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Zones waiting for their image: zone uuid → image reference.
+    waiting: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -85,7 +94,66 @@ impl Engine {
             errors: BTreeMap::new(),
             said: BTreeMap::new(),
             pending: Vec::new(),
+            fetcher: None,
+            waiting: BTreeMap::new(),
         })
+    }
+
+    /// Asks `fetcher` for the images zones need and this host lacks (instead of
+    /// failing those zones).
+    pub fn with_fetcher(mut self, fetcher: tokio::sync::mpsc::UnboundedSender<String>) -> Engine {
+        self.fetcher = Some(fetcher);
+        self
+    }
+
+    /// Image `image` was fetched (or not): the zones waiting for it are converged
+    /// (or fail, naming why).
+    pub fn image_fetched(&mut self, image: &str, result: Result<(), String>) {
+        let zones: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, i)| *i == image)
+            .map(|(z, _)| z.clone())
+            .collect();
+        for uuid in zones {
+            self.waiting.remove(&uuid);
+            match &result {
+                Ok(()) => {
+                    if let Some(a) = self.assignments.zones.get(&uuid).cloned() {
+                        self.converge(&a, false);
+                    }
+                }
+                Err(why) => {
+                    self.errors
+                        .insert(uuid.clone(), format!("fetching image {image}: {why}"));
+                }
+            }
+            self.observe(&uuid);
+        }
+    }
+
+    /// Whether zone `a` must wait for its image (asked for now): it is not on the
+    /// host and neither is its image.
+    fn wait_for_image(&mut self, a: &Assignment) -> bool {
+        let (Some(fetcher), Ok(spec)) = (&self.fetcher, &a.spec) else {
+            return false;
+        };
+        if !matches!(self.host.get(&a.uuid), Err(ZoneError::NotFound(_))) {
+            return false;
+        }
+        let image = spec.image.to_string();
+        if !matches!(self.host.images.get(&image), Err(ImageError::NotFound(_))) {
+            return false;
+        }
+        let asked = self.waiting.values().any(|i| *i == image);
+        if !asked {
+            tracing::info!(zone = %a.uuid, %image, "image not on this host: fetching it");
+            if fetcher.send(image.clone()).is_err() {
+                return false;
+            }
+        }
+        self.waiting.insert(a.uuid.clone(), image);
+        true
     }
 
     /// The last revision applied (what a watch resumes from).
@@ -239,6 +307,7 @@ impl Engine {
         };
         let generation = generation.unwrap_or(assigned.generation);
         self.errors.remove(uuid);
+        self.waiting.remove(uuid);
         match self.host.delete(uuid) {
             Ok(_) | Err(ZoneError::NotFound(_)) => {
                 tracing::info!(zone = %uuid, "deleted");
@@ -270,6 +339,10 @@ impl Engine {
 
     /// Makes zone `a` match its assignment; remembers the error if it fails.
     fn converge(&mut self, a: &Assignment, reboot: bool) {
+        if self.waiting.contains_key(&a.uuid) || self.wait_for_image(a) {
+            self.errors.remove(&a.uuid);
+            return;
+        }
         match self.converge_zone(a, reboot) {
             Ok(()) => {
                 self.errors.remove(&a.uuid);
@@ -325,8 +398,7 @@ impl Engine {
         if let Err(e) = self.host.images.get(&spec.image.to_string()) {
             return Err(match e {
                 ImageError::NotFound(_) => format!(
-                    "image {} is not on this host (image distribution through the controllers \
-                     is not built yet: import it with `zonefleet-agent image import`)",
+                    "image {} is not on this host and this engine fetches no images",
                     spec.image
                 ),
                 other => format!("image {}: {other}", spec.image),
@@ -355,6 +427,16 @@ impl Engine {
             return;
         };
         let generation = a.generation;
+        if let Some(image) = self.waiting.get(uuid) {
+            let said = Said {
+                state: pb::ZoneState::Configured,
+                generation,
+                message: format!("fetching image {image} from the controllers"),
+                exit: None,
+            };
+            self.say(uuid, said);
+            return;
+        }
         let said = match (self.errors.get(uuid), self.host.get(uuid)) {
             (Some(message), _) => Said {
                 state: pb::ZoneState::Failed,

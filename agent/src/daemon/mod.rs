@@ -2,7 +2,8 @@
 //! [`config`] and [`cmdline`] (settings), [`enroll`] and [`certs`] (identity and its
 //! renewal), [`client`] (the `Control` client), [`heartbeat`] (register and lease),
 //! [`watch`] (the assignment stream), [`converge`] (the engine that drives the zone
-//! library), [`report`] (observed states), [`capacity`] and [`notify`] (systemd).
+//! library), [`fetch`] (images from the controllers), [`report`] (observed states),
+//! [`capacity`] and [`notify`] (systemd).
 //!
 //! Start-up order: the zone library and the host's sysinfo first (collected once: its
 //! probes fork throwaway children and take tens of milliseconds), then the engine
@@ -21,6 +22,7 @@ pub mod cmdline;
 pub mod config;
 pub mod converge;
 pub mod enroll;
+pub mod fetch;
 pub mod heartbeat;
 pub mod notify;
 pub mod report;
@@ -70,6 +72,13 @@ pub enum EngineCommand {
     Event(Box<pb::AssignmentEvent>),
     /// Look at the zones again.
     Resync,
+    /// An image the engine asked for was fetched (or not).
+    ImageFetched {
+        /// The image reference asked for.
+        image: String,
+        /// `Err`: why not.
+        result: Result<(), String>,
+    },
     /// Finish and return.
     Stop,
 }
@@ -114,6 +123,9 @@ pub fn spawn_engine(
                         *allocated.lock().expect("lock") = engine.allocated();
                     }
                     EngineCommand::Resync => engine.resync(),
+                    EngineCommand::ImageFetched { image, result } => {
+                        engine.image_fetched(&image, result)
+                    }
                     EngineCommand::Stop => break,
                 }
                 let batch = engine.take_reports();
@@ -149,6 +161,9 @@ async fn serve(
     engine: Engine,
 ) -> Result<(), DaemonError> {
     let host_id = sysinfo.host_id;
+    let (fetch_tx, fetch_rx) = tokio::sync::mpsc::unbounded_channel();
+    let image_store = engine.host().images.clone();
+    let engine = engine.with_fetcher(fetch_tx);
     let (report_tx, report_rx) = tokio::sync::mpsc::unbounded_channel();
     let (engine, engine_thread) = spawn_engine(engine, report_tx)?;
     let stop_engine = |engine: &EngineHandle, thread: std::thread::JoinHandle<()>| {
@@ -185,6 +200,20 @@ async fn serve(
         enrolled.credentials.clone(),
     ));
     tasks.spawn(report::run(client.clone(), host_id.to_string(), report_rx));
+    {
+        let commands = engine.commands.clone();
+        let fetcher = fetch::Fetcher {
+            client: client.clone(),
+            host_id: host_id.to_string(),
+            downloads: fetch::downloads_dir(&config.data_dir),
+            store: image_store,
+        };
+        tasks.spawn(fetch::run(fetcher, fetch_rx, move |image, result| {
+            commands
+                .send(EngineCommand::ImageFetched { image, result })
+                .is_ok()
+        }));
+    }
     {
         let commands = engine.commands.clone();
         tasks.spawn(watch::run(

@@ -1,5 +1,6 @@
-//! Reading an untrusted image archive: format detection by magic bytes, hashing,
-//! decompression, and the drive of the safe unpacker over every entry.
+//! Reading an untrusted image archive: hashing, decompression, and the drive of the
+//! safe unpacker over every entry. Format detection by magic bytes is the fleet's one
+//! rule, `zonefleet_proto::image::detect_format` (the controllers check uploads with it).
 
 use std::cell::Cell;
 use std::fs::File;
@@ -12,81 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::error::{EntryPos, ImageError, Result};
 use super::unpack::{Fail, Unpacker};
-
-/// The container formats the store imports: a tar, maybe compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchiveFormat {
-    /// An uncompressed tar (ustar, GNU, pax or v7).
-    Tar,
-    /// A gzip-compressed tar (one or more gzip members).
-    Gzip,
-    /// A zstd-compressed tar.
-    Zstd,
-}
-
-const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
-const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
-const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
-const BZIP2_MAGIC: &[u8] = b"BZh";
-const TAR_BLOCK: usize = 512;
-
-/// Tells the format of an archive from its first bytes (up to 512). The file name
-/// is never consulted: images arrive under any name. `Err` says what was seen.
-pub fn detect_format(head: &[u8]) -> Result<ArchiveFormat, String> {
-    if head.starts_with(GZIP_MAGIC) {
-        return Ok(ArchiveFormat::Gzip);
-    }
-    if head.starts_with(ZSTD_MAGIC) {
-        return Ok(ArchiveFormat::Zstd);
-    }
-    if head.starts_with(XZ_MAGIC) {
-        return Err("xz compression is not supported (use gzip or zstd)".into());
-    }
-    if head.starts_with(BZIP2_MAGIC) {
-        return Err("bzip2 compression is not supported (use gzip or zstd)".into());
-    }
-    if head.is_empty() {
-        return Err("the file is empty".into());
-    }
-    if head.len() < TAR_BLOCK {
-        return Err(format!(
-            "{} bytes, shorter than one tar header and no known compression magic",
-            head.len()
-        ));
-    }
-    let block = &head[..TAR_BLOCK];
-    // ustar (POSIX `ustar\0`) and GNU (`ustar  \0`) both start with `ustar` at 257.
-    if &block[257..262] == b"ustar" || tar_checksum_ok(block) {
-        Ok(ArchiveFormat::Tar)
-    } else {
-        Err("no tar header and no known compression magic".into())
-    }
-}
-
-/// Whether a 512-byte block is a tar header with a valid checksum (old v7 archives
-/// carry no magic, so the checksum is the only sign).
-fn tar_checksum_ok(block: &[u8]) -> bool {
-    if block.iter().all(|b| *b == 0) {
-        return false;
-    }
-    let field = &block[148..156];
-    let text: String = field
-        .iter()
-        .take_while(|b| **b != 0 && **b != b' ')
-        .skip_while(|b| **b == b' ')
-        .map(|b| char::from(*b))
-        .collect();
-    let Ok(stored) = u32::from_str_radix(text.trim(), 8) else {
-        return false;
-    };
-    let sum: u32 = block[..148]
-        .iter()
-        .chain(&block[156..])
-        .map(|b| u32::from(*b))
-        .sum::<u32>()
-        + 8 * u32::from(b' ');
-    sum == stored
-}
+use zonefleet_proto::image::TAR_BLOCK;
+pub use zonefleet_proto::image::{detect_format, ArchiveFormat};
 
 /// A reader that hashes and counts every byte read through it, and notes when its
 /// inner reader reported end of file.
@@ -261,48 +189,4 @@ fn read_head(file: &File) -> io::Result<Vec<u8>> {
     }
     head.truncate(filled);
     Ok(head)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tar_block(magic: bool) -> Vec<u8> {
-        let mut header = tar::Header::new_gnu();
-        header.set_path("a").unwrap();
-        header.set_size(0);
-        header.set_cksum();
-        let mut block = header.as_bytes().to_vec();
-        if !magic {
-            // A v7 header: no magic, the checksum alone identifies it.
-            block[257..265].fill(0);
-            let mut h = tar::Header::from_byte_slice(&block).clone();
-            h.set_cksum();
-            block = h.as_bytes().to_vec();
-        }
-        block
-    }
-
-    #[test]
-    fn detects_by_magic() {
-        assert_eq!(detect_format(&[0x1f, 0x8b, 8, 0]), Ok(ArchiveFormat::Gzip));
-        assert_eq!(
-            detect_format(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
-            Ok(ArchiveFormat::Zstd)
-        );
-        assert_eq!(detect_format(&tar_block(true)), Ok(ArchiveFormat::Tar));
-        assert_eq!(detect_format(&tar_block(false)), Ok(ArchiveFormat::Tar));
-    }
-
-    #[test]
-    fn refuses_others() {
-        assert!(detect_format(b"").unwrap_err().contains("empty"));
-        assert!(detect_format(b"\xfd7zXZ\0rest").unwrap_err().contains("xz"));
-        assert!(detect_format(b"BZh91AY").unwrap_err().contains("bzip2"));
-        assert!(detect_format(&[0x55; 600]).is_err());
-        assert!(detect_format(&[0; 512]).is_err());
-        let mut bad = tar_block(false);
-        bad[0] ^= 1;
-        assert!(detect_format(&bad).is_err());
-    }
 }

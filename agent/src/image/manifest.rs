@@ -2,8 +2,6 @@
 //! image as the fleet's one manifest type, [`zonefleet_proto::image::ImageManifest`]
 //! (`manifest.json`).
 
-use std::path::Path;
-
 use uuid::Uuid;
 use zonefleet_proto::image;
 
@@ -57,39 +55,11 @@ pub fn normalize_sha256(sha: &str) -> Result<String> {
     }
 }
 
-/// The default image name for an archive file: its file name without the archive
-/// extensions (`busybox.tar.gz` → `busybox`).
-pub fn default_name(archive: &Path) -> String {
-    let file = archive
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    for ext in [".tar.gz", ".tar.zst", ".tar.zstd", ".tgz", ".tzst", ".tar"] {
-        if let Some(stem) = file.strip_suffix(ext) {
-            if !stem.is_empty() {
-                return stem.to_string();
-            }
-        }
-    }
-    match file.rsplit_once('.') {
-        Some((stem, _)) if !stem.is_empty() => stem.to_string(),
-        _ => file,
-    }
-}
+pub use zonefleet_proto::image::default_name;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_names() {
-        assert_eq!(default_name(Path::new("/x/busybox.tar.gz")), "busybox");
-        assert_eq!(default_name(Path::new("web-1.2.tar.zst")), "web-1.2");
-        assert_eq!(default_name(Path::new("a.tgz")), "a");
-        assert_eq!(default_name(Path::new("a.tar")), "a");
-        assert_eq!(default_name(Path::new("a.img")), "a");
-        assert_eq!(default_name(Path::new("rootfs")), "rootfs");
-    }
 
     #[test]
     fn names_and_versions_follow_the_fleet_rule() {

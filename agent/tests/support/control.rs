@@ -209,6 +209,20 @@ impl Control for TestControl {
         )))
     }
 
+    type DownloadImageStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ImageChunk, Status>> + Send>>;
+
+    /// Images come from the real controllers (`tests/tests/images_fleet.rs`); this
+    /// in-test service serves none.
+    async fn download_image(
+        &self,
+        _request: Request<pb::DownloadImageRequest>,
+    ) -> Result<Response<Self::DownloadImageStream>, Status> {
+        Err(Status::not_found(
+            "the in-test Control service serves no images",
+        ))
+    }
+
     async fn report_zone_state(
         &self,
         request: Request<pb::ReportZoneStateRequest>,

@@ -2,10 +2,11 @@
 //!
 //! * [`raft_service`]: controller ↔ controller Raft traffic and write forwarding.
 //! * [`members`]: only the members of the group may call it, each only for itself.
-//! * [`operator`]: the operator API.
+//! * [`operator`]: the operator API ([`images`]: its image RPCs).
 //! * [`control`]: the agents' API (enrollment, leases, assignments, reports).
 
 pub mod control;
+pub mod images;
 pub mod members;
 pub mod operator;
 pub mod raft_service;

@@ -371,6 +371,33 @@ impl pb::operator_server::Operator for OperatorService {
         }))
     }
 
+    async fn import_image(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportImageRequest>>,
+    ) -> Result<Response<pb::ImageManifest>, Status> {
+        crate::api::images::import(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_image(
+        &self,
+        request: Request<pb::ImageRef>,
+    ) -> Result<Response<pb::ImageManifest>, Status> {
+        crate::api::images::get(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_image(
+        &self,
+        request: Request<pb::ImageRef>,
+    ) -> Result<Response<pb::ImageManifest>, Status> {
+        crate::api::images::delete(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn create_network(
         &self,
         request: Request<pb::Network>,

@@ -140,6 +140,26 @@ impl pb::raft_server::Raft for RaftService {
         }))
     }
 
+    async fn put_blob(
+        &self,
+        request: Request<tonic::Streaming<pb::BlobChunk>>,
+    ) -> Result<Response<pb::PutBlobResponse>, Status> {
+        self.caller(&request, "PutBlob", Claim::Service).await?;
+        crate::blobs::peers::serve_put(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type GetBlobStream = crate::blobs::peers::BlobStream;
+
+    async fn get_blob(
+        &self,
+        request: Request<pb::GetBlobRequest>,
+    ) -> Result<Response<Self::GetBlobStream>, Status> {
+        self.caller(&request, "GetBlob", Claim::Service).await?;
+        crate::blobs::peers::serve_get(&self.node, request.into_inner()).map(Response::new)
+    }
+
     async fn read_index(
         &self,
         request: Request<pb::ReadIndexRequest>,

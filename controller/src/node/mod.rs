@@ -34,6 +34,7 @@ use zonefleet_proto::tls::{CertKey, FleetTrust};
 pub use membership::parse_id;
 pub use proposer::{MAX_BATCH_BYTES, MAX_BATCH_COMMANDS, MAX_INFLIGHT_PROPOSALS};
 
+use crate::blobs::{BlobStore, ImageOptions};
 use crate::raft::dial::SharedDialer;
 use crate::raft::failover::{FailoverTiming, LeaderContact};
 use crate::raft::log_store::{open_db, LogStore, StoreError};
@@ -54,6 +55,9 @@ pub enum StartError {
     /// The store could not be opened (or is corrupted).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The image blob store could not be opened.
+    #[error(transparent)]
+    Blobs(#[from] crate::blobs::BlobError),
     /// openraft refused the configuration or could not start.
     #[error("raft: {0}")]
     Raft(String),
@@ -85,6 +89,8 @@ pub struct NodeOptions {
     pub dialer: SharedDialer,
     /// What agents get: the signing CA, certificate lifetime and lease terms.
     pub control: ControlOptions,
+    /// Image uploads and blob sync.
+    pub images: ImageOptions,
 }
 
 /// The leadership a controller held when it stopped and resumes at start (see
@@ -111,6 +117,8 @@ struct Inner {
     control: ControlOptions,
     leases: Arc<leases::Leases>,
     assignments: AssignmentLog,
+    blobs: BlobStore,
+    images: ImageOptions,
 }
 
 /// A running controller (cheap to clone).
@@ -127,6 +135,19 @@ impl std::fmt::Debug for Controller {
     }
 }
 
+/// A [`Controller`] that does not keep it alive.
+#[derive(Clone)]
+pub struct WeakController {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakController {
+    /// The controller, while it is running.
+    pub fn upgrade(&self) -> Option<Controller> {
+        self.inner.upgrade().map(|inner| Controller { inner })
+    }
+}
+
 /// The `UNAVAILABLE` status for "no leader to be found".
 fn no_leader(what: &str) -> Status {
     Status::unavailable(format!("{what}: no leader elected yet; retry"))
@@ -137,6 +158,7 @@ impl Controller {
     /// state and non-empty `initial_members` initializes a new cluster.
     pub async fn start(options: NodeOptions) -> Result<Self, StartError> {
         let db = open_db(&options.data_dir)?;
+        let blobs = BlobStore::open(&options.data_dir)?;
         let path = options.data_dir.join(crate::raft::log_store::DB_FILE);
         let log = LogStore::open(db.clone(), &path)?;
         // The trust's verifiers (this node's listener and its Raft clients) refuse what
@@ -222,15 +244,59 @@ impl Controller {
                 leases: leases::leases_for(options.control.lease_ttl),
                 control: options.control,
                 assignments,
+                blobs,
+                images: options.images,
             }),
         };
         tokio::spawn(leases::watch_leases(Arc::downgrade(&node.inner), tick));
+        tokio::spawn(crate::blobs::sync::run(node.downgrade()));
         Ok(node)
     }
 
     /// The `Control` service's settings.
     pub fn control(&self) -> &ControlOptions {
         &self.inner.control
+    }
+
+    /// The image blobs this controller holds.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+
+    /// Image upload and blob sync settings.
+    pub fn image_options(&self) -> &ImageOptions {
+        &self.inner.images
+    }
+
+    /// A handle that does not keep the controller alive (for background loops).
+    pub fn downgrade(&self) -> WeakController {
+        WeakController {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// The voters of the latest membership, and every other member (voters and
+    /// learners, not this controller) with its address.
+    pub fn blob_peers(&self) -> (Vec<NodeId>, Vec<(NodeId, String)>) {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let voters = membership.voter_ids().collect();
+        let others = membership
+            .nodes()
+            .filter(|(id, _)| **id != self.inner.id)
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        (voters, others)
+    }
+
+    /// A `Raft` client of member `id` at `addr` (over the fleet mTLS, as Raft's own).
+    pub fn peer_client(
+        &self,
+        id: NodeId,
+        addr: &str,
+    ) -> Result<pb::raft_client::RaftClient<tonic::transport::Channel>, Status> {
+        self.peer(id, addr)
     }
 
     /// The per-host change log the watch streams replay.

@@ -72,7 +72,7 @@ pub struct Choice {
 
 /// The image `reference` names, if the fleet knows it, by the fleet's one rule
 /// (`docs/images.md`): a name without a version is its highest version.
-fn find_image<'a>(
+pub fn find_image<'a>(
     images: &'a BTreeMap<String, pb::ImageManifest>,
     reference: &ImageRef,
 ) -> Option<&'a pb::ImageManifest> {

@@ -250,11 +250,14 @@ fn an_image_name_resolves_to_its_highest_version_as_on_a_host() {
     let mut s = FleetState::default();
     register(&mut s, host("a", "r1", 8192));
     // Uuid order (i1 < i2 < i3) is not version order: 1.10 is the highest.
-    for (uuid, version, min_ram_mib) in [("i1", "1.9", 16), ("i2", "1.10", 1024), ("i3", "1.2", 16)]
-    {
+    for (uuid, version, min_ram_mib, sha) in [
+        ("i1", "1.9", 16, "a"),
+        ("i2", "1.10", 1024, "b"),
+        ("i3", "1.2", 16, "c"),
+    ] {
         ok(s.apply(&cmd(Kind::PutImage(pb::PutImageCommand {
             image: Some(pb::ImageManifest {
-                sha256: "a".repeat(64),
+                sha256: sha.repeat(64),
                 size_bytes: 1,
                 uuid: id(uuid),
                 name: "app".into(),

@@ -30,6 +30,7 @@ impl FleetState {
             Some(Kind::PutNetwork(c)) => self.put_network(c),
             Some(Kind::DeleteNetwork(c)) => self.delete_network(&c.uuid),
             Some(Kind::PutImage(c)) => self.put_image(c),
+            Some(Kind::DeleteImage(c)) => self.delete_image(c),
             Some(Kind::CreateJoinToken(c)) => self.create_join_token(c, at),
             Some(Kind::SetFleetSettings(c)) => self.set_fleet_settings(c),
             Some(Kind::SetHostInventory(c)) => self.set_host_inventory(c),

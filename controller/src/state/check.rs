@@ -263,6 +263,7 @@ pub fn command(kind: &Kind) -> Result<(), StateError> {
         }
         Kind::ReportZoneStates(c) => report(c),
         Kind::RevokeJoinToken(c) => sha256_hex("sha256", &c.sha256),
+        Kind::DeleteImage(c) => uuid("uuid", &c.uuid),
         Kind::SetFleetSettings(c) => settings(&c.settings.unwrap_or_default()),
         Kind::RevokeCertificate(c) => {
             let revocation = c

@@ -29,7 +29,7 @@ mod capacity;
 pub mod check;
 pub mod create;
 mod hosts;
-mod images;
+pub mod images;
 mod networks;
 pub mod query;
 pub mod reports;

@@ -134,6 +134,9 @@ pub const RPC_RULES: &[RpcRule] = &[
     write("/zonefleet.v1.Operator/DrainHost", ADMINS, "host_id"),
     write("/zonefleet.v1.Operator/SetHostInventory", ADMINS, "host_id"),
     read("/zonefleet.v1.Operator/ListImages", OPERATORS),
+    write("/zonefleet.v1.Operator/ImportImage", ADMINS, "start.name"),
+    read("/zonefleet.v1.Operator/GetImage", OPERATORS),
+    write("/zonefleet.v1.Operator/DeleteImage", ADMINS, "image"),
     write("/zonefleet.v1.Operator/CreateNetwork", ADMINS, "name"),
     read("/zonefleet.v1.Operator/ListNetworks", OPERATORS),
     write("/zonefleet.v1.Operator/DeleteNetwork", ADMINS, "network"),
@@ -156,6 +159,8 @@ pub const RPC_RULES: &[RpcRule] = &[
     internal("/zonefleet.v1.Control/Heartbeat", AGENTS),
     read("/zonefleet.v1.Control/WatchAssignments", AGENTS),
     internal("/zonefleet.v1.Control/ReportZoneState", AGENTS),
+    // Only images a zone assigned to the caller's host uses (the handler checks).
+    read("/zonefleet.v1.Control/DownloadImage", AGENTS),
     // service Agent
     write(
         "/zonefleet.v1.Agent/Exec",
@@ -173,6 +178,9 @@ pub const RPC_RULES: &[RpcRule] = &[
     read("/zonefleet.v1.Raft/ReadIndex", CONTROLLERS),
     // An agent's heartbeat a follower received, for the leader's lease table.
     internal("/zonefleet.v1.Raft/ForwardHeartbeat", CONTROLLERS),
+    // Image blobs between controllers (outside the Raft log).
+    internal("/zonefleet.v1.Raft/PutBlob", CONTROLLERS),
+    internal("/zonefleet.v1.Raft/GetBlob", CONTROLLERS),
 ];
 
 /// The rule for a full method path, if the method is known.
@@ -281,6 +289,7 @@ mod tests {
             "ListHosts",
             "GetHost",
             "ListImages",
+            "GetImage",
             "ListNetworks",
             "ClusterStatus",
             "GetFleetSettings",

@@ -1,9 +1,12 @@
 //! Image manifests: what an image is, as its publisher describes it; the naming
-//! rule of image names and versions; and which image a reference resolves to.
+//! rule of image names and versions; which image a reference resolves to; and which
+//! archive format an image is ([`detect_format`]).
 //! One rule for the agent's store and the controllers' scheduler (`docs/images.md`).
 
+mod format;
 mod version;
 
+pub use format::{detect_format, ArchiveFormat, TAR_BLOCK};
 pub use version::compare_versions;
 
 use serde::{Deserialize, Serialize};
@@ -124,6 +127,27 @@ pub fn highest_by<T>(
         .max_by(|a, b| compare_versions(version(a), version(b)))
 }
 
+/// The default image name for an archive file, the same for `zonefleet-agent image
+/// import` and `zfadm image import`: its file name without the archive extensions
+/// (`busybox.tar.gz` → `busybox`).
+pub fn default_name(archive: &std::path::Path) -> String {
+    let file = archive
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for ext in [".tar.gz", ".tar.zst", ".tar.zstd", ".tgz", ".tzst", ".tar"] {
+        if let Some(stem) = file.strip_suffix(ext) {
+            if !stem.is_empty() {
+                return stem.to_string();
+            }
+        }
+    }
+    match file.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem.to_string(),
+        _ => file,
+    }
+}
+
 impl ImageRef {
     /// The image of `manifests` this reference names: by uuid or digest the one that
     /// has it; by `name@version` that version; by `name` the highest version of
@@ -186,6 +210,17 @@ impl TryFrom<pb::ImageManifest> for ImageManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn default_names() {
+        assert_eq!(default_name(Path::new("/x/busybox.tar.gz")), "busybox");
+        assert_eq!(default_name(Path::new("web-1.2.tar.zst")), "web-1.2");
+        assert_eq!(default_name(Path::new("a.tgz")), "a");
+        assert_eq!(default_name(Path::new("a.tar")), "a");
+        assert_eq!(default_name(Path::new("a.img")), "a");
+        assert_eq!(default_name(Path::new("rootfs")), "rootfs");
+    }
 
     const JSON: &str = r#"{
   "uuid": "5e1a7f9c-3b2d-4c8e-9f10-2a3b4c5d6e7f",

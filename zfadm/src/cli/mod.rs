@@ -15,6 +15,7 @@ mod host;
 mod image;
 mod network;
 mod pki;
+mod progress;
 mod render;
 mod token;
 mod zone;
@@ -70,7 +71,7 @@ pub enum Command {
     /// One-time join tokens with which hosts enroll: create, list, revoke.
     #[command(subcommand)]
     Token(token::TokenCommand),
-    /// Images the fleet knows.
+    /// Images: import (upload to the controllers), list, get, delete.
     #[command(subcommand)]
     Image(image::ImageCommand),
     /// Networks: create, list, delete.

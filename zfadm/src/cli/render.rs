@@ -80,7 +80,32 @@ fn network_json(n: &pb::Network) -> Value {
 
 fn image_json(i: &pb::ImageManifest) -> Value {
     json!({ "uuid": i.uuid, "name": i.name, "version": i.version, "sha256": i.sha256,
-            "size_bytes": i.size_bytes, "min_ram_mib": i.min_ram_mib })
+            "size_bytes": i.size_bytes, "min_ram_mib": i.min_ram_mib,
+            "description": i.description })
+}
+
+/// Prints one image: a JSON object, or its fields one a line.
+pub(super) fn print_image(
+    out: &mut dyn Write,
+    output: Format,
+    i: &pb::ImageManifest,
+) -> anyhow::Result<()> {
+    if output == Format::Json {
+        write_json(out, &image_json(i))?;
+        return Ok(());
+    }
+    writeln!(out, "uuid:        {}", i.uuid)?;
+    writeln!(out, "name:        {}", i.name)?;
+    writeln!(out, "version:     {}", i.version)?;
+    writeln!(out, "sha256:      {}", i.sha256)?;
+    writeln!(out, "size:        {} bytes", i.size_bytes)?;
+    if i.min_ram_mib > 0 {
+        writeln!(out, "min_ram:     {} MiB", i.min_ram_mib)?;
+    }
+    if !i.description.is_empty() {
+        writeln!(out, "description: {}", i.description)?;
+    }
+    Ok(())
 }
 
 fn status_json(s: &pb::ClusterStatusResponse) -> Value {

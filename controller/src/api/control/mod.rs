@@ -6,8 +6,10 @@
 //! * this module: `Register`, `Heartbeat`, `ReportZoneState`;
 //! * `enroll`: `Enroll` and `RenewCertificate`;
 //! * `watch`: `WatchAssignments`;
+//! * `download`: `DownloadImage` (only images the caller's zones use);
 //! * [`limit`]: the per-peer token bucket of `Enroll`.
 
+mod download;
 mod enroll;
 pub mod limit;
 mod watch;
@@ -151,6 +153,17 @@ impl pb::control_server::Control for ControlService {
             host_id,
             from,
         )))
+    }
+
+    type DownloadImageStream = download::ImageStream;
+
+    async fn download_image(
+        &self,
+        request: Request<pb::DownloadImageRequest>,
+    ) -> Result<Response<Self::DownloadImageStream>, Status> {
+        download::download(&self.node, request)
+            .await
+            .map(Response::new)
     }
 
     async fn report_zone_state(

@@ -162,8 +162,7 @@ fn build(files: &Files, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result<()
             cpu_percent: args.agent_cpu,
             disk_gib: args.agent_disk,
         };
-        let dir = start_agent(files, (n, rack, share), &controllers, &ca, &host)?;
-        import_image(&dir, n, &image)?;
+        start_agent(files, (n, rack, share), &controllers, &ca, &host)?;
         writeln!(
             out,
             "agent {n} on {} ({}, rack {rack})",
@@ -174,6 +173,7 @@ fn build(files: &Files, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result<()
     }
     wait_for_hosts(files, args.agents as usize)?;
     switch.keep();
+    import_image(files, &image, out)?;
 
     if !args.no_samples {
         create_samples(files, out)?;
@@ -282,7 +282,7 @@ fn start_agent(
     controllers: &[String],
     ca: &str,
     host: &HostNs,
-) -> anyhow::Result<std::path::PathBuf> {
+) -> anyhow::Result<()> {
     let dir = files.agent(n);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let created = zfadm_json(files, &["token", "create", "--ttl", "10m", "--rack", rack])?;
@@ -319,24 +319,18 @@ fn start_agent(
         .arg(&config)
         .env("ZONEFLEET_LOG", "info");
     daemon::start(command, host, &config)?;
-    Ok(dir)
+    Ok(())
 }
 
-/// Imports the busybox image on agent `n`'s host.
-// Images are not yet distributed through the controllers: each host imports its own.
-fn import_image(dir: &Path, n: usize, image: &Path) -> anyhow::Result<()> {
-    let output = super::down::agent_cli(dir, n)
-        .args(["image", "import"])
-        .arg(image)
-        .args(["--name", "busybox", "--version", "1"])
-        .output()
-        .context("running zonefleet-agent image import")?;
-    if !output.status.success() {
-        bail!(
-            "importing the busybox image on agent {n}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
+/// Imports the busybox image through the controllers: each host fetches it from
+/// them when a zone of it is placed there.
+fn import_image(files: &Files, image: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let path = image.display().to_string();
+    zfadm(
+        files,
+        &["image", "import", &path, "--name", "busybox", "--version", "1"],
+    )?;
+    writeln!(out, "image busybox@1 imported through the controllers")?;
     Ok(())
 }
 
