@@ -389,6 +389,7 @@ fn sysinfo(host: Uuid) -> HostSysinfo {
         cgroup_controllers: vec!["memory".into()],
         features: vec![],
         agent_version: "0.1.0".into(),
+        agent_address: None,
     }
 }
 

@@ -140,6 +140,12 @@ impl Raft for TestRaft {
     ) -> Result<Response<ForwardHeartbeatResponse>, Status> {
         Err(Status::unimplemented("forward_heartbeat"))
     }
+    async fn host_leases(
+        &self,
+        _request: Request<HostLeasesRequest>,
+    ) -> Result<Response<HostLeasesResponse>, Status> {
+        Err(Status::unimplemented("host_leases"))
+    }
 }
 
 struct TestControl;

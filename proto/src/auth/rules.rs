@@ -173,6 +173,8 @@ pub const RPC_RULES: &[RpcRule] = &[
     read("/zonefleet.v1.Raft/ReadIndex", CONTROLLERS),
     // An agent's heartbeat a follower received, for the leader's lease table.
     internal("/zonefleet.v1.Raft/ForwardHeartbeat", CONTROLLERS),
+    // The leader's lease table, for a follower's host reads.
+    read("/zonefleet.v1.Raft/HostLeases", CONTROLLERS),
 ];
 
 /// The rule for a full method path, if the method is known.
