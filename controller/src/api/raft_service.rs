@@ -140,6 +140,16 @@ impl pb::raft_server::Raft for RaftService {
         }))
     }
 
+    async fn host_leases(
+        &self,
+        request: Request<pb::HostLeasesRequest>,
+    ) -> Result<Response<pb::HostLeasesResponse>, Status> {
+        self.caller(&request, "HostLeases", Claim::Service).await?;
+        Ok(Response::new(pb::HostLeasesResponse {
+            leases: self.node.host_leases_as_leader()?,
+        }))
+    }
+
     async fn read_index(
         &self,
         request: Request<pb::ReadIndexRequest>,
