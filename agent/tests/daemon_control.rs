@@ -559,11 +559,14 @@ async fn the_renewal_loop_renews_at_two_thirds_of_the_life() {
             enrolled.controllers.clone(),
             enrolled.credentials.client_config().unwrap(),
         );
+        let served =
+            zonefleet_proto::tls::ReloadableCert::new(&enrolled.credentials.cert_key).unwrap();
         let task = tokio::spawn(certs::renew_loop(
             client.clone(),
             dir.path().to_owned(),
             key.clone(),
             enrolled.credentials.clone(),
+            served.clone(),
         ));
         // Not before two thirds of the life...
         tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -581,6 +584,12 @@ async fn the_renewal_loop_renews_at_two_thirds_of_the_life() {
             stored.not_after > first_end,
             "the stored certificate is the newer one"
         );
+        // The Agent listener serves the renewed certificate too (a renewal may have
+        // happened since `stored` was read: the served one is never older).
+        let served_leaf = served.current().cert[0].clone();
+        assert_ne!(served_leaf, enrolled.credentials.cert_key.chain[0]);
+        let (_, served_cert) = x509_parser::parse_x509_certificate(&served_leaf).unwrap();
+        assert!(served_cert.validity().not_after.to_datetime() >= stored.not_after);
         // The client, never rebuilt, works with the current certificate.
         heartbeat_once(&client, host).await.unwrap();
     })
