@@ -60,6 +60,7 @@ async fn heartbeat_once(client: &ControlClient, host: Uuid) -> Result<(), Client
     let request = pb::HeartbeatRequest {
         host_id: host.to_string(),
         capacity: None,
+        known_revocations: 0,
     };
     client
         .call("Heartbeat", move |mut c| {
@@ -346,6 +347,7 @@ async fn a_dead_controller_is_skipped_and_a_followers_leader_hint_is_followed() 
         let request = pb::HeartbeatRequest {
             host_id: host.to_string(),
             capacity: None,
+            known_revocations: 0,
         };
         stuck
             .call_within("Heartbeat", Duration::from_millis(300), move |mut c| {
@@ -431,6 +433,7 @@ async fn register_heartbeat_watch_and_report_speak_the_contract() {
                 move || {
                     let _ = ready_tx.send(());
                 },
+                zonefleet_agent::daemon::revoked::RevocationFeed::new(Default::default()),
             ))
         };
         ready_rx.await.unwrap();

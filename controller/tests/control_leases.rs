@@ -35,6 +35,7 @@ async fn leases_lapse_into_down_and_heartbeats_through_a_follower_restore_ready(
             .heartbeat(pb::HeartbeatRequest {
                 host_id: host.to_string(),
                 capacity: None,
+                known_revocations: 0,
             })
             .await
             .unwrap_err();
@@ -47,6 +48,7 @@ async fn leases_lapse_into_down_and_heartbeats_through_a_follower_restore_ready(
         let beat = |capacity: Option<pb::Capacity>| pb::HeartbeatRequest {
             host_id: host.to_string(),
             capacity,
+            known_revocations: 0,
         };
         // Heartbeating through a follower (forwarded to the leader) keeps it ready.
         let started = Instant::now();
@@ -161,6 +163,7 @@ async fn a_new_leader_gives_every_host_a_full_ttl_before_judging() {
             .heartbeat(pb::HeartbeatRequest {
                 host_id: host.to_string(),
                 capacity: None,
+                known_revocations: 0,
             })
             .await
             .unwrap();

@@ -271,6 +271,66 @@ fn through_the_agents(fleet: &Fleet, seen: &BTreeMap<String, Value>) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("certificate required"), "{said}");
+    // A revoked operator: refused by the agent too, once a heartbeat brought it the
+    // revocation.
+    let eve = fleet.dir().join("eve");
+    let mut issue = std::process::Command::new(zonefleet_tests::binary("zfadm"));
+    issue
+        .args(["pki", "issue", "--operator", "eve", "--ca-dir"])
+        .arg(fleet.pki())
+        .arg("--out")
+        .arg(&eve);
+    let out = fleet.on_operator_host(issue);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (crt, key) = (eve.join("operator-eve.crt"), eve.join("operator-eve.key"));
+    let as_eve = || {
+        fleet.zfadm_piped(
+            &[
+                "zone", "exec", "--agent", &address, "--host", host_id, "z4", "--", "true",
+            ],
+            b"",
+            Some((&crt, &key)),
+        )
+    };
+    assert!(
+        as_eve().status.success(),
+        "eve may exec before her revocation"
+    );
+    fleet
+        .zfadm(
+            &fleet.all(),
+            &[
+                "pki",
+                "revoke",
+                "--identity",
+                "zonefleet://multi/operator/eve",
+            ],
+        )
+        .unwrap();
+    let revoked_at = Instant::now();
+    let refused = loop {
+        let out = as_eve();
+        if !out.status.success() {
+            break String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(10),
+            "the agent still serves a revoked operator"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        refused.contains("may have refused our certificate"),
+        "{refused}"
+    );
+    eprintln!(
+        "the agent refused a revoked operator {:?} after the revocation",
+        revoked_at.elapsed()
+    );
     eprintln!("{:?}: through the agents", started.elapsed());
 }
 

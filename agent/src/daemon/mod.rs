@@ -27,6 +27,7 @@ pub mod enroll;
 pub mod heartbeat;
 pub mod notify;
 pub mod report;
+pub mod revoked;
 pub mod watch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -259,6 +260,7 @@ async fn serve(
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot notify systemd"),
             },
+            revoked::RevocationFeed::new(trust.revocations().clone()),
         ));
     }
 

@@ -120,10 +120,30 @@ pub async fn target(
 }
 
 fn agent_error(target: &Target, status: tonic::Status) -> anyhow::Error {
+    // A transport failure keeps its cause (a TLS alert: the agent refused our
+    // certificate) as the status's source, not in its message.
+    let mut message = status.message().to_owned();
+    let mut cause = std::error::Error::source(&status);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = e.source();
+    }
+    // TLS 1.3 tells a client its certificate was refused only after the handshake, so
+    // it shows up as a broken connection at the first call.
+    let hint = if matches!(
+        status.code(),
+        tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable
+    ) {
+        "; the agent may have refused our certificate (revoked, expired, or of another fleet)"
+    } else {
+        ""
+    };
     anyhow::anyhow!(
-        "{}: {} (the agent of host {} at {})",
+        "{}: {message} (the agent of host {} at {}){hint}",
         code_name(status.code()),
-        status.message(),
         target.host_id,
         target.address
     )

@@ -178,7 +178,8 @@ impl Agent for AgentService {
 }
 
 /// Binds `listen` and serves `service` over mTLS with the certificate `own` holds,
-/// trusting `trust`, until the returned task is aborted.
+/// trusting `trust` (and refusing what its revocation list names, see
+/// [`super::revoked`]), until the returned task is aborted.
 pub async fn serve(
     listen: SocketAddr,
     trust: &FleetTrust,
@@ -193,6 +194,8 @@ pub async fn serve(
             error,
         })?;
     let bound = incoming.local_addr();
+    // A revocation closes the open connections it names, too.
+    trust.revocations().enforce_on(incoming.live());
     let cluster = trust.cluster().to_owned();
     let task = tokio::spawn(async move {
         let served = Server::builder()
