@@ -162,6 +162,7 @@ fn through_the_agents(fleet: &Fleet, seen: &BTreeMap<String, Value>) {
     }
 
     // stdin piped in, stdout and stderr apart, the status out.
+    let exec_started = Instant::now();
     let out = fleet.zfadm_piped(
         &[
             "zone",
@@ -179,6 +180,10 @@ fn through_the_agents(fleet: &Fleet, seen: &BTreeMap<String, Value>) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    eprintln!(
+        "zfadm zone exec (controllers' lookup, agent, command): {:?}",
+        exec_started.elapsed()
+    );
     // (A zone's hostname is its alias.)
     assert_eq!(stdout, "HELLO FROM STDIN\nz4\n", "{stderr}");
     assert_eq!(stderr, "to-stderr\n");
