@@ -144,3 +144,80 @@ async fn send_log(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn next(rx: &mut Outgoing) -> Vec<u8> {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a chunk within 5 s")
+            .expect("the stream goes on")
+            .expect("no error")
+            .data
+    }
+
+    #[tokio::test]
+    async fn the_tail_then_what_is_appended_across_a_rotation_until_the_zone_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = dir.path().join("zone");
+        std::fs::create_dir(&zone).unwrap();
+        let console = zone.join("console.log");
+        std::fs::write(console.with_extension("log.1"), b"old\n").unwrap();
+        std::fs::write(&console, b"booted\n").unwrap();
+        let request = |tail_bytes, follow| pb::LogsRequest {
+            zone: "z".into(),
+            follow,
+            tail_bytes,
+        };
+
+        // Not followed: everything retained (or its tail), then the end.
+        for (tail, want) in [
+            (0, &b"old\nbooted\n"[..]),
+            (9, b"d\nbooted\n"),
+            (99, b"old\nbooted\n"),
+        ] {
+            let (tx, mut rx) = mpsc::channel(8);
+            send_log(&console, &request(tail, false), &tx)
+                .await
+                .unwrap();
+            drop(tx);
+            assert_eq!(next(&mut rx).await, want, "tail {tail}");
+            assert!(rx.recv().await.is_none());
+        }
+
+        // Followed: appends, a rotation (the held file's rest, then the new file), and
+        // the end when the zone's directory goes.
+        let (tx, mut rx) = mpsc::channel(8);
+        let follower = {
+            let console = console.clone();
+            tokio::spawn(async move { send_log(&console, &request(7, true), &tx).await })
+        };
+        assert_eq!(next(&mut rx).await, b"booted\n");
+        let append = |bytes: &[u8]| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&console)
+                .unwrap();
+            f.write_all(bytes).unwrap();
+        };
+        append(b"one\n");
+        assert_eq!(next(&mut rx).await, b"one\n");
+        append(b"two\n");
+        std::fs::rename(&console, console.with_extension("log.1")).unwrap();
+        std::fs::write(&console, b"three\n").unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < b"two\nthree\n".len() {
+            seen.extend(next(&mut rx).await);
+        }
+        assert_eq!(seen, b"two\nthree\n");
+        std::fs::remove_dir_all(&zone).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), follower)
+            .await
+            .expect("the follow ends once the zone is gone")
+            .unwrap()
+            .unwrap();
+    }
+}
