@@ -60,6 +60,7 @@ async fn heartbeat_once(client: &ControlClient, host: Uuid) -> Result<(), Client
     let request = pb::HeartbeatRequest {
         host_id: host.to_string(),
         capacity: None,
+        known_revocations: 0,
     };
     client
         .call("Heartbeat", move |mut c| {
@@ -346,6 +347,7 @@ async fn a_dead_controller_is_skipped_and_a_followers_leader_hint_is_followed() 
         let request = pb::HeartbeatRequest {
             host_id: host.to_string(),
             capacity: None,
+            known_revocations: 0,
         };
         stuck
             .call_within("Heartbeat", Duration::from_millis(300), move |mut c| {
@@ -389,6 +391,7 @@ fn sysinfo(host: Uuid) -> HostSysinfo {
         cgroup_controllers: vec!["memory".into()],
         features: vec![],
         agent_version: "0.1.0".into(),
+        agent_address: None,
     }
 }
 
@@ -430,6 +433,7 @@ async fn register_heartbeat_watch_and_report_speak_the_contract() {
                 move || {
                     let _ = ready_tx.send(());
                 },
+                zonefleet_agent::daemon::revoked::RevocationFeed::new(Default::default()),
             ))
         };
         ready_rx.await.unwrap();
@@ -558,11 +562,14 @@ async fn the_renewal_loop_renews_at_two_thirds_of_the_life() {
             enrolled.controllers.clone(),
             enrolled.credentials.client_config().unwrap(),
         );
+        let served =
+            zonefleet_proto::tls::ReloadableCert::new(&enrolled.credentials.cert_key).unwrap();
         let task = tokio::spawn(certs::renew_loop(
             client.clone(),
             dir.path().to_owned(),
             key.clone(),
             enrolled.credentials.clone(),
+            served.clone(),
         ));
         // Not before two thirds of the life...
         tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -580,6 +587,12 @@ async fn the_renewal_loop_renews_at_two_thirds_of_the_life() {
             stored.not_after > first_end,
             "the stored certificate is the newer one"
         );
+        // The Agent listener serves the renewed certificate too (a renewal may have
+        // happened since `stored` was read: the served one is never older).
+        let served_leaf = served.current().cert[0].clone();
+        assert_ne!(served_leaf, enrolled.credentials.cert_key.chain[0]);
+        let (_, served_cert) = x509_parser::parse_x509_certificate(&served_leaf).unwrap();
+        assert!(served_cert.validity().not_after.to_datetime() >= stored.not_after);
         // The client, never rebuilt, works with the current certificate.
         heartbeat_once(&client, host).await.unwrap();
     })

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 use zonefleet_agent::daemon::certs::HostKey;
 use zonefleet_agent::daemon::client::ControlClient;
-use zonefleet_agent::daemon::{enroll, heartbeat, watch};
+use zonefleet_agent::daemon::{enroll, heartbeat, revoked, watch};
 use zonefleet_proto::host::{Capacity, HostSysinfo};
 use zonefleet_proto::pb;
 
@@ -43,6 +43,8 @@ pub struct Counters {
 pub struct Enrolled {
     host_id: Uuid,
     client: ControlClient,
+    /// The revocations its heartbeats bring (as an agent's listener enforces them).
+    revoked: Arc<revoked::RevocationFeed>,
 }
 
 /// Enrolls `n` hosts with one join token each (`concurrency` at a time), each with a
@@ -112,9 +114,11 @@ async fn enroll_one(
     .await
     .with_context(|| format!("enrolling {host_id}"))?;
     let tls = enrolled.credentials.client_config()?;
+    let trust = enrolled.credentials.trust()?;
     Ok(Enrolled {
         host_id,
         client: ControlClient::new(enrolled.controllers, tls),
+        revoked: revoked::RevocationFeed::new(trust.revocations().clone()),
     })
 }
 
@@ -162,6 +166,7 @@ pub fn run_hosts(
                 || {
                     counters.registered.fetch_add(1, Ordering::Relaxed);
                 },
+                host.revoked,
             )
             .await;
             watching.abort();

@@ -182,6 +182,7 @@ async fn a_token_enrolls_once_anywhere_and_gives_the_host_its_inventory() {
             .heartbeat(pb::HeartbeatRequest {
                 host_id: host.to_string(),
                 capacity: None,
+                known_revocations: 0,
             })
             .await
             .unwrap();
@@ -264,6 +265,7 @@ async fn an_agent_acts_only_for_its_own_host() {
                 .heartbeat(pb::HeartbeatRequest {
                     host_id: b_id.clone(),
                     capacity: None,
+                    known_revocations: 0,
                 })
                 .await
                 .map(|_| ()),
@@ -319,6 +321,7 @@ async fn an_agent_acts_only_for_its_own_host() {
                 .heartbeat(pb::HeartbeatRequest {
                     host_id: b_id.clone(),
                     capacity: None,
+                    known_revocations: 0,
                 })
                 .await
                 .map(|_| ()),
@@ -335,6 +338,7 @@ async fn an_agent_acts_only_for_its_own_host() {
             .heartbeat(pb::HeartbeatRequest {
                 host_id: b_id.to_uppercase(),
                 capacity: None,
+                known_revocations: 0,
             })
             .await
             .unwrap_err();

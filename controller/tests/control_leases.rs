@@ -35,6 +35,7 @@ async fn leases_lapse_into_down_and_heartbeats_through_a_follower_restore_ready(
             .heartbeat(pb::HeartbeatRequest {
                 host_id: host.to_string(),
                 capacity: None,
+                known_revocations: 0,
             })
             .await
             .unwrap_err();
@@ -47,6 +48,7 @@ async fn leases_lapse_into_down_and_heartbeats_through_a_follower_restore_ready(
         let beat = |capacity: Option<pb::Capacity>| pb::HeartbeatRequest {
             host_id: host.to_string(),
             capacity,
+            known_revocations: 0,
         };
         // Heartbeating through a follower (forwarded to the leader) keeps it ready.
         let started = Instant::now();
@@ -63,6 +65,38 @@ async fn leases_lapse_into_down_and_heartbeats_through_a_follower_restore_ready(
             get_host(&cluster, host).await.status,
             pb::HostStatus::Ready as i32
         );
+        // The lease as hosts are read, from the leader and (asked of the leader) from a
+        // follower: a recent heartbeat, the lease one TTL after it.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        for via in [leader, follower] {
+            let read = cluster
+                .operator(via)
+                .await
+                .get_host(pb::HostRef {
+                    host_id: host.to_string(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let last = read.last_heartbeat_unix_ms.expect("a last heartbeat");
+            assert!(
+                (now_ms - 1000..=now_ms).contains(&last),
+                "{last} vs {now_ms}"
+            );
+            assert_eq!(read.lease_expires_unix_ms, Some(last + 1000));
+            let listed = cluster
+                .operator(via)
+                .await
+                .list_hosts(pb::ListHostsRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .hosts;
+            assert!(listed[0].last_heartbeat_unix_ms.is_some(), "{listed:?}");
+        }
         // Silence: the lease lapses and the leader commits DOWN.
         await_status(&cluster, host, pb::HostStatus::Down, Duration::from_secs(5)).await;
         // A heartbeat (with a new capacity) brings it back and commits the capacity.
@@ -129,6 +163,7 @@ async fn a_new_leader_gives_every_host_a_full_ttl_before_judging() {
             .heartbeat(pb::HeartbeatRequest {
                 host_id: host.to_string(),
                 capacity: None,
+                known_revocations: 0,
             })
             .await
             .unwrap();

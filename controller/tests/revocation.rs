@@ -371,3 +371,65 @@ async fn the_list_survives_a_restart() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_bring_agents_the_revocations_they_lack() {
+    bounded(LIMIT, async {
+        let cluster = Cluster::start(1).await;
+        cluster.leader().await;
+        let host = uuid::Uuid::new_v4();
+        let agent = cert_key(
+            &cluster
+                .ca
+                .issue_agent(host, &[], Validity::days(1).unwrap())
+                .unwrap(),
+        );
+        let mut control = zonefleet_proto::pb::control_client::ControlClient::new(
+            channel(&cluster, 1, &agent).await.unwrap(),
+        );
+        control
+            .register(pb::RegisterRequest {
+                sysinfo: Some(pb::HostSysinfo {
+                    host_id: host.to_string(),
+                    hostname: "h".into(),
+                    cpus: 1,
+                    memory_mib: 1024,
+                    cgroup_version: pb::CgroupVersion::V1 as i32,
+                    ..Default::default()
+                }),
+                capacity: Some(pb::Capacity::default()),
+            })
+            .await
+            .unwrap();
+        let beat = |known| pb::HeartbeatRequest {
+            host_id: host.to_string(),
+            capacity: None,
+            known_revocations: known,
+        };
+        let nothing = control.heartbeat(beat(0)).await.unwrap().into_inner();
+        assert!(nothing.revocations.is_empty());
+        let mut admin = cluster.operator(1).await;
+        let alice = operator(&cluster, "alice", OperatorRole::Admin);
+        revoke(&mut admin, "", &alice.identity().unwrap().to_string())
+            .await
+            .unwrap();
+        revoke(
+            &mut admin,
+            &serial(&operator(&cluster, "bob", OperatorRole::Viewer)),
+            "",
+        )
+        .await
+        .unwrap();
+        // All of them to an agent that holds none, the rest to one that holds one, none
+        // to one that holds both (or more than this controller has).
+        let all = control.heartbeat(beat(0)).await.unwrap().into_inner();
+        assert_eq!(all.revocations, list(&mut admin).await);
+        let rest = control.heartbeat(beat(1)).await.unwrap().into_inner();
+        assert_eq!(rest.revocations, all.revocations[1..]);
+        for known in [2, 9] {
+            let none = control.heartbeat(beat(known)).await.unwrap().into_inner();
+            assert!(none.revocations.is_empty(), "{known}");
+        }
+    })
+    .await;
+}

@@ -1,6 +1,8 @@
 //! What an agent reports about its machine: sysinfo (kernel features, cgroup
 //! layout) and capacity.
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -74,6 +76,10 @@ pub struct HostSysinfo {
     pub features: Vec<Feature>,
     /// The agent's version.
     pub agent_version: String,
+    /// Where the agent serves its `Agent` service (exec, logs), as operators dial it;
+    /// `None` when it serves none (the standalone CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_address: Option<SocketAddr>,
 }
 
 impl HostSysinfo {
@@ -158,6 +164,7 @@ impl From<HostSysinfo> for pb::HostSysinfo {
             cgroup_controllers: s.cgroup_controllers,
             features: s.features.into_iter().map(Into::into).collect(),
             agent_version: s.agent_version,
+            agent_address: s.agent_address.map(|a| a.to_string()).unwrap_or_default(),
         }
     }
 }
@@ -172,6 +179,7 @@ impl TryFrom<pb::HostSysinfo> for HostSysinfo {
             "cgroup_version",
             required_enum_from_pb(m.cgroup_version, CGROUP_VERSIONS),
         );
+        let agent_address = p.take("agent_address", agent_address_from_pb(&m.agent_address));
         p.finish()?;
         let (Some(host_id), Some(cgroup_version)) = (host_id, cgroup_version) else {
             unreachable!("no problem means every field parsed");
@@ -186,8 +194,28 @@ impl TryFrom<pb::HostSysinfo> for HostSysinfo {
             cgroup_controllers: m.cgroup_controllers,
             features: m.features.into_iter().map(Into::into).collect(),
             agent_version: m.agent_version,
+            agent_address: agent_address.flatten(),
         })
     }
+}
+
+/// An agent address on the wire: empty (none), or `IP:PORT` with a port and an IP
+/// an operator can dial (not unspecified, `0.0.0.0` or `::`).
+fn agent_address_from_pb(text: &str) -> Result<Option<SocketAddr>, crate::spec::ValueError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| {
+        crate::spec::ValueError::string(text, why, "IP:PORT (an IPv6 address in brackets)")
+    };
+    let addr: SocketAddr = text.parse().map_err(|_| bad("is not an address"))?;
+    if addr.port() == 0 {
+        return Err(bad("has no port"));
+    }
+    if addr.ip().is_unspecified() {
+        return Err(bad("is the unspecified address, which no one can dial"));
+    }
+    Ok(Some(addr))
 }
 
 impl From<Capacity> for pb::Capacity {
@@ -283,6 +311,7 @@ mod tests {
                 },
             ],
             agent_version: "0.1.0".into(),
+            agent_address: Some("10.0.0.7:7444".parse().unwrap()),
         }
     }
 
@@ -323,6 +352,27 @@ mod tests {
             HostSysinfo::try_from(bad).unwrap_err().to_string(),
             "host_id: \"nope\" is not a UUID; allowed 32 hex digits as 8-4-4-4-12\ncgroup_version: 7 is not a known value; allowed 1 (v1), 2 (v2)"
         );
+        for (bad, why) in [
+            ("nope", "is not an address"),
+            ("10.0.0.1:0", "has no port"),
+            ("0.0.0.0:7444", "unspecified"),
+            ("[::]:7444", "unspecified"),
+        ] {
+            let m = pb::HostSysinfo {
+                agent_address: bad.into(),
+                ..pb::HostSysinfo::from(sysinfo())
+            };
+            let err = HostSysinfo::try_from(m).unwrap_err().to_string();
+            assert!(
+                err.starts_with("agent_address: ") && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
+        let none = pb::HostSysinfo {
+            agent_address: String::new(),
+            ..pb::HostSysinfo::from(sysinfo())
+        };
+        assert_eq!(HostSysinfo::try_from(none).unwrap().agent_address, None);
         let unset = pb::HostSysinfo {
             host_id: "3c9d2b1a-7e6f-4a5b-8c9d-0e1f2a3b4c5d".into(),
             ..pb::HostSysinfo::default()

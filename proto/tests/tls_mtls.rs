@@ -162,6 +162,12 @@ impl Raft for TestRaft {
     ) -> Result<Response<Self::GetBlobStream>, Status> {
         Err(Status::unimplemented("get_blob"))
     }
+    async fn host_leases(
+        &self,
+        _request: Request<HostLeasesRequest>,
+    ) -> Result<Response<HostLeasesResponse>, Status> {
+        Err(Status::unimplemented("host_leases"))
+    }
 }
 
 struct TestControl;

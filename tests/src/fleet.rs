@@ -156,6 +156,66 @@ impl Fleet {
         }
     }
 
+    /// `zfadm ARGS` on the operator's host with `stdin` piped in, as the operator or,
+    /// with `cert`, presenting that certificate and key instead: its whole output
+    /// (exit status, stdout, stderr), whatever the status.
+    pub fn zfadm_piped(
+        &self,
+        args: &[&str],
+        stdin: &[u8],
+        cert: Option<(&Path, &Path)>,
+    ) -> std::process::Output {
+        let pki = self.pki();
+        let (cert, key) = match cert {
+            Some((c, k)) => (c.to_owned(), k.to_owned()),
+            None => (
+                pki.join("operator-admin.crt"),
+                pki.join("operator-admin.key"),
+            ),
+        };
+        let controllers: Vec<String> = self.all().iter().map(|&i| self.addr(i)).collect();
+        let mut command = Command::new(binary("zfadm"));
+        command
+            .args(args)
+            .env("ZONEFLEET_CONTROLLERS", controllers.join(","))
+            .env("ZONEFLEET_CA", pki.join("ca.crt"))
+            .env("ZONEFLEET_CERT", cert)
+            .env("ZONEFLEET_KEY", key)
+            .env("ZONEFLEET_CONFIG", self.dir().join("zfadm.toml"));
+        crate::process::in_host(&mut command, &self.operator).expect("the operator's host");
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn zfadm");
+        let mut input = child.stdin.take().expect("piped");
+        let stdin = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = input.write_all(&stdin);
+        });
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(ZFADM_LIMIT) {
+            Ok(out) => out.expect("wait for zfadm"),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                panic!("zfadm {args:?} did not finish within {ZFADM_LIMIT:?}");
+            }
+        };
+        let _ = writer.join();
+        out
+    }
+
+    /// Runs `command` on the operator's host (bounded like a `zfadm` call).
+    pub fn on_operator_host(&self, command: Command) -> std::process::Output {
+        run_in(Some(&self.operator), command, ZFADM_LIMIT)
+    }
+
     /// `zfadm ARGS -o json`, parsed; panics naming the command when it fails.
     pub fn zfadm_json(&self, via: &[usize], args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();

@@ -10,7 +10,6 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use zonefleet_tests::netns::HostNs;
 use zonefleet_tests::process::run_in;
 use zonefleet_tests::{binary, privileged, skip};
 
@@ -53,10 +52,11 @@ impl Drop for Down {
     }
 }
 
-/// `zfadm ARGS -o json` with the exports `zfadm dev env` printed.
-fn with_env(env: &str, args: &[&str]) -> Value {
+/// `zfadm ARGS` with the exports `zfadm dev env` printed, from the machine's own
+/// namespace (as an operator's shell).
+fn zfadm_with_env(env: &str, args: &[&str]) -> Output {
     let mut command = Command::new(binary("zfadm"));
-    command.args(args).args(["-o", "json"]);
+    command.args(args);
     for line in env.lines() {
         let (name, value) = line
             .strip_prefix("export ")
@@ -64,7 +64,14 @@ fn with_env(env: &str, args: &[&str]) -> Value {
             .unwrap_or_else(|| panic!("not an export: {line}"));
         command.env(name, value);
     }
-    let out = ok(&run_in(None, command, LIMIT), &format!("zfadm {args:?}"));
+    run_in(None, command, LIMIT)
+}
+
+/// [`zfadm_with_env`] with `-o json`, parsed.
+fn with_env(env: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let out = ok(&zfadm_with_env(env, &all), &format!("zfadm {args:?}"));
     serde_json::from_str(&out).unwrap()
 }
 
@@ -173,25 +180,18 @@ fn dev_up_makes_a_fleet_whose_zones_reach_each_other_and_down_removes_it() {
         "the web zones share a rack"
     );
 
-    // web-a fetches web-b's page across hosts, through the agent on web-a's host.
-    let agent = (1..=3)
-        .find(|n| {
-            let id = dir.join(format!("agent-{n}/data/host_id"));
-            std::fs::read_to_string(id).unwrap_or_default().trim() == host_a
-        })
-        .expect("web-a's agent");
+    // web-a fetches web-b's page across hosts: the operator's `zfadm zone exec`, through
+    // the agent of web-a's host.
     let b_address = b["addresses"][0].as_str().unwrap();
-    let host = HostNs::existing(&format!("zfdevh{}", 100 + agent), [0, 0, 0, 0].into());
+    let url = format!("http://{b_address}/");
+    // busybox 1.35's `wget -T` crashes: its `timeout` bounds the fetch instead.
     let wget = || {
-        let mut exec = Command::new(binary("zonefleet-agent"));
-        exec.arg("--data-dir")
-            .arg(dir.join(format!("agent-{agent}/data")))
-            // busybox 1.35's `wget -T` crashes: its `timeout` bounds the fetch instead.
-            .args([
-                "zone", "exec", "web-a", "--", "timeout", "3", "wget", "-qO-",
-            ])
-            .arg(format!("http://{b_address}/"));
-        run_in(Some(&host), exec, LIMIT)
+        zfadm_with_env(
+            &env,
+            &[
+                "zone", "exec", "web-a", "--", "timeout", "3", "wget", "-qO-", &url,
+            ],
+        )
     };
     // "running" is the zone's init started; its httpd listens a moment later.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -130,6 +130,239 @@ fn burst_create(fleet: &Fleet, alias: &str) {
     }
 }
 
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Operators reach zones through their hosts' agents: `zfadm zone exec` (stdin in,
+/// stdout and stderr apart, the exit status out; a terminal with `-t`), `zfadm zone
+/// logs`, the hosts' heartbeats in `host list`; and who may not: another host's agent
+/// certificate, a client without a certificate.
+fn through_the_agents(fleet: &Fleet, seen: &BTreeMap<String, Value>) {
+    let started = Instant::now();
+    // Each host shows a recent heartbeat, its lease after it, and its agent's address.
+    for host in hosts(fleet) {
+        let last = host["last_heartbeat_unix_ms"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no heartbeat in {host}"));
+        let age = now_ms() - last;
+        assert!((0..5_000).contains(&age), "heartbeat {age} ms old: {host}");
+        assert!(
+            host["lease_expires_unix_ms"].as_i64().unwrap() > last,
+            "{host}"
+        );
+        assert!(
+            host["agent_address"]
+                .as_str()
+                .is_some_and(|a| a.ends_with(":7444")),
+            "{host}"
+        );
+    }
+
+    // stdin piped in, stdout and stderr apart, the status out.
+    let exec_started = Instant::now();
+    let out = fleet.zfadm_piped(
+        &[
+            "zone",
+            "exec",
+            "z4",
+            "--",
+            "/bin/sh",
+            "-c",
+            "tr a-z A-Z; echo to-stderr >&2; hostname; exit 3",
+        ],
+        b"hello from stdin
+",
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    eprintln!(
+        "zfadm zone exec (controllers' lookup, agent, command): {:?}",
+        exec_started.elapsed()
+    );
+    // (A zone's hostname is its alias.)
+    assert_eq!(stdout, "HELLO FROM STDIN\nz4\n", "{stderr}");
+    assert_eq!(stderr, "to-stderr\n");
+    // A terminal: the command's stdin and stdout are a pty (`script` gives zfadm one),
+    // of the default size (script's own terminal has none).
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec"]).arg(format!(
+        "{} zone exec -t z4 -- /bin/sh -c 'test -t 0 && test -t 1 && echo on-a-terminal; stty size; exit 5'",
+        zonefleet_tests::binary("zfadm").display()
+    ));
+    script.arg("/dev/null");
+    for (k, v) in fleet_env(fleet) {
+        script.env(k, v);
+    }
+    let out = fleet.on_operator_host(script);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("on-a-terminal\r\n24 80\r\n"),
+        "{shown:?}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(5), "{shown:?}");
+
+    // The console log: what the zone's init printed, and its tail.
+    let logs = fleet.zfadm(&fleet.all(), &["zone", "logs", "z4"]).unwrap();
+    assert_eq!(logs, "booted z4\n");
+    let tail = fleet
+        .zfadm(&fleet.all(), &["zone", "logs", "z4", "--tail", "5"])
+        .unwrap();
+    assert_eq!(tail, &logs[logs.len() - 5..]);
+
+    // Clear refusals: an unknown zone.
+    let err = fleet
+        .zfadm(&fleet.all(), &["zone", "exec", "nosuch", "--", "true"])
+        .unwrap_err();
+    assert!(err.contains("not_found") && err.contains("nosuch"), "{err}");
+
+    // Another host's agent certificate calling Exec on z4's agent: refused by the
+    // agent (dialled directly, past the controllers, which would refuse it first).
+    let on = agent_of(fleet, &seen["z4"]);
+    let other = &fleet.agents[1 - on];
+    let host_id = seen["z4"]["host_id"].as_str().unwrap();
+    let address = hosts(fleet)
+        .into_iter()
+        .find(|h| h["host_id"] == host_id)
+        .unwrap()["agent_address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (crt, key) = (
+        other.data_dir().join("agent.crt"),
+        other.data_dir().join("agent.key"),
+    );
+    let out = fleet.zfadm_piped(
+        &[
+            "zone", "exec", "--agent", &address, "--host", host_id, "z4", "--", "true",
+        ],
+        b"",
+        Some((&crt, &key)),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("permission_denied"),
+        "{err}"
+    );
+    // The operator, dialling it directly the same way, gets through.
+    let out = fleet.zfadm_piped(
+        &[
+            "zone", "exec", "--agent", &address, "--host", host_id, "z4", "--", "true",
+        ],
+        b"",
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No client certificate: refused at the handshake.
+    let mut openssl = std::process::Command::new("openssl");
+    openssl
+        .args([
+            "s_client", "-ign_eof", "-connect", &address, "-alpn", "h2", "-CAfile",
+        ])
+        .arg(fleet.pki().join("ca.crt"));
+    let out = fleet.on_operator_host(openssl);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("certificate required"), "{said}");
+    // A revoked operator: refused by the agent too, once a heartbeat brought it the
+    // revocation.
+    let eve = fleet.dir().join("eve");
+    let mut issue = std::process::Command::new(zonefleet_tests::binary("zfadm"));
+    issue
+        .args(["pki", "issue", "--operator", "eve", "--ca-dir"])
+        .arg(fleet.pki())
+        .arg("--out")
+        .arg(&eve);
+    let out = fleet.on_operator_host(issue);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (crt, key) = (eve.join("operator-eve.crt"), eve.join("operator-eve.key"));
+    let as_eve = || {
+        fleet.zfadm_piped(
+            &[
+                "zone", "exec", "--agent", &address, "--host", host_id, "z4", "--", "true",
+            ],
+            b"",
+            Some((&crt, &key)),
+        )
+    };
+    assert!(
+        as_eve().status.success(),
+        "eve may exec before her revocation"
+    );
+    fleet
+        .zfadm(
+            &fleet.all(),
+            &[
+                "pki",
+                "revoke",
+                "--identity",
+                "zonefleet://multi/operator/eve",
+            ],
+        )
+        .unwrap();
+    let revoked_at = Instant::now();
+    let refused = loop {
+        let out = as_eve();
+        if !out.status.success() {
+            break String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(10),
+            "the agent still serves a revoked operator"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        refused.contains("may have refused our certificate"),
+        "{refused}"
+    );
+    eprintln!(
+        "the agent refused a revoked operator {:?} after the revocation",
+        revoked_at.elapsed()
+    );
+    eprintln!("{:?}: through the agents", started.elapsed());
+}
+
+/// The environment `zfadm` finds the fleet through (for a `zfadm` run by another tool).
+fn fleet_env(fleet: &Fleet) -> Vec<(&'static str, String)> {
+    let pki = fleet.pki();
+    let controllers: Vec<String> = fleet.all().iter().map(|&i| fleet.addr(i)).collect();
+    vec![
+        ("ZONEFLEET_CONTROLLERS", controllers.join(",")),
+        ("ZONEFLEET_CA", pki.join("ca.crt").display().to_string()),
+        (
+            "ZONEFLEET_CERT",
+            pki.join("operator-admin.crt").display().to_string(),
+        ),
+        (
+            "ZONEFLEET_KEY",
+            pki.join("operator-admin.key").display().to_string(),
+        ),
+        (
+            "ZONEFLEET_CONFIG",
+            fleet.dir().join("zfadm.toml").display().to_string(),
+        ),
+    ]
+}
+
 #[test]
 fn zones_run_where_the_scheduler_placed_them() {
     if !privileged("zones_run_where_the_scheduler_placed_them") {
@@ -227,7 +460,7 @@ fn zones_run_where_the_scheduler_placed_them() {
             &fleet,
             json!({
                 "alias": format!("z{i}"), "image": "busybox", "max_physical_memory": 32, "quota": 1,
-                "init": ["/bin/sh", "-c", "exec sleep 100000"],
+                "init": ["/bin/sh", "-c", "echo booted $(hostname); exec sleep 100000"],
                 "placement": {"spread": {"by": "rack", "group": "spread", "max_per_domain": (ZONES - 2) / 2}},
             }),
         );
@@ -283,6 +516,8 @@ fn zones_run_where_the_scheduler_placed_them() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+
+    through_the_agents(&fleet, &seen);
 
     // A memory update reaches the host's cgroup, live (the same init).
     let z2 = &seen["z2"];

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use zonefleet_agent::zone::exec::{check_env, ExecOptions};
 use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
 use zonefleet_proto::cli::{read_input, Format};
 use zonefleet_proto::spec::{ZonePatch, ZoneSpec};
@@ -78,6 +79,13 @@ pub enum ZoneCommand {
     Exec {
         /// The zone.
         zone: String,
+        /// Give the command its stdin as controlling terminal (stdin must be a
+        /// terminal): a session of its own, so ^C and a hangup reach it.
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// An environment variable for the command, `NAME=VALUE` (repeatable).
+        #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+        env: Vec<(String, String)>,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -93,6 +101,14 @@ pub enum ZoneCommand {
     /// Boot every `autoboot` zone that should run but does not (after a host
     /// reboot); run by the agent's service at start.
     Autoboot,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    check_env(name, value)?;
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 fn host(options: &HostOptions, grace: Option<u64>) -> anyhow::Result<ZoneHost> {
@@ -153,7 +169,22 @@ pub fn run(options: &HostOptions, cmd: ZoneCommand) -> anyhow::Result<i32> {
             std::io::stdout().write_all(&bytes)?;
             Ok(0)
         }
-        ZoneCommand::Exec { zone, command } => Ok(host(options, None)?.exec(&zone, &command)?),
+        ZoneCommand::Exec {
+            zone,
+            tty,
+            env,
+            command,
+        } => {
+            if tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                anyhow::bail!("--tty: standard input is not a terminal");
+            }
+            let exec = ExecOptions {
+                argv: command,
+                env,
+                tty,
+            };
+            Ok(host(options, None)?.exec_with(&zone, &exec)?)
+        }
         ZoneCommand::Ps { zone, output } => {
             output::processes(&host(options, None)?.ps(zone.as_deref())?, output)?;
             Ok(0)

@@ -80,6 +80,7 @@ mod tests {
             cgroup_controllers: vec![],
             features: vec![],
             agent_version: "0".into(),
+            agent_address: None,
         }
     }
 

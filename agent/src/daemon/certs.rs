@@ -10,7 +10,8 @@
 //! The key is kept across renewals (a new CSR for the same key); a new key is made
 //! only when there is none. Renewal runs at about two thirds of the certificate's life
 //! ([`Credentials::renew_at`]) and swaps the client TLS config of the
-//! [`ControlClient`] in place: nothing restarts.
+//! [`ControlClient`] and the certificate the `Agent` listener serves
+//! ([`ReloadableCert`]) in place: nothing restarts.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -27,7 +28,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 use zonefleet_proto::pb;
 use zonefleet_proto::pki::{self, Identity, KeyPem, Principal};
-use zonefleet_proto::tls::{self, CertKey, ExpectedPeer, FleetTrust};
+use zonefleet_proto::tls::{self, CertKey, ExpectedPeer, FleetTrust, ReloadableCert};
 
 use super::client::{ClientError, ControlClient};
 
@@ -396,14 +397,16 @@ pub async fn renew_once(
     Ok(renewed)
 }
 
-/// Renews the certificate at about two thirds of its life, for ever; a failed
-/// renewal is tried again after a backoff (at most a minute, and never later than a
-/// tenth of the time left).
+/// Renews the certificate at about two thirds of its life, for ever, and serves each
+/// renewed one from `served` (the `Agent` listener's); a failed renewal is tried
+/// again after a backoff (at most a minute, and never later than a tenth of the time
+/// left).
 pub async fn renew_loop(
     client: ControlClient,
     data_dir: PathBuf,
     key: Arc<HostKey>,
     mut current: Credentials,
+    served: Arc<ReloadableCert>,
 ) {
     loop {
         let wait = until(current.renew_at());
@@ -412,6 +415,9 @@ pub async fn renew_loop(
         loop {
             match renew_once(&client, &data_dir, &key, &current).await {
                 Ok(renewed) => {
+                    if let Err(e) = served.replace(&renewed.cert_key) {
+                        tracing::error!(error = %e, "the Agent listener keeps the previous certificate");
+                    }
                     current = renewed;
                     break;
                 }

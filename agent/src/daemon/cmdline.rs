@@ -1,6 +1,7 @@
 //! The agent's settings on the kernel command line, for a PXE-booted host that has
 //! nothing else: `zonefleet.controllers=h:p,h:p zonefleet.token=… zonefleet.ca=sha256:…
-//! zonefleet.data=/path` (and `zonefleet.cluster=NAME`). Every other word of the line
+//! zonefleet.data=/path` (and `zonefleet.cluster=NAME`, `zonefleet.listen=IP:PORT`,
+//! `zonefleet.advertise=IP:PORT`). Every other word of the line
 //! belongs to the kernel or init and is ignored; an unknown `zonefleet.` key is an
 //! error naming it, so a typo never goes unnoticed. When a key appears twice the last
 //! one counts, as for the kernel's own parameters.
@@ -13,7 +14,15 @@ use super::config::{ConfigError, Settings, Source};
 pub const PREFIX: &str = "zonefleet.";
 
 /// The keys the agent reads (after [`PREFIX`]).
-pub const KEYS: &[&str] = &["controllers", "token", "ca", "data", "cluster"];
+pub const KEYS: &[&str] = &[
+    "controllers",
+    "token",
+    "ca",
+    "data",
+    "cluster",
+    "listen",
+    "advertise",
+];
 
 /// The default command line file.
 pub const PROC_CMDLINE: &str = "/proc/cmdline";
@@ -66,6 +75,8 @@ pub fn parse(line: &str, source: &Source) -> Result<Settings, ConfigError> {
             "ca" => settings.ca = Some(value.to_owned()),
             "data" => settings.data_dir = Some(value.into()),
             "cluster" => settings.cluster = Some(value.to_owned()),
+            "listen" => settings.listen = Some(value.to_owned()),
+            "advertise" => settings.advertise = Some(value.to_owned()),
             _ => unreachable!("checked against KEYS"),
         }
     }
@@ -129,6 +140,13 @@ mod tests {
         assert_eq!(s.ca.as_deref(), Some(PIN));
         assert_eq!(s.data_dir.unwrap(), Path::new("/var/lib/zf"));
         assert!(s.cluster.is_none());
+        let s = parse(
+            "zonefleet.listen=10.0.0.7:7444 zonefleet.advertise=[fd00::7]:7444",
+            &source(),
+        )
+        .unwrap();
+        assert_eq!(s.listen.as_deref(), Some("10.0.0.7:7444"));
+        assert_eq!(s.advertise.as_deref(), Some("[fd00::7]:7444"));
     }
 
     #[test]
@@ -183,5 +201,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("zonefleet.cluster"), "{err}");
+        let err = parse("zonefleet.advertise=0.0.0.0:7444", &source())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("zonefleet.advertise") && err.contains("unspecified"),
+            "{err}"
+        );
     }
 }

@@ -11,6 +11,10 @@
 //! bridge = "zfbr0"
 //! uplink = "eth0"
 //! resync_ms = 2000            # how often local zones are looked at again
+//! listen = "0.0.0.0:7444"     # where the Agent service (exec, logs) is served
+//! advertise = "10.0.0.7:7444" # the address registered for operators to dial
+//!                             # (default: the listen address, or the IP this host
+//!                             # reaches the first controller from)
 //!
 //! [capacity]                  # what zones may have of this host
 //! reserved_memory_mib = 0     # kept back beyond the fleet's reserve (default 0)
@@ -22,6 +26,7 @@
 //! ```
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -114,6 +119,10 @@ pub struct Settings {
     pub uplink: Option<String>,
     /// How often local zones are observed again, ms (file only).
     pub resync_ms: Option<u64>,
+    /// Where the `Agent` service is served, `IP:PORT`.
+    pub listen: Option<String>,
+    /// The `Agent` service's address as registered with the controllers, `IP:PORT`.
+    pub advertise: Option<String>,
     /// Capacity reserve and overrides (file only).
     #[serde(default)]
     pub capacity: CapacitySettings,
@@ -237,6 +246,15 @@ impl Settings {
                 ));
             }
         }
+        if let Some(listen) = &self.listen {
+            parse_socket(listen, false)
+                .map_err(|reason| source.invalid(&source.field("listen", "listen"), reason))?;
+        }
+        if let Some(advertise) = &self.advertise {
+            parse_socket(advertise, true).map_err(|reason| {
+                source.invalid(&source.field("advertise", "advertise"), reason)
+            })?;
+        }
         if self.resync_ms == Some(0) {
             return Err(source.invalid("resync_ms", "must be at least 1".to_owned()));
         }
@@ -250,6 +268,26 @@ impl Settings {
         Ok(())
     }
 }
+
+/// `s` as `IP:PORT` with a port; `dialable` also refuses the unspecified address
+/// (`0.0.0.0`, `::`), which nobody can dial.
+fn parse_socket(s: &str, dialable: bool) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not IP:PORT (an IPv6 address in brackets)"))?;
+    if addr.port() == 0 {
+        return Err(format!("{s:?} has no port (0 is not 1..=65535)"));
+    }
+    if dialable && addr.ip().is_unspecified() {
+        return Err(format!(
+            "{s:?} is the unspecified address, which no one can dial: give this host's IP"
+        ));
+    }
+    Ok(addr)
+}
+
+/// The default address of the `Agent` service.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7444";
 
 /// Whether `s` is `HOST:PORT` (an IPv6 host in brackets).
 fn check_address(s: &str) -> Result<(), String> {
@@ -321,6 +359,11 @@ pub struct AgentConfig {
     pub resync: Duration,
     /// Capacity reserve and overrides.
     pub capacity: CapacitySettings,
+    /// Where the `Agent` service is served.
+    pub listen: SocketAddr,
+    /// The address registered for it, when given (else see
+    /// [`super::api::advertised_address`]).
+    pub advertise: Option<SocketAddr>,
 }
 
 impl AgentConfig {
@@ -370,6 +413,22 @@ impl AgentConfig {
                 .map(Duration::from_millis)
                 .unwrap_or(DEFAULT_RESYNC),
             capacity: file.capacity,
+            // Checked by `Settings::check` (the default is well formed).
+            listen: parse_socket(
+                file.listen
+                    .as_deref()
+                    .or(cmdline.listen.as_deref())
+                    .unwrap_or(DEFAULT_LISTEN),
+                false,
+            )
+            .map_err(|reason| file_source.invalid("listen", reason))?,
+            advertise: file
+                .advertise
+                .as_deref()
+                .or(cmdline.advertise.as_deref())
+                .map(|a| parse_socket(a, true))
+                .transpose()
+                .map_err(|reason| file_source.invalid("advertise", reason))?,
         })
     }
 
@@ -459,6 +518,8 @@ mod tests {
         assert_eq!(c.data_dir, Path::new("/srv/zf"), "only the line has it");
         assert_eq!(c.capacity.memory_mib, Some(2048));
         assert_eq!(c.resync, DEFAULT_RESYNC);
+        assert_eq!(c.listen, "0.0.0.0:7444".parse().unwrap(), "the default");
+        assert_eq!(c.advertise, None);
         assert!(
             !format!("{c:?}").contains("tok\""),
             "the token is not printed"
@@ -525,6 +586,19 @@ mod tests {
             ),
             ("controlers = [\"c1:7000\"]", "unknown field `controlers`"),
             ("resync_ms = \"fast\"", "resync_ms"),
+            ("listen = \"7444\"", "listen: \"7444\" is not IP:PORT"),
+            (
+                "listen = \"0.0.0.0:0\"",
+                "listen: \"0.0.0.0:0\" has no port",
+            ),
+            (
+                "advertise = \"0.0.0.0:7444\"",
+                "advertise: \"0.0.0.0:7444\" is the unspecified address",
+            ),
+            (
+                "advertise = \"host:7444\"",
+                "advertise: \"host:7444\" is not IP:PORT",
+            ),
         ];
         for (i, (toml, want)) in cases.iter().enumerate() {
             let file = write(dir.path(), &format!("a{i}.toml"), toml);

@@ -482,7 +482,7 @@ impl Engine {
 }
 
 /// The zone library's state as the wire names it.
-fn pb_state(state: ZoneState) -> pb::ZoneState {
+pub(crate) fn pb_state(state: ZoneState) -> pb::ZoneState {
     match state {
         ZoneState::Configured => pb::ZoneState::Configured,
         ZoneState::Installed => pb::ZoneState::Installed,

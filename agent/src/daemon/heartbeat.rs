@@ -2,8 +2,10 @@
 //! controller no longer knows the host), then a heartbeat at the interval the
 //! controllers returned, carrying the capacity when it changed. A failed heartbeat
 //! moves to another controller (the client follows `zonefleet-leader` hints); when
-//! none answers the agent goes on trying and its zones keep running.
+//! none answers the agent goes on trying and its zones keep running. Each answer
+//! brings the revocations the agent lacks ([`super::revoked`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tonic::Code;
@@ -11,6 +13,7 @@ use zonefleet_proto::host::{Capacity, HostSysinfo};
 use zonefleet_proto::pb;
 
 use super::client::{ClientError, ControlClient};
+use super::revoked::RevocationFeed;
 
 /// The interval used when the controllers return none.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -95,12 +98,13 @@ pub async fn register_until_accepted(
 }
 
 /// Heartbeats for ever (after [`register_until_accepted`]); `ready` runs once, when
-/// the host is first registered.
+/// the host is first registered; `revoked` gets the revocations each answer brings.
 pub async fn run(
     client: ControlClient,
     sysinfo: HostSysinfo,
     capacity: impl Fn() -> Capacity,
     ready: impl FnOnce(),
+    revoked: Arc<RevocationFeed>,
 ) {
     let host_id = sysinfo.host_id.to_string();
     let (mut lease, mut sent) = register_until_accepted(&client, &sysinfo, &capacity).await;
@@ -114,6 +118,7 @@ pub async fn run(
         let request = pb::HeartbeatRequest {
             host_id: host_id.clone(),
             capacity: changed.then(|| cap.into()),
+            known_revocations: revoked.known(),
         };
         let answer = client
             .call_within("Heartbeat", lease.attempt_timeout(), move |mut c| {
@@ -122,7 +127,8 @@ pub async fn run(
             })
             .await;
         match answer {
-            Ok(_) => {
+            Ok(answer) => {
+                revoked.extend(answer.revocations);
                 if changed {
                     sent = cap;
                 }

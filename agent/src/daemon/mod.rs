@@ -3,17 +3,20 @@
 //! renewal), [`client`] (the `Control` client), [`heartbeat`] (register and lease),
 //! [`watch`] (the assignment stream), [`converge`] (the engine that drives the zone
 //! library), [`fetch`] (images from the controllers), [`report`] (observed states),
-//! [`capacity`] and [`notify`] (systemd).
+//! [`capacity`] and [`notify`] (systemd), and [`api`] (the `Agent` service it serves:
+//! exec, logs, local status).
 //!
 //! Start-up order: the zone library and the host's sysinfo first (collected once: its
 //! probes fork throwaway children and take tens of milliseconds), then the engine
 //! adopts the zones already on the host — before any controller is reached, so zones
 //! keep running whether or not one answers —, then identity (stored certificate or
-//! enrollment), register, `READY=1`, heartbeats, the watch and reports.
+//! enrollment), the `Agent` listener (its address is registered), register,
+//! `READY=1`, heartbeats, the watch and reports.
 //!
 //! Stopping the daemon (SIGTERM, SIGINT) lets the engine finish the zone verb it is
 //! in, then exits: zones keep running (the systemd unit has `KillMode=process`).
 
+pub mod api;
 pub mod assignment;
 pub mod capacity;
 pub mod certs;
@@ -26,14 +29,16 @@ pub mod fetch;
 pub mod heartbeat;
 pub mod notify;
 pub mod report;
+pub mod revoked;
 pub mod watch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use zonefleet_proto::host::HostSysinfo;
+use zonefleet_proto::host::{Capacity, HostSysinfo};
 use zonefleet_proto::pb;
+use zonefleet_proto::tls::ReloadableCert;
 
 use self::config::AgentConfig;
 use self::converge::Engine;
@@ -60,6 +65,9 @@ pub enum DaemonError {
     /// The host could not get an identity.
     #[error(transparent)]
     Enroll(#[from] enroll::EnrollError),
+    /// The `Agent` service could not be served.
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
     /// The async runtime or the engine thread could not start.
     #[error("starting the daemon: {0}")]
     Start(std::io::Error),
@@ -144,6 +152,8 @@ pub fn run(config: AgentConfig) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| DaemonError::Zone(crate::zone::ZoneError::io(&config.data_dir, e)))?;
     let host = ZoneHost::open(config.host_options())?;
+    // The Agent service's own handle: it only reads zones (and runs the CLI for exec).
+    let api_host = Arc::new(ZoneHost::open(config.host_options())?);
     let sysinfo = crate::sysinfo::collect(&config.data_dir)?;
     let engine = Engine::open(host)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -152,13 +162,14 @@ pub fn run(config: AgentConfig) -> Result<(), DaemonError> {
         .thread_name("zonefleet-agent")
         .build()
         .map_err(DaemonError::Start)?;
-    runtime.block_on(serve(config, sysinfo, engine))
+    runtime.block_on(serve(config, sysinfo, engine, api_host))
 }
 
 async fn serve(
     config: AgentConfig,
-    sysinfo: HostSysinfo,
+    mut sysinfo: HostSysinfo,
     engine: Engine,
+    api_host: Arc<ZoneHost>,
 ) -> Result<(), DaemonError> {
     let host_id = sysinfo.host_id;
     let (fetch_tx, fetch_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -192,12 +203,43 @@ async fn serve(
         enrolled.credentials.client_config()?,
     );
 
+    let capacity: Arc<dyn Fn() -> Capacity + Send + Sync> = {
+        let allocated = engine.allocated.clone();
+        let settings = config.capacity;
+        let data_dir = config.data_dir.clone();
+        let info = sysinfo.clone();
+        Arc::new(move || {
+            let held = *allocated.lock().expect("lock");
+            capacity::capacity(&info, &settings, &data_dir, held)
+        })
+    };
+    // The Agent service, with the certificate renewal will replace; its address is
+    // registered with the sysinfo.
+    let served_cert =
+        ReloadableCert::new(&enrolled.credentials.cert_key).map_err(certs::CertError::from)?;
+    let service = api::AgentService::new(api_host, sysinfo.clone(), capacity.clone());
+    let trust = enrolled.credentials.trust()?;
+    let (bound, api_task) =
+        match api::serve(config.listen, &trust, served_cert.clone(), service).await {
+            Ok(served) => served,
+            Err(e) => {
+                stop_engine(&engine, engine_thread);
+                return Err(e.into());
+            }
+        };
+    sysinfo.agent_address = api::advertised_address(bound, config.advertise, &enrolled.controllers);
+    tracing::info!(listen = %bound, advertised = ?sysinfo.agent_address, "serving the Agent service");
+
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move {
+        let _ = api_task.await;
+    });
     tasks.spawn(certs::renew_loop(
         client.clone(),
         config.data_dir.clone(),
         key.clone(),
         enrolled.credentials.clone(),
+        served_cert,
     ));
     tasks.spawn(report::run(client.clone(), host_id.to_string(), report_rx));
     {
@@ -238,23 +280,16 @@ async fn serve(
         });
     }
     {
-        let allocated = engine.allocated.clone();
-        let settings = config.capacity;
-        let data_dir = config.data_dir.clone();
-        let info = sysinfo.clone();
-        let capacity = move || {
-            let held = *allocated.lock().expect("lock");
-            capacity::capacity(&info, &settings, &data_dir, held)
-        };
         tasks.spawn(heartbeat::run(
             client.clone(),
             sysinfo,
-            capacity,
+            move || capacity(),
             || match notify::notify("READY=1") {
                 Ok(true) => tracing::info!("told systemd READY=1"),
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot notify systemd"),
             },
+            revoked::RevocationFeed::new(trust.revocations().clone()),
         ));
     }
 

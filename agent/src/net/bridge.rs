@@ -86,6 +86,7 @@ pub fn ensure_bridge(options: &BridgeOptions) -> Result<(), NetError> {
         }
     };
     nl.set_up(index, None)?;
+    quiet_arp(&options.name)?;
     if let Some(uplink) = &options.uplink {
         check_name(uplink)?;
         let up = nl
@@ -94,6 +95,16 @@ pub fn ensure_bridge(options: &BridgeOptions) -> Result<(), NetError> {
         nl.set_up(up, Some(index))?;
     }
     Ok(())
+}
+
+/// Makes the bridge answer ARP only for addresses on itself (it has none): without
+/// this the kernel answers for the host's own addresses on every interface, so a
+/// machine on the uplink's segment that asks for the host's address may be told the
+/// bridge's MAC and send there what the host rules drop (the host's `Agent` listener
+/// would then be unreachable from that segment).
+fn quiet_arp(bridge: &str) -> Result<(), NetError> {
+    let path = format!("/proc/sys/net/ipv4/conf/{bridge}/arp_ignore");
+    std::fs::write(&path, "1").map_err(|e| NetError::Plan(format!("{path}: {e}")))
 }
 
 /// Removes the bridge and its host rules (tests; an operator's cleanup).

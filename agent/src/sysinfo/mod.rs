@@ -74,6 +74,7 @@ pub fn collect(data_dir: &Path) -> Result<HostSysinfo, SysinfoError> {
         cgroup_controllers,
         features: probe_all(&layout),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        agent_address: None,
     })
 }
 

@@ -1,7 +1,10 @@
 //! `zone exec`: run a command inside a running zone, as `zlogin` does. The
 //! command joins the zone's cgroup and every namespace of its init, and is held
 //! to the same capability set, `no_new_privs` and seccomp filter as the zone's
-//! own processes. stdin, stdout and stderr are the caller's.
+//! own processes. stdin, stdout and stderr are the caller's. With
+//! [`ExecOptions::tty`] the command leads a session of its own whose controlling
+//! terminal is its stdin (a pty the caller made), so the terminal's signals (^C, a
+//! hangup when the pty closes) reach the command and not the processes between.
 //!
 //! Must be called from a single-threaded process (it forks and keeps running
 //! Rust code in the child): the standalone CLI is; the daemon runs the CLI.
@@ -19,10 +22,59 @@ use crate::isolation;
 use crate::proc_stat::process_start_ticks;
 use crate::zsched::runtime::Runtime;
 
+/// How [`ZoneHost::exec_with`] runs a command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// The command and its arguments (a bare name is looked up in the zone's `PATH`).
+    pub argv: Vec<String>,
+    /// Environment variables over the defaults (`PATH`, `HOME`, the caller's `TERM`).
+    pub env: Vec<(String, String)>,
+    /// Make the command a session leader with its stdin as controlling terminal.
+    pub tty: bool,
+}
+
+/// Checks an environment variable for `exec`: a name of letters, digits and `_` not
+/// starting with a digit, and no NUL byte in the value.
+pub fn check_env(name: &str, value: &str) -> std::result::Result<(), String> {
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "env: {name:?} is not a variable name (letters, digits and '_', not starting with a digit)"
+        ));
+    }
+    if value.contains('\0') {
+        return Err(format!("env: the value of {name} holds a NUL byte"));
+    }
+    Ok(())
+}
+
 impl ZoneHost {
     /// Runs `argv` in zone `name` and returns its exit status (128 + signal
     /// when killed, 127 when the command was not found in the zone).
     pub fn exec(&self, name: &str, argv: &[String]) -> Result<i32> {
+        self.exec_with(
+            name,
+            &ExecOptions {
+                argv: argv.to_vec(),
+                ..ExecOptions::default()
+            },
+        )
+    }
+
+    /// [`Self::exec`] with environment variables and, optionally, a controlling
+    /// terminal.
+    pub fn exec_with(&self, name: &str, options: &ExecOptions) -> Result<i32> {
+        let argv = &options.argv;
+        for (k, v) in &options.env {
+            check_env(k, v).map_err(|what| ZoneError::Sys {
+                what,
+                source: nix::Error::EINVAL,
+            })?;
+        }
         let uuid = self.resolve(name)?;
         let paths = self.paths(&uuid);
         let record = ZoneRecord::load(&paths)?;
@@ -71,14 +123,22 @@ impl ZoneHost {
                 what: "exec: NUL byte in the command".into(),
                 source: nix::Error::EINVAL,
             })?;
-        let mut env = vec![format!("PATH={INIT_PATH}"), "HOME=/root".to_string()];
+        let mut env = vec![
+            ("PATH".to_owned(), INIT_PATH.to_owned()),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ];
         if let Ok(term) = std::env::var("TERM") {
-            env.push(format!("TERM={term}"));
+            env.push(("TERM".to_owned(), term));
+        }
+        for (k, v) in &options.env {
+            env.retain(|(name, _)| name != k);
+            env.push((k.clone(), v.clone()));
         }
         let cenv: Vec<CString> = env
             .into_iter()
-            .map(|e| CString::new(e).expect("no NUL in env"))
+            .map(|(k, v)| CString::new(format!("{k}={v}")).expect("no NUL in env"))
             .collect();
+        let tty = options.tty;
 
         // SAFETY: single-threaded caller (see the module doc); the child only
         // joins the zone and execs or exits.
@@ -92,7 +152,7 @@ impl ZoneHost {
                         eprintln!("zone exec: join the zone's cgroup: {e}");
                         126
                     }
-                    Ok(()) => enter_and_run(&pidfd, &caps, &seccomp, &cargs, &cenv),
+                    Ok(()) => enter_and_run(&pidfd, &caps, &seccomp, &cargs, &cenv, tty),
                 };
                 // SAFETY: _exit in a forked child: no destructors may run.
                 unsafe { libc::_exit(code) }
@@ -110,6 +170,7 @@ fn enter_and_run(
     seccomp: &[seccompiler::BpfProgram],
     argv: &[CString],
     env: &[CString],
+    tty: bool,
 ) -> i32 {
     let flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
@@ -129,6 +190,13 @@ fn enter_and_run(
         }
         Ok(ForkResult::Parent { child }) => wait_status(child),
         Ok(ForkResult::Child) => {
+            if tty {
+                if let Err(e) = take_terminal() {
+                    eprintln!("zone exec: make stdin the controlling terminal: {e}");
+                    // SAFETY: _exit in a forked child.
+                    unsafe { libc::_exit(126) }
+                }
+            }
             let err = confine_and_exec(caps, seccomp, argv, env);
             eprintln!("zone exec: {err}");
             let code = if err.contains("ENOENT") { 127 } else { 126 };
@@ -136,6 +204,18 @@ fn enter_and_run(
             unsafe { libc::_exit(code) }
         }
     }
+}
+
+/// Starts a session whose controlling terminal is stdin (a pty slave).
+fn take_terminal() -> nix::Result<()> {
+    nix::unistd::setsid()?;
+    // SAFETY: TIOCSCTTY on fd 0 takes an int argument (0: do not steal the terminal
+    // from another session); no memory is passed.
+    let rc = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    if rc == -1 {
+        return Err(nix::Error::last());
+    }
+    Ok(())
 }
 
 fn confine_and_exec(

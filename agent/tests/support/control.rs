@@ -185,6 +185,7 @@ impl Control for TestControl {
         seen.heartbeats.push(request.into_inner());
         Ok(Response::new(pb::HeartbeatResponse {
             lease_expires_unix_ms: 1,
+            revocations: Vec::new(),
         }))
     }
 

@@ -32,6 +32,10 @@ struct Args {
     /// The controller binary (default: `zonefleet-controller` next to this one).
     #[arg(long)]
     controller: Option<PathBuf>,
+    /// Hosts started per second once enrolled (a fleet powering up is spread over
+    /// time; every host at once is a reconnect storm, measured apart).
+    #[arg(long, default_value_t = 250)]
+    start_rate: usize,
     /// Where the data dirs go (a temporary directory inside it, removed at the end).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -80,14 +84,16 @@ async fn run(
 
     let sysinfo = zonefleet_agent::sysinfo::collect(dir)?;
     let counters = Arc::new(Counters::default());
-    let running = hostsim::run_hosts(hosts, &sysinfo, counters.clone(), Duration::from_secs(1));
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let ramp = Duration::from_secs_f64((n as f64 / args.start_rate.max(1) as f64).max(1.0));
+    let running = hostsim::run_hosts(hosts, &sysinfo, counters.clone(), ramp);
+    let deadline = Instant::now() + ramp + Duration::from_secs(120);
     while counters.registered.load(Ordering::Relaxed) < n as u64 {
         cluster.check_running()?;
         if Instant::now() > deadline {
             bail!(
-                "{} of {n} hosts registered within 120 s",
-                counters.registered.load(Ordering::Relaxed)
+                "{} of {n} hosts registered within {:?} (started over {ramp:?})",
+                counters.registered.load(Ordering::Relaxed),
+                ramp + Duration::from_secs(120)
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

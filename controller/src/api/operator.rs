@@ -51,6 +51,18 @@ fn state_err(e: StateError) -> Status {
     Status::new(e.code(), e.to_string())
 }
 
+/// `host` with the lease the leader holds for it (`leases`, from
+/// [`Controller::host_leases`]); left unset when it holds none.
+fn with_lease(
+    mut host: pb::Host,
+    leases: &std::collections::HashMap<String, pb::HostLease>,
+) -> pb::Host {
+    let lease = leases.get(&host.host_id);
+    host.last_heartbeat_unix_ms = lease.map(|l| l.last_heartbeat_unix_ms);
+    host.lease_expires_unix_ms = lease.map(|l| l.lease_expires_unix_ms);
+    host
+}
+
 fn stale(consistency: i32) -> bool {
     consistency == pb::ReadConsistency::Stale as i32
 }
@@ -286,6 +298,7 @@ impl pb::operator_server::Operator for OperatorService {
     ) -> Result<Response<pb::ListHostsResponse>, Status> {
         let request = request.into_inner();
         self.node.read_barrier(stale(request.consistency)).await?;
+        let leases = self.node.host_leases().await;
         let state = self.node.state().await;
         Ok(Response::new(pb::ListHostsResponse {
             hosts: state
@@ -293,21 +306,21 @@ impl pb::operator_server::Operator for OperatorService {
                 .hosts
                 .values()
                 .filter(|h| request.status.is_none_or(|s| h.status == s))
-                .cloned()
+                .map(|h| with_lease(h.clone(), &leases))
                 .collect(),
         }))
     }
 
     async fn get_host(&self, request: Request<pb::HostRef>) -> Result<Response<pb::Host>, Status> {
         self.node.read_barrier(false).await?;
+        let leases = self.node.host_leases().await;
         let state = self.node.state().await;
         let id = &request.get_ref().host_id;
         state
             .fleet
             .hosts
             .get(id)
-            .cloned()
-            .map(Response::new)
+            .map(|h| Response::new(with_lease(h.clone(), &leases)))
             .ok_or_else(|| Status::not_found(format!("host {id} does not exist")))
     }
 

@@ -160,6 +160,16 @@ impl pb::raft_server::Raft for RaftService {
         crate::blobs::peers::serve_get(&self.node, request.into_inner()).map(Response::new)
     }
 
+    async fn host_leases(
+        &self,
+        request: Request<pb::HostLeasesRequest>,
+    ) -> Result<Response<pb::HostLeasesResponse>, Status> {
+        self.caller(&request, "HostLeases", Claim::Service).await?;
+        Ok(Response::new(pb::HostLeasesResponse {
+            leases: self.node.host_leases_as_leader()?,
+        }))
+    }
+
     async fn read_index(
         &self,
         request: Request<pb::ReadIndexRequest>,

@@ -30,7 +30,17 @@ struct Table {
     term: Option<u64>,
     /// When this controller became leader of `term`.
     since: Instant,
-    expiry: HashMap<String, Instant>,
+    expiry: HashMap<String, Lease>,
+}
+
+/// One host's lease.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    /// When it lapses (the monotonic clock judges it).
+    expires: Instant,
+    /// When the heartbeat that renewed it arrived (wall clock, Unix ms: what operators
+    /// are shown).
+    renewed_unix_ms: i64,
 }
 
 /// The leader's lease table.
@@ -69,10 +79,31 @@ impl Leases {
     }
 
     fn renew(&self, host: &str, term: u64, now: Instant) {
-        let expiry = now + self.ttl;
+        let lease = Lease {
+            expires: now + self.ttl,
+            renewed_unix_ms: unix_ms(),
+        };
         self.of_term(term, now)
             .expiry
-            .insert(host.to_owned(), expiry);
+            .insert(host.to_owned(), lease);
+    }
+
+    /// Every lease of `term`'s table: host, last heartbeat and expiry (Unix ms).
+    fn view(&self, term: u64) -> Vec<pb::HostLease> {
+        let table = self.lock();
+        if table.term != Some(term) {
+            return Vec::new();
+        }
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        table
+            .expiry
+            .iter()
+            .map(|(host, lease)| pb::HostLease {
+                host_id: host.clone(),
+                last_heartbeat_unix_ms: lease.renewed_unix_ms,
+                lease_expires_unix_ms: lease.renewed_unix_ms.saturating_add(ttl_ms),
+            })
+            .collect()
     }
 
     fn step_down(&self) {
@@ -85,7 +116,7 @@ impl Leases {
         if now < table.since + self.ttl {
             return None;
         }
-        Some(table.expiry.get(host).is_some_and(|e| *e > now))
+        Some(table.expiry.get(host).is_some_and(|l| l.expires > now))
     }
 }
 
@@ -170,6 +201,47 @@ impl Controller {
                 status.message()
             ))),
         }
+    }
+
+    /// The leases the leader holds (here, or asked of it): by host, its last heartbeat
+    /// and lease expiry. Empty when no leader answers within a second: hosts are then
+    /// shown without them (unknown) rather than not at all.
+    pub async fn host_leases(&self) -> HashMap<String, pb::HostLease> {
+        let leases = match self.host_leases_as_leader() {
+            Ok(leases) => leases,
+            Err(_) => match self.leader().filter(|(id, _)| *id != self.inner.id) {
+                Some((id, addr)) => {
+                    let mut request = tonic::Request::new(pb::HostLeasesRequest {});
+                    request.set_timeout(Duration::from_secs(1));
+                    match self.peer(id, &addr) {
+                        Ok(mut client) => match client.host_leases(request).await {
+                            Ok(response) => response.into_inner().leases,
+                            Err(status) => {
+                                tracing::debug!(leader = %addr, error = %status.message(), "no leases from the leader");
+                                Vec::new()
+                            }
+                        },
+                        Err(_) => Vec::new(),
+                    }
+                }
+                None => Vec::new(),
+            },
+        };
+        leases.into_iter().map(|l| (l.host_id.clone(), l)).collect()
+    }
+
+    /// The lease table as the leader holds it; `UNAVAILABLE` when this controller does
+    /// not lead.
+    pub fn host_leases_as_leader(&self) -> Result<Vec<pb::HostLease>, Status> {
+        let term = {
+            let m = self.inner.raft.metrics();
+            let m = m.borrow();
+            if m.state != ServerState::Leader {
+                return Err(Status::unavailable("host leases: not the leader"));
+            }
+            m.current_term
+        };
+        Ok(self.inner.leases.view(term))
     }
 
     /// [`Self::heartbeat`] as the leader (here, or the target of a forward);

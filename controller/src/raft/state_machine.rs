@@ -22,7 +22,7 @@ use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Storag
 use prost::Message;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use zonefleet_proto::pb;
-use zonefleet_proto::tls::Revocations;
+use zonefleet_proto::tls::{RevocationSet, Revocations};
 
 use super::codec::{
     opt_log_id_from_pb, opt_log_id_to_pb, snapshot_meta_from_pb, snapshot_meta_to_pb,
@@ -31,7 +31,6 @@ use super::codec::{
 use super::log_store::{db_err, keep_private, seal, unseal, StoreError};
 use super::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::node::assignments::AssignmentLog;
-use crate::state::revocations::revocation_set;
 use crate::state::FleetState;
 
 /// The latest snapshot: `meta` and `data`, each checksummed.
@@ -129,7 +128,7 @@ impl StateMachineStore {
     /// (and close) what was revoked once it is applied here.
     pub fn publishing_to(mut self, revocations: Revocations) -> Self {
         if let Ok(applied) = self.applied.try_read() {
-            revocations.replace(revocation_set(&applied.fleet.revocations));
+            revocations.replace(RevocationSet::from_entries(&applied.fleet.revocations));
         }
         self.revocations = revocations;
         self
@@ -293,7 +292,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let results = apply_entries(&mut applied, entries, &self.assignments);
         if applied.fleet.revocations.len() != before {
             self.revocations
-                .replace(revocation_set(&applied.fleet.revocations));
+                .replace(RevocationSet::from_entries(&applied.fleet.revocations));
         }
         Ok(results)
     }
@@ -323,7 +322,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.assignments
             .reset(meta.last_log_id.map_or(0, |l| l.index));
         self.revocations
-            .replace(revocation_set(&applied.fleet.revocations));
+            .replace(RevocationSet::from_entries(&applied.fleet.revocations));
         // Cross-check what the data itself says it holds.
         if opt_log_id_from_pb(decoded.last_applied.as_ref()) != meta.last_log_id {
             tracing::warn!(snapshot = %meta.snapshot_id, "snapshot data and meta disagree on last_applied");

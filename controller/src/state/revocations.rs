@@ -4,9 +4,7 @@
 
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::command_result::Result as R;
-use zonefleet_proto::tls::{
-    normalize_serial, parse_revoked_identity, RevocationError, RevocationSet,
-};
+use zonefleet_proto::tls::{normalize_serial, parse_revoked_identity, RevocationError};
 
 use super::{ok, FleetState, StateError};
 
@@ -35,20 +33,6 @@ pub fn checked_revocation(revocation: &pb::Revocation) -> Result<pb::Revocation,
         )));
     }
     Ok(checked)
-}
-
-/// The set the verifiers check, built from the stored entries (all checked at apply).
-pub fn revocation_set(revocations: &[pb::Revocation]) -> RevocationSet {
-    let mut set = RevocationSet::new();
-    for r in revocations {
-        if !r.serial.is_empty() {
-            // Stored entries are canonical; a malformed one cannot have been applied.
-            let _ = set.revoke_serial(&r.serial);
-        } else if let Ok(identity) = parse_revoked_identity(&r.identity) {
-            set.revoke_identity(&identity);
-        }
-    }
-    set
 }
 
 impl FleetState {

@@ -181,6 +181,8 @@ pub const RPC_RULES: &[RpcRule] = &[
     // Image blobs between controllers (outside the Raft log).
     internal("/zonefleet.v1.Raft/PutBlob", CONTROLLERS),
     internal("/zonefleet.v1.Raft/GetBlob", CONTROLLERS),
+    // The leader's lease table, for a follower's host reads.
+    read("/zonefleet.v1.Raft/HostLeases", CONTROLLERS),
 ];
 
 /// The rule for a full method path, if the method is known.

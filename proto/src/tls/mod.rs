@@ -19,6 +19,7 @@
 
 mod connect;
 mod pinned;
+mod reload;
 mod revocations;
 mod serve;
 mod verify;
@@ -37,6 +38,7 @@ use crate::pki::{self, Identity, PkiError, Principal};
 
 pub use connect::{connect_channel, TlsConnector, DEFAULT_CONNECT_TIMEOUT};
 pub use pinned::{check_pin, pinned_client_config, PinnedRootVerifier};
+pub use reload::ReloadableCert;
 pub use revocations::{
     normalize_serial, parse_revoked_identity, Refusal, RevocationError, RevocationSet, Revocations,
 };
@@ -367,7 +369,51 @@ impl fmt::Display for ExpectedPeer {
 /// validity, a zonefleet identity of this cluster) but are optional. `own` must be a
 /// controller or agent certificate of the same cluster. ALPN `h2`, TLS 1.2 and 1.3.
 pub fn server_config(trust: &FleetTrust, own: &CertKey) -> Result<Arc<ServerConfig>, TlsError> {
-    let identity = own.identity()?;
+    check_server_identity(trust, &own.identity()?)?;
+    let verifier = FleetClientVerifier::new(trust)?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(own.chain.clone(), own.key.clone_key())?;
+    Ok(finish_server_config(config))
+}
+
+/// A server config for an agent's own listener (the `Agent` service): the client
+/// checks of [`server_config`], except that a client **must** present a certificate
+/// (nothing there is open to anonymous callers, so one without is refused at the
+/// handshake), and the certificate served is whatever `own` holds at each handshake,
+/// so a renewed one is picked up without a restart. `own` must hold an agent
+/// certificate of `trust`'s cluster.
+pub fn agent_server_config(
+    trust: &FleetTrust,
+    own: Arc<ReloadableCert>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let current = own.current();
+    let leaf = current
+        .cert
+        .first()
+        .ok_or_else(|| TlsError::NoCertificate {
+            path: PathBuf::from("<memory>"),
+            reason: "empty chain".to_owned(),
+        })?;
+    let identity = pki::identity_from_cert_der(leaf)?;
+    check_server_identity(trust, &identity)?;
+    if !matches!(identity.principal(), Principal::Agent(_)) {
+        return Err(TlsError::WrongIdentity {
+            found: identity.to_string(),
+            reason: "the Agent service is served with an agent certificate".to_owned(),
+        });
+    }
+    let verifier = FleetClientVerifier::requiring_certificate(trust)?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_cert_resolver(own);
+    Ok(finish_server_config(config))
+}
+
+/// A server's own identity must be of the trust's cluster, and not an operator's.
+fn check_server_identity(trust: &FleetTrust, identity: &Identity) -> Result<(), TlsError> {
     if identity.cluster() != trust.cluster() {
         return Err(TlsError::WrongIdentity {
             found: identity.to_string(),
@@ -380,17 +426,17 @@ pub fn server_config(trust: &FleetTrust, own: &CertKey) -> Result<Arc<ServerConf
             reason: "operator certificates are client-only".to_owned(),
         });
     }
-    let verifier = FleetClientVerifier::new(trust)?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(own.chain.clone(), own.key.clone_key())?;
+    Ok(())
+}
+
+/// What every zonefleet server config sets: no resumption, ALPN `h2`.
+fn finish_server_config(mut config: ServerConfig) -> Arc<ServerConfig> {
     // No session resumption: a resumed session skips the client certificate check, so
     // a certificate revoked since its first handshake would get back in.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    Ok(Arc::new(config))
+    Arc::new(config)
 }
 
 /// A client config that accepts only `expected` as the server, presenting `own` as the

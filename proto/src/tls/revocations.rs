@@ -101,6 +101,21 @@ impl RevocationSet {
         self.identities.insert(revocation_key(identity));
     }
 
+    /// The set of the replicated entries (`pb::Revocation`, as the controllers keep
+    /// them and send them to agents); an entry that does not parse is skipped (the
+    /// controllers check each one before it is applied).
+    pub fn from_entries(entries: &[crate::pb::Revocation]) -> RevocationSet {
+        let mut set = RevocationSet::new();
+        for r in entries {
+            if !r.serial.is_empty() {
+                let _ = set.revoke_serial(&r.serial);
+            } else if let Ok(identity) = parse_revoked_identity(&r.identity) {
+                set.revoke_identity(&identity);
+            }
+        }
+        set
+    }
+
     /// How many serials and identities are revoked.
     pub fn len(&self) -> usize {
         self.serials.len() + self.identities.len()

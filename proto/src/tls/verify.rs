@@ -61,12 +61,15 @@ fn not_revoked(
 /// validity period), then a single zonefleet identity of this cluster in the SAN, and
 /// that neither its serial nor its identity is revoked (read at each handshake).
 ///
-/// Client authentication is offered but optional: a client without a certificate
-/// completes the handshake and is `Anonymous` to the role layer.
+/// Client authentication is offered but optional ([`FleetClientVerifier::new`]): a
+/// client without a certificate completes the handshake and is `Anonymous` to the role
+/// layer; or it is required ([`FleetClientVerifier::requiring_certificate`]), and a
+/// client without one is refused at the handshake.
 pub struct FleetClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     cluster: String,
     revocations: Revocations,
+    mandatory: bool,
 }
 
 impl fmt::Debug for FleetClientVerifier {
@@ -78,7 +81,8 @@ impl fmt::Debug for FleetClientVerifier {
 }
 
 impl FleetClientVerifier {
-    /// A verifier trusting `trust`'s CA for identities of its cluster.
+    /// A verifier trusting `trust`'s CA for identities of its cluster; a client may
+    /// present no certificate.
     pub fn new(trust: &FleetTrust) -> Result<Self, TlsError> {
         let inner = WebPkiClientVerifier::builder_with_provider(trust.roots(), provider())
             .allow_unauthenticated()
@@ -87,6 +91,19 @@ impl FleetClientVerifier {
             inner,
             cluster: trust.cluster().to_owned(),
             revocations: trust.revocations().clone(),
+            mandatory: false,
+        })
+    }
+
+    /// The same checks, and a client without a certificate is refused at the handshake.
+    pub fn requiring_certificate(trust: &FleetTrust) -> Result<Self, TlsError> {
+        let inner =
+            WebPkiClientVerifier::builder_with_provider(trust.roots(), provider()).build()?;
+        Ok(FleetClientVerifier {
+            inner,
+            cluster: trust.cluster().to_owned(),
+            revocations: trust.revocations().clone(),
+            mandatory: true,
         })
     }
 }
@@ -97,7 +114,7 @@ impl ClientCertVerifier for FleetClientVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde::Deserialize;
 use tonic::transport::Channel;
+use zonefleet_proto::pb::agent_client::AgentClient;
 use zonefleet_proto::pb::operator_client::OperatorClient;
 use zonefleet_proto::tls::{client_config, connect_channel, CertKey, ExpectedPeer, FleetTrust};
 
@@ -73,6 +74,12 @@ fn read_file_config(path: &Path, required: bool) -> anyhow::Result<FileConfig> {
 impl ConnectArgs {
     /// Flags and environment first, then the configuration file.
     pub fn resolve(&self) -> anyhow::Result<Connection> {
+        self.resolve_with(true)
+    }
+
+    /// [`Self::resolve`]; without `need_controllers`, none may be given (a command
+    /// that dials an agent directly).
+    pub fn resolve_with(&self, need_controllers: bool) -> anyhow::Result<Connection> {
         let (file, base) = match &self.config {
             Some(path) => (
                 read_file_config(path, true)?,
@@ -98,7 +105,7 @@ impl ConnectArgs {
         } else {
             self.controller_addresses.clone()
         };
-        if controllers.is_empty() {
+        if controllers.is_empty() && need_controllers {
             bail!("no controllers: give --controllers, ZONEFLEET_CONTROLLERS or `controllers` in the config file");
         }
         let need = |flag: Option<PathBuf>, file: Option<PathBuf>, what: &str| {
@@ -140,6 +147,22 @@ impl Connection {
                 .await
                 .with_context(|| format!("connect {address}: timed out"))??;
         Ok(OperatorClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+    }
+
+    /// An `Agent` client of the agent of `host_id` at `address`, dialled as that host's
+    /// agent (its certificate must name the host; the address is not checked).
+    pub async fn agent(
+        &self,
+        address: &str,
+        host_id: uuid::Uuid,
+    ) -> anyhow::Result<AgentClient<Channel>> {
+        let config = client_config(&self.trust, ExpectedPeer::Agent(host_id), Some(&self.own))?;
+        let channel =
+            tokio::time::timeout(Duration::from_secs(5), connect_channel(address, config))
+                .await
+                .with_context(|| format!("connect to the agent at {address}: timed out"))?
+                .with_context(|| format!("connect to the agent of host {host_id} at {address}"))?;
+        Ok(AgentClient::new(channel))
     }
 
     /// Calls `f` on the first controller that can be reached and answers; a controller

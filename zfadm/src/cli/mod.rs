@@ -6,6 +6,7 @@
 //! (`zone`, `host`, `token`, `image`, `network`, `cluster`, `controller`) print through `render`
 //! (tables, `-o json`) and read files through `input`.
 
+mod agent;
 mod bench;
 mod cluster;
 mod connect;
@@ -98,8 +99,45 @@ pub enum Command {
     },
 }
 
-/// Runs a parsed command line, writing its report to `out`.
-pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
+/// Runs a parsed command line, writing its report to `out`; returns the exit status
+/// (0, or the status of the command `zone exec` ran).
+pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Zone(zone::ZoneCommand::Exec {
+            zone,
+            tty,
+            direct,
+            command,
+        }) => {
+            let conn = cli.connect.resolve_with(direct.given().is_none())?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let status = rt.block_on(async {
+                let target = agent::target(&conn, &zone, direct.given(), true).await?;
+                agent::exec(&conn, &target, command, tty, out).await
+            })?;
+            // A status outside 0..=255 cannot be an exit status: say failure.
+            Ok(u8::try_from(status).unwrap_or(255))
+        }
+        Command::Zone(zone::ZoneCommand::Logs {
+            zone,
+            follow,
+            tail,
+            direct,
+        }) => {
+            let conn = cli.connect.resolve_with(direct.given().is_none())?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let target = agent::target(&conn, &zone, direct.given(), false).await?;
+                agent::logs(&conn, &target, follow, tail.unwrap_or(0), out).await
+            })?;
+            Ok(0)
+        }
+        command => run_report(Cli { command, ..cli }, out).map(|()| 0),
+    }
+}
+
+/// The commands that write a report (every one but `zone exec` and `zone logs`).
+fn run_report(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     let output = cli.output;
     // Remote commands: the controllers to call and a runtime to call them from.
     let session = || -> anyhow::Result<(connect::Connection, tokio::runtime::Runtime)> {
@@ -161,8 +199,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match run(cli, &mut out).and_then(|()| Ok(out.flush()?)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(cli, &mut out).and_then(|status| Ok(out.flush().map(|()| status)?)) {
+        Ok(status) => ExitCode::from(status),
         // The reader stopped reading (`zfadm … | head`, `| grep -q`): the command did
         // its work and nothing is wrong, as when a C tool dies of SIGPIPE unheard.
         Err(error) if closed_stdout(&error) => ExitCode::SUCCESS,

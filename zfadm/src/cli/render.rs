@@ -68,7 +68,35 @@ fn host_json(h: &pb::Host) -> Value {
         "allocated_disk_gib": c.allocated_disk_gib,
         "zone_count": h.zone_count,
         "agent_version": sysinfo.agent_version,
+        "agent_address": sysinfo.agent_address,
+        "last_heartbeat_unix_ms": h.last_heartbeat_unix_ms,
+        "lease_expires_unix_ms": h.lease_expires_unix_ms,
     })
+}
+
+/// How far `at` (Unix ms) is from `now` (Unix ms), as `3s ago` or `in 7s`.
+fn relative(at: i64, now: i64) -> String {
+    let ms = at - now;
+    let secs = ms.abs() as f64 / 1000.0;
+    let text = if secs < 60.0 {
+        format!("{secs:.0}s")
+    } else if secs < 3600.0 {
+        format!("{:.0}m", secs / 60.0)
+    } else {
+        format!("{:.0}h", secs / 3600.0)
+    };
+    if ms < 0 {
+        format!("{text} ago")
+    } else {
+        format!("in {text}")
+    }
+}
+
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 fn network_json(n: &pb::Network) -> Value {
@@ -180,11 +208,13 @@ pub(super) fn print_hosts(
         write_json(out, &v)?;
         return Ok(());
     }
+    let now = now_unix_ms();
     let rows = hosts
         .iter()
         .map(|h| {
             let c = h.capacity.unwrap_or_default();
             let version = h.sysinfo.as_ref().map_or("", |s| s.agent_version.as_str());
+            let when = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), |at| relative(at, now));
             vec![
                 h.host_id.clone(),
                 h.rack.clone(),
@@ -194,6 +224,8 @@ pub(super) fn print_hosts(
                 format!("{}/{}", c.allocated_disk_gib, c.disk_gib),
                 h.zone_count.to_string(),
                 if version.is_empty() { "-" } else { version }.to_owned(),
+                when(h.last_heartbeat_unix_ms),
+                when(h.lease_expires_unix_ms),
                 h.labels
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
@@ -213,6 +245,8 @@ pub(super) fn print_hosts(
             "DISK USED/GIB",
             "ZONES",
             "AGENT",
+            "HEARTBEAT",
+            "LEASE",
             "LABELS",
         ],
         rows,
@@ -500,6 +534,16 @@ pub(super) fn print_new_token(
 
 #[cfg(test)]
 mod revocation_tests {
+    use super::relative;
+
+    #[test]
+    fn relative_times() {
+        assert_eq!(relative(1_000, 4_200), "3s ago");
+        assert_eq!(relative(10_000, 3_000), "in 7s");
+        assert_eq!(relative(0, 120_000), "2m ago");
+        assert_eq!(relative(7_200_000, 0), "in 2h");
+    }
+
     #[test]
     fn times_are_printed_in_utc() {
         assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");

@@ -90,6 +90,53 @@ pub enum ZoneCommand {
         /// The zone.
         zone: String,
     },
+    /// Run a command in a running zone, through its host's agent (like zlogin): stdin
+    /// is forwarded, stdout and stderr are the command's, and zfadm exits with its
+    /// status.
+    Exec {
+        /// The zone.
+        zone: String,
+        /// Give the command a terminal (ours goes into raw mode meanwhile).
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[command(flatten)]
+        direct: DirectAgent,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Print a zone's console log (what its init wrote), through its host's agent.
+    Logs {
+        /// The zone.
+        zone: String,
+        /// Keep printing what is appended, until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last BYTES bytes of the retained log.
+        #[arg(long, value_name = "BYTES")]
+        tail: Option<u64>,
+        #[command(flatten)]
+        direct: DirectAgent,
+    },
+}
+
+/// Dial an agent directly instead of finding it through the controllers (when they
+/// cannot be reached, or to test an agent).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DirectAgent {
+    /// The agent's address, `HOST:PORT` (with --host).
+    #[arg(long = "agent", value_name = "HOST:PORT", requires = "host")]
+    pub agent: Option<String>,
+    /// The host id the agent's certificate must name (with --agent).
+    #[arg(long = "host", value_name = "HOST_ID", requires = "agent")]
+    pub host: Option<String>,
+}
+
+impl DirectAgent {
+    /// Both flags, when given.
+    pub fn given(&self) -> Option<(String, String)> {
+        self.agent.clone().zip(self.host.clone())
+    }
 }
 
 /// `zfadm zone validate`: reads and validates a spec here, asking no controller.
@@ -208,6 +255,8 @@ pub async fn run(
                 ZoneCommand::Delete { zone } => (zone, 3),
                 ZoneCommand::Reschedule { zone } => (zone, 4),
                 ZoneCommand::Create { .. }
+                | ZoneCommand::Exec { .. }
+                | ZoneCommand::Logs { .. }
                 | ZoneCommand::Validate { .. }
                 | ZoneCommand::Get { .. }
                 | ZoneCommand::List { .. }

@@ -131,12 +131,23 @@ impl pb::control_server::Control for ControlService {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let host_id = own_host(&request, &request.get_ref().host_id)?;
-        let expires = self
+        let request = request.into_inner();
+        let expires = self.node.heartbeat(&host_id, request.capacity).await?;
+        // The revocations the agent lacks, from this controller's applied list (which
+        // only grows, in the same order on every controller).
+        let known = usize::try_from(request.known_revocations).unwrap_or(usize::MAX);
+        let revocations = self
             .node
-            .heartbeat(&host_id, request.into_inner().capacity)
-            .await?;
+            .state()
+            .await
+            .fleet
+            .revocations
+            .get(known..)
+            .map(<[pb::Revocation]>::to_vec)
+            .unwrap_or_default();
         Ok(Response::new(pb::HeartbeatResponse {
             lease_expires_unix_ms: expires,
+            revocations,
         }))
     }
 

@@ -196,7 +196,9 @@ fn init_pki(files: &Files, controllers: &[String]) -> anyhow::Result<()> {
         argv.push(format!("{}={address}", i + 1));
     }
     let cli = <super::super::Cli as clap::Parser>::try_parse_from(&argv)?;
-    super::super::run(cli, &mut std::io::sink()).context("zfadm pki init")
+    super::super::run(cli, &mut std::io::sink())
+        .map(|_| ())
+        .context("zfadm pki init")
 }
 
 fn write_zfadm_config(files: &Files, controllers: &[String]) -> anyhow::Result<()> {
@@ -328,7 +330,15 @@ fn import_image(files: &Files, image: &Path, out: &mut dyn Write) -> anyhow::Res
     let path = image.display().to_string();
     zfadm(
         files,
-        &["image", "import", &path, "--name", "busybox", "--version", "1"],
+        &[
+            "image",
+            "import",
+            &path,
+            "--name",
+            "busybox",
+            "--version",
+            "1",
+        ],
     )?;
     writeln!(out, "image busybox@1 imported through the controllers")?;
     Ok(())
@@ -430,12 +440,28 @@ fn report(files: &Files, out: &mut dyn Write) -> anyhow::Result<()> {
     )?;
     writeln!(out, "then:               zfadm host list; zfadm zone list")?;
     let zones = zfadm_json(files, &["zone", "list"])?;
-    for zone in zones.as_array().into_iter().flatten() {
-        if let Some(address) = zone["addresses"][0].as_str() {
-            let alias = zone["alias"].as_str().unwrap_or_default();
-            writeln!(out, "zone {alias:<12}  curl http://{address}/")?;
-        }
+    let web: Vec<(String, String)> = zones
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|z| {
+            let address = z["addresses"][0].as_str()?;
+            Some((z["alias"].as_str()?.to_owned(), address.to_owned()))
+        })
+        .collect();
+    if let [(a, _), (_, b_address), ..] = web.as_slice() {
+        writeln!(
+            out,
+            "across hosts:       zfadm zone exec {a} -- wget -qO- http://{b_address}/"
+        )?;
     }
+    for (alias, address) in &web {
+        writeln!(
+            out,
+            "from this machine:  curl http://{address}/   ({alias})"
+        )?;
+    }
+    writeln!(out, "a zone's console:   zfadm zone logs hello")?;
     writeln!(out, "remove it all:      zfadm dev down --dir {dir}")?;
     Ok(())
 }
