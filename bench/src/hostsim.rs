@@ -48,9 +48,12 @@ pub struct Enrolled {
 }
 
 /// Enrolls `n` hosts with one join token each (`concurrency` at a time), each with a
-/// key it generated in its own data dir under `dir`. Returns them, in no order.
+/// key it generated in its own data dir under `dir`, and `controllers` as its
+/// configured list (the first one is the one it talks to while it answers). Returns
+/// them, in no order.
 pub async fn enroll_hosts(
     cluster: &ZfCluster,
+    controllers: &[String],
     dir: &Path,
     n: usize,
     concurrency: usize,
@@ -60,7 +63,7 @@ pub async fn enroll_hosts(
     let mut workers = JoinSet::new();
     for w in 0..concurrency {
         let mut operator = cluster.client(w).await?;
-        let controllers = cluster.addrs.clone();
+        let controllers = controllers.to_vec();
         let (pin, next, dir) = (pin.clone(), next.clone(), dir.to_owned());
         workers.spawn(async move {
             let mut done = Vec::new();

@@ -132,7 +132,8 @@ impl ZfCluster {
         let channel = tokio::time::timeout(Duration::from_secs(2), connect_channel(addr, config))
             .await
             .with_context(|| format!("connect {addr}: timed out"))??;
-        Ok(OperatorClient::new(channel))
+        // Host listings of a large simulated fleet run to tens of MiB.
+        Ok(OperatorClient::new(channel).max_decoding_message_size(256 * 1024 * 1024))
     }
 
     async fn status(&self, i: usize) -> Option<pb::ClusterStatusResponse> {

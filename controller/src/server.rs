@@ -15,7 +15,7 @@ use zonefleet_proto::tls::TlsIncoming;
 
 use crate::api::control::{ControlService, MAX_CONTROL_MESSAGE};
 use crate::api::members;
-use crate::api::operator::{OperatorService, MAX_OPERATOR_MESSAGE};
+use crate::api::operator::{OperatorService, MAX_OPERATOR_ANSWER, MAX_OPERATOR_MESSAGE};
 use crate::api::raft_service::RaftService;
 use crate::node::Controller;
 use crate::raft::network::MAX_RAFT_MESSAGE;
@@ -32,7 +32,7 @@ pub async fn serve(
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
     let operator = OperatorServer::new(OperatorService::new(node.clone()))
         .max_decoding_message_size(MAX_OPERATOR_MESSAGE)
-        .max_encoding_message_size(MAX_RAFT_MESSAGE);
+        .max_encoding_message_size(MAX_OPERATOR_ANSWER);
     let control = ControlServer::new(ControlService::new(node.clone()))
         .max_decoding_message_size(MAX_CONTROL_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);

@@ -30,6 +30,7 @@ use zonefleet_proto::pb;
 use zonefleet_proto::pki::{self, Identity, KeyPem, Principal};
 use zonefleet_proto::tls::{self, CertKey, ExpectedPeer, FleetTrust, ReloadableCert};
 
+use super::backoff::Backoff;
 use super::client::{ClientError, ControlClient};
 
 /// The host's private key file in the data dir.
@@ -411,7 +412,7 @@ pub async fn renew_loop(
     loop {
         let wait = until(current.renew_at());
         tokio::time::sleep(wait).await;
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             match renew_once(&client, &data_dir, &key, &current).await {
                 Ok(renewed) => {
@@ -428,9 +429,11 @@ pub async fn renew_loop(
                     } else {
                         tracing::warn!(error = %e, left_s = left.as_secs(), "certificate renewal failed; trying again");
                     }
-                    let pause = backoff.min((left / 10).max(Duration::from_secs(1)));
+                    // Never later than a tenth of what is left of the certificate.
+                    let pause = backoff
+                        .next_pause()
+                        .min((left / 10).max(Duration::from_secs(1)));
                     tokio::time::sleep(pause).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
                 }
             }
         }

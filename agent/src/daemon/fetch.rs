@@ -23,6 +23,7 @@ use tonic::Code;
 use uuid::Uuid;
 use zonefleet_proto::pb;
 
+use super::backoff::Backoff;
 use super::client::{ClientError, ControlClient};
 use crate::image::{ImageStore, ImportOptions};
 
@@ -117,7 +118,7 @@ pub async fn run(
 
 /// [`fetch`], tried again while its failure may pass.
 async fn fetch_until_done(fetcher: &Fetcher, image: &str) -> Result<(), String> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         match fetch(fetcher, image).await {
             Ok(()) => return Ok(()),
@@ -126,9 +127,9 @@ async fn fetch_until_done(fetcher: &Fetcher, image: &str) -> Result<(), String> 
                 return Err(why);
             }
             Err(FetchError::Passing(why)) => {
-                tracing::warn!(image, error = %why, ?backoff, "image not fetched yet; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                let pause = backoff.next_pause();
+                tracing::warn!(image, error = %why, ?pause, "image not fetched yet; trying again");
+                tokio::time::sleep(pause).await;
             }
         }
     }

@@ -12,6 +12,7 @@ use tonic::Code;
 use zonefleet_proto::host::{Capacity, HostSysinfo};
 use zonefleet_proto::pb;
 
+use super::backoff::Backoff;
 use super::client::{ClientError, ControlClient};
 use super::revoked::RevocationFeed;
 
@@ -76,7 +77,7 @@ pub async fn register_until_accepted(
     sysinfo: &HostSysinfo,
     capacity: impl Fn() -> Capacity,
 ) -> (Lease, Capacity) {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     loop {
         let cap = capacity();
         match register(client, sysinfo, cap).await {
@@ -90,8 +91,7 @@ pub async fn register_until_accepted(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "register failed; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff.sleep().await;
             }
         }
     }

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod assignment;
+pub mod backoff;
 pub mod capacity;
 pub mod certs;
 pub mod client;
@@ -322,14 +323,13 @@ async fn establish_until_done(
     host_id: uuid::Uuid,
     key: &certs::HostKey,
 ) -> Result<enroll::Enrolled, DaemonError> {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     loop {
         match enroll::establish(config, host_id, key).await {
             Ok(e) => return Ok(e),
             Err(e) if passing(&e) => {
                 tracing::warn!(error = %e, "cannot enroll yet; trying again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff.sleep().await;
             }
             Err(e) => return Err(e.into()),
         }

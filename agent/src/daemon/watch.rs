@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use zonefleet_proto::pb;
 
+use super::backoff::Backoff;
 use super::client::ControlClient;
 
 /// Watches for ever, handing each event to `deliver`; returns when `deliver` says
@@ -20,7 +21,7 @@ pub async fn run(
     revision: Arc<AtomicU64>,
     deliver: impl Fn(pb::AssignmentEvent) -> bool,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         let from_revision = revision.load(Ordering::Acquire);
         let request = pb::WatchAssignmentsRequest {
@@ -57,12 +58,11 @@ pub async fn run(
                     }
                 }
                 if got_any {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot watch assignments; trying again"),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        backoff.sleep().await;
     }
 }

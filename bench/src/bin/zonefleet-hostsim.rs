@@ -36,6 +36,9 @@ struct Args {
     /// time; every host at once is a reconnect storm, measured apart).
     #[arg(long, default_value_t = 250)]
     start_rate: usize,
+    /// Every host lists the leader first (its heartbeats are not forwarded).
+    #[arg(long)]
+    leader_first: bool,
     /// Where the data dirs go (a temporary directory inside it, removed at the end).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -77,9 +80,22 @@ async fn run(
 ) -> anyhow::Result<String> {
     let mut cluster = ZfCluster::start(dir, controller, CONTROLLER_EXTRA)?;
     let leader = cluster.leader(Duration::from_secs(30)).await?;
+    // As configured agents: every host lists the controllers in the same order, so
+    // they all talk to the first (a follower two runs in three: it forwards their
+    // heartbeats), unless --leader-first.
+    let mut controllers = cluster.addrs.clone();
+    if args.leader_first {
+        controllers.swap(0, leader);
+    }
     let started = Instant::now();
-    let hosts =
-        hostsim::enroll_hosts(&cluster, &hostsim::hosts_dir(dir), n, args.concurrency).await?;
+    let hosts = hostsim::enroll_hosts(
+        &cluster,
+        &controllers,
+        &hostsim::hosts_dir(dir),
+        n,
+        args.concurrency,
+    )
+    .await?;
     let enroll_rate = n as f64 / started.elapsed().as_secs_f64();
 
     let sysinfo = zonefleet_agent::sysinfo::collect(dir)?;

@@ -26,6 +26,11 @@ use crate::state::{zone_uuid, StateError};
 /// The largest operator request a controller accepts (4 MiB).
 pub const MAX_OPERATOR_MESSAGE: usize = 4 * 1024 * 1024;
 
+/// The largest answer an operator gets (what `zfadm` reads): a listing of 10,000 hosts
+/// with their sysinfo is ~21 MiB, above the 16 MiB of a Raft message. Listings are not
+/// paged yet; this keeps a fleet of that size listable.
+pub const MAX_OPERATOR_ANSWER: usize = 64 * 1024 * 1024;
+
 /// The `Operator` service of one controller.
 #[derive(Debug, Clone)]
 pub struct OperatorService {
