@@ -29,8 +29,8 @@ pub struct BenchArgs {
     /// `running` (p50/p99); needs hosts with the image.
     #[arg(long, value_name = "N")]
     pub to_running: Option<usize>,
-    /// With --to-running: then create N more in batches of this size and time them all
-    /// to running (zones/s).
+    /// With --to-running: create the N zones in batches of this size instead, and time
+    /// them all to running (zones/s).
     #[arg(long, value_name = "SIZE", requires = "to_running")]
     pub batch: Option<usize>,
     /// With --to-running: the zone spec (default: a 16 MiB busybox zone).

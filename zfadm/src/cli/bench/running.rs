@@ -1,7 +1,7 @@
 //! `zfadm bench --to-running N`: zones end to end on a fleet with hosts. N zones are
 //! created one at a time, each timed from the `CreateZones` call to `running` as
-//! `GetZone` sees it (polled every 2 ms); then, with `--batch B`, N more are created in
-//! batches of B (one `CreateZones` per batch) and timed until every one is running.
+//! `GetZone` sees it (polled every 2 ms); or, with `--batch B`, created in batches of B
+//! (one `CreateZones` per batch) and timed until every one is running.
 //! The zones are deleted at the end unless `--keep`.
 
 use std::io::Write;
@@ -67,13 +67,15 @@ pub async fn run(
         }
         return Ok(write_json(out, &v)?);
     }
-    writeln!(
-        out,
-        "create → running, one at a time: {n} zones, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        ms(0.5),
-        ms(0.99),
-        ms(1.0)
-    )?;
+    if !m.sequential.is_empty() {
+        writeln!(
+            out,
+            "create → running, one at a time: {n} zones, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(0.5),
+            ms(0.99),
+            ms(1.0)
+        )?;
+    }
     if let Some((total, size, took)) = m.batch {
         writeln!(
             out,
@@ -93,7 +95,7 @@ async fn measure(
     made: &mut Vec<String>,
 ) -> anyhow::Result<Measured> {
     let mut sequential = Vec::with_capacity(n);
-    for _ in 0..n {
+    for _ in 0..if batch.is_some() { 0 } else { n } {
         let started = Instant::now();
         let uuid = create(client, spec, 1).await?.remove(0);
         made.push(uuid.clone());
