@@ -40,14 +40,29 @@ impl FleetState {
         at: i64,
     ) -> Result<pb::CommandResult, StateError> {
         let refused = || StateError::Refused(TOKEN_REFUSED.to_owned());
-        let token = self
-            .join_tokens
-            .get_mut(&c.token_sha256)
-            .ok_or_else(refused)?;
+        let token = self.join_tokens.get(&c.token_sha256).ok_or_else(refused)?;
         // `expires_unix` is in seconds; a token is good up to (not at) its expiry.
         if token.used || at >= token.expires_unix.saturating_mul(1000) {
             return Err(refused());
         }
+        // A token enrolls a known host again only once its lease has lapsed (it was
+        // off while its certificate expired): never a live one, whose identity a token
+        // holder would otherwise take over. The token is kept for a later try.
+        if self
+            .hosts
+            .get(&c.host_id)
+            .is_some_and(|h| h.status == pb::HostStatus::Ready as i32)
+        {
+            return Err(StateError::FailedPrecondition(format!(
+                "host {} is enrolled and ready (its lease holds): a join token enrolls a \
+                 known host again only once its lease has lapsed",
+                c.host_id
+            )));
+        }
+        let token = self
+            .join_tokens
+            .get_mut(&c.token_sha256)
+            .ok_or_else(refused)?;
         token.used = true;
         token.used_by_host = c.host_id.clone();
         token.used_at_unix_ms = at;
@@ -168,6 +183,38 @@ mod tests {
             fleet,
             "enrollments and used tokens survive a snapshot"
         );
+    }
+
+    #[test]
+    fn a_token_cannot_take_over_a_live_host_and_is_kept() {
+        let mut fleet = FleetState::default();
+        fleet.apply(&cmd(token('a', 100)));
+        fleet.apply(&cmd(Kind::RegisterHost(pb::RegisterHostCommand {
+            host: Some(crate::testing::host(HOST, "r1", 1024)),
+        })));
+        let before = fleet.to_snapshot();
+        let e = error_of(fleet.apply(&enroll('a', HOST, 1_000)));
+        assert_eq!(e.code, tonic::Code::FailedPrecondition as i32);
+        assert!(
+            e.message.contains(HOST) && e.message.contains("lease"),
+            "{}",
+            e.message
+        );
+        assert!(
+            fleet.to_snapshot() == before,
+            "the refusal changed the state"
+        );
+
+        // Its lease lapsed (the host was off): the same token enrolls it again.
+        fleet.apply(&cmd(Kind::SetHostStatus(pb::SetHostStatusCommand {
+            host_id: HOST.to_owned(),
+            status: pb::HostStatus::Down as i32,
+            ..Default::default()
+        })));
+        assert!(matches!(
+            fleet.apply(&enroll('a', HOST, 2_000)).result,
+            Some(R::Done(true))
+        ));
     }
 
     #[test]
