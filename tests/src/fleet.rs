@@ -216,6 +216,21 @@ impl Fleet {
         run_in(Some(&self.operator), command, ZFADM_LIMIT)
     }
 
+    /// Every zone `zfadm zone list` shows through the controllers `via`, by alias.
+    pub fn zones(&self, via: &[usize]) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.zfadm_json(via, &["zone", "list"])
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|z| {
+                (
+                    z["alias"].as_str().unwrap_or_default().to_owned(),
+                    z.clone(),
+                )
+            })
+            .collect()
+    }
+
     /// `zfadm ARGS -o json`, parsed; panics naming the command when it fails.
     pub fn zfadm_json(&self, via: &[usize], args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();

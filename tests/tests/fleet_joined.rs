@@ -20,21 +20,6 @@ use zonefleet_tests::privileged;
 
 const ZONES: usize = 20;
 
-/// Every zone `zfadm zone list` shows, by alias.
-fn zones(fleet: &Fleet) -> BTreeMap<String, Value> {
-    let list = fleet.zfadm_json(&fleet.all(), &["zone", "list"]);
-    list.as_array()
-        .expect("a list")
-        .iter()
-        .map(|z| {
-            (
-                z["alias"].as_str().unwrap_or_default().to_owned(),
-                z.clone(),
-            )
-        })
-        .collect()
-}
-
 /// Waits until `check` holds of the zone list, or fails showing the last one.
 fn until(
     fleet: &Fleet,
@@ -44,7 +29,7 @@ fn until(
 ) -> BTreeMap<String, Value> {
     let deadline = Instant::now() + within;
     loop {
-        let seen = zones(fleet);
+        let seen = fleet.zones(&fleet.all());
         if check(&seen) {
             return seen;
         }

@@ -9,28 +9,12 @@
 //!
 //! Needs root (namespaces, cgroups); fails rather than skips when `CI=true`.
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use zonefleet_tests::fleet::Fleet;
 use zonefleet_tests::privileged;
-
-fn zones(fleet: &Fleet, via: &[usize]) -> BTreeMap<String, Value> {
-    fleet
-        .zfadm_json(via, &["zone", "list"])
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|z| {
-            (
-                z["alias"].as_str().unwrap_or_default().to_owned(),
-                z.clone(),
-            )
-        })
-        .collect()
-}
 
 /// A gzip tar whose second entry writes through a symlink to `/`.
 fn hostile_archive(path: &std::path::Path) {
@@ -134,7 +118,7 @@ fn zones_on_hosts_that_never_saw_the_image_run_it() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let seen = loop {
-        let seen = zones(&fleet, &up);
+        let seen = fleet.zones(&up);
         let state = |a: &str| seen[a]["observed_state"].as_str().unwrap_or("").to_owned();
         if state("a") == "running" && state("b") == "running" && state("h") == "failed" {
             break seen;

@@ -4,9 +4,9 @@
 //! address an agent may register. (Exec and logs through a real agent:
 //! `tests/tests/fleet_joined.rs`.)
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::process::Output;
 use std::time::Duration;
 
 use tonic::Code;
@@ -17,26 +17,6 @@ use zonefleet_harness::fixtures;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::control_client::ControlClient;
 use zonefleet_proto::pki::Validity;
-
-/// Runs zfadm with `args` as the cluster's admin, off the runtime's workers.
-async fn zfadm(dir: &Path, addr: &str, args: &[&str]) -> Output {
-    let (dir, addr) = (dir.to_owned(), addr.to_owned());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_zfadm"))
-            .args(&args)
-            .env("ZONEFLEET_CONTROLLERS", addr)
-            .env("ZONEFLEET_CA", dir.join("ca.crt"))
-            .env("ZONEFLEET_CERT", dir.join("admin.crt"))
-            .env("ZONEFLEET_KEY", dir.join("admin.key"))
-            .env("ZONEFLEET_CONFIG", dir.join("zfadm.toml"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run zfadm")
-    })
-    .await
-    .unwrap()
-}
 
 /// zfadm's error, after checking it failed with status 1.
 fn failure(out: &Output) -> String {
@@ -64,19 +44,8 @@ async fn exec_and_logs_say_why_no_agent_can_be_reached() {
     bounded(Duration::from_secs(60), async {
         let cluster = Cluster::start(1).await;
         cluster.leader().await;
-        let dir = tempfile::tempdir().unwrap();
-        let admin = cluster
-            .ca
-            .issue_operator("admin", Validity::days(1).unwrap())
-            .unwrap();
-        std::fs::write(dir.path().join("zfadm.toml"), "").unwrap();
-        std::fs::write(dir.path().join("ca.crt"), cluster.ca.root_cert_pem()).unwrap();
-        std::fs::write(dir.path().join("admin.crt"), &admin.cert_pem).unwrap();
-        let key = dir.path().join("admin.key");
-        std::fs::write(&key, admin.key_pem.as_ref().unwrap().expose_pem()).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let addr = cluster.members[&1].addr.to_string();
-        let run = |args: &'static [&'static str]| zfadm(dir.path(), &addr, args);
+        let admin = support::Admin::new(&cluster);
+        let run = |args: &[&str]| admin.zfadm(args);
 
         let err = failure(&run(&["zone", "exec", "nosuch", "--", "true"]).await);
         assert!(err.contains("not_found") && err.contains("nosuch"), "{err}");

@@ -3,9 +3,9 @@
 //! the token), `token revoke` removes one so it can no longer be used, and bad input
 //! is refused with a clear error, changing nothing.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
+use support::text;
+
 use std::time::Duration;
 
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
@@ -15,30 +15,7 @@ use zonefleet_harness::bounded;
 use zonefleet_harness::cluster::Cluster;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::control_client::ControlClient;
-use zonefleet_proto::pki::Validity;
 use zonefleet_proto::tls::{client_config, connect_channel, ExpectedPeer};
-
-/// Runs zfadm with `args` as the cluster's admin, off the runtime's workers.
-async fn zfadm(dir: &Path, addr: String, args: Vec<String>) -> Output {
-    let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_zfadm"))
-            .args(&args)
-            .env("ZONEFLEET_CONTROLLERS", addr)
-            .env("ZONEFLEET_CA", dir.join("ca.crt"))
-            .env("ZONEFLEET_CERT", dir.join("admin.crt"))
-            .env("ZONEFLEET_KEY", dir.join("admin.key"))
-            .env("ZONEFLEET_CONFIG", dir.join("zfadm.toml"))
-            .output()
-            .expect("run zfadm")
-    })
-    .await
-    .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Enrolls a new host with `token` at `addr`: the gRPC status code.
 async fn enroll(cluster: &Cluster, addr: &str, token: &str) -> Code {
@@ -69,26 +46,9 @@ async fn create_list_revoke_tokens_through_the_cli() {
     bounded(Duration::from_secs(60), async {
         let cluster = Cluster::start(1).await;
         cluster.leader().await;
-        let dir = tempfile::tempdir().unwrap();
-        let admin = cluster
-            .ca
-            .issue_operator("admin", Validity::days(1).unwrap())
-            .unwrap();
-        // An empty config file, so no one's ~/.config is read.
-        std::fs::write(dir.path().join("zfadm.toml"), "").unwrap();
-        std::fs::write(dir.path().join("ca.crt"), cluster.ca.root_cert_pem()).unwrap();
-        std::fs::write(dir.path().join("admin.crt"), &admin.cert_pem).unwrap();
-        let key = dir.path().join("admin.key");
-        std::fs::write(&key, admin.key_pem.as_ref().unwrap().expose_pem()).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let addr = cluster.members[&1].addr.to_string();
-        let run = |args: &[&str]| {
-            zfadm(
-                dir.path(),
-                addr.clone(),
-                args.iter().map(|s| s.to_string()).collect(),
-            )
-        };
+        let admin = support::Admin::new(&cluster);
+        let addr = admin.addr.clone();
+        let run = |args: &[&str]| admin.zfadm(args);
 
         // Bad input: a usage error naming the value, nothing sent.
         for (args, names) in [
