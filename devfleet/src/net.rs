@@ -227,9 +227,11 @@ fn lines(program: &str, args: &[&str]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Removes the network namespaces, the links and the empty top-level cgroups (in every
-/// v1 hierarchy and in a v2 mount) whose names `doomed` picks: what a local fleet
-/// leaves once its processes are gone. Returns what went: cgroup paths, `netns NAME`, `link NAME`.
+/// Removes the network namespaces, the links and the top-level cgroups (in every v1
+/// hierarchy and in a v2 mount) whose names `doomed` picks: what a local fleet leaves
+/// once its daemons are gone. Whatever still runs in such a cgroup (the zones of a test
+/// run killed before its cleanup) is killed first. Returns what went: cgroup paths,
+/// `netns NAME`, `link NAME`.
 pub fn sweep(doomed: impl Fn(&str) -> bool) -> Vec<String> {
     let mut removed = Vec::new();
     let mut cgroup_dirs = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
@@ -239,7 +241,7 @@ pub fn sweep(doomed: impl Fn(&str) -> bool) -> Vec<String> {
     for dir in cgroup_dirs {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if doomed(&name) && entry.path().is_dir() && std::fs::remove_dir(entry.path()).is_ok() {
+            if doomed(&name) && entry.path().is_dir() && remove_cgroup_tree(&entry.path()) {
                 removed.push(entry.path().display().to_string());
             }
         }
@@ -261,4 +263,38 @@ pub fn sweep(doomed: impl Fn(&str) -> bool) -> Vec<String> {
         }
     }
     removed
+}
+
+/// Kills every process in the cgroup at `path` and below (thawing a frozen v1 freezer
+/// cgroup first, or SIGKILL would wait), then removes the cgroups, deepest first.
+/// Whether `path` itself went.
+fn remove_cgroup_tree(path: &std::path::Path) -> bool {
+    for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&entry.path());
+        }
+    }
+    let freezer = path.join("freezer.state");
+    if freezer.exists() {
+        let _ = std::fs::write(&freezer, "THAWED");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let pids: Vec<i32> = std::fs::read_to_string(path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        if pids.is_empty() || std::time::Instant::now() > deadline {
+            break;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::remove_dir(path).is_ok()
 }

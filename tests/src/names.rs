@@ -29,8 +29,9 @@ fn stale(name: &str) -> bool {
     owner(name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
-/// Removes the network namespaces, links and (empty) cgroup parents that runs whose
-/// process is gone left behind (a test killed before its cleanup ran).
+/// Removes the network namespaces, links and cgroup parents (killing the zones still
+/// running in them) that runs whose process is gone left behind (a test killed before
+/// its cleanup ran).
 pub fn sweep_stale() {
     zonefleet_devfleet::net::sweep(stale);
 }
