@@ -28,8 +28,8 @@ pub fn down(files: &Files, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         remove_local_zones(&dir, n, out)?;
     }
-    for id in 1..=9 {
-        if daemon::stop(&files.controller(id)) {
+    for (id, config) in files.controllers() {
+        if daemon::stop(&config) {
             writeln!(out, "stopped controller {id}")?;
         }
     }

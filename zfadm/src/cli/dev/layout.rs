@@ -87,13 +87,27 @@ impl Files {
 
     /// The agents' directories that exist, with their numbers.
     pub fn agents(&self) -> Vec<(usize, PathBuf)> {
+        self.numbered("agent-", "")
+    }
+
+    /// The controllers' config files that exist, with their ids.
+    pub fn controllers(&self) -> Vec<(usize, PathBuf)> {
+        self.numbered("controller-", ".toml")
+    }
+
+    /// Entries of the fleet directory named `<prefix><N><suffix>`, by N.
+    fn numbered(&self, prefix: &str, suffix: &str) -> Vec<(usize, PathBuf)> {
         let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let n = name.strip_prefix("agent-")?.parse().ok()?;
+                let n = name
+                    .strip_prefix(prefix)?
+                    .strip_suffix(suffix)?
+                    .parse()
+                    .ok()?;
                 Some((n, e.path()))
             })
             .collect();
