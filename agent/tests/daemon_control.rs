@@ -61,6 +61,7 @@ async fn heartbeat_once(client: &ControlClient, host: Uuid) -> Result<(), Client
         host_id: host.to_string(),
         capacity: None,
         known_revocations: 0,
+        applied_revision: 0,
     };
     client
         .call("Heartbeat", move |mut c| {
@@ -348,6 +349,7 @@ async fn a_dead_controller_is_skipped_and_a_followers_leader_hint_is_followed() 
             host_id: host.to_string(),
             capacity: None,
             known_revocations: 0,
+            applied_revision: 0,
         };
         stuck
             .call_within("Heartbeat", Duration::from_millis(300), move |mut c| {

@@ -22,9 +22,11 @@
 //! cert = "signing-ca.crt"
 //! key = "signing-ca.key"           # 0600, like tls.key
 //!
-//! [leases]                         # all optional
-//! heartbeat_interval_ms = 1000
-//! ttl_ms = 5000
+//! [leases]                         # all optional (docs/host-loss.md)
+//! heartbeat_interval_ms = 500
+//! ttl_ms = 2000                    # a dead host is down within this
+//! fence_margin_ms = 500            # agents fence this long before the lease ends
+//! reschedule_margin_ms = 500       # lost hosts' zones move this long after it ends
 //!
 //! [enroll]                         # all optional: Enroll calls per peer address
 //! burst = 20
@@ -112,13 +114,23 @@ pub struct LeaseTimings {
     /// How long a lease lasts after a heartbeat, in milliseconds (more than the
     /// interval).
     pub ttl_ms: u64,
+    /// How long before its lease runs out an agent fences (halts) its `reschedule`
+    /// zones, in milliseconds (less than the TTL minus the interval).
+    pub fence_margin_ms: u64,
+    /// How long after a lost host's lease lapsed the leader waits before it moves the
+    /// host's `reschedule` zones, in milliseconds (see docs/host-loss.md).
+    pub reschedule_margin_ms: u64,
 }
 
 impl Default for LeaseTimings {
     fn default() -> Self {
+        use crate::node::control as c;
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         LeaseTimings {
-            heartbeat_interval_ms: 1000,
-            ttl_ms: 5000,
+            heartbeat_interval_ms: ms(c::DEFAULT_HEARTBEAT_INTERVAL),
+            ttl_ms: ms(c::DEFAULT_LEASE_TTL),
+            fence_margin_ms: ms(c::DEFAULT_FENCE_MARGIN),
+            reschedule_margin_ms: ms(c::DEFAULT_RESCHEDULE_MARGIN),
         }
     }
 }
@@ -350,6 +362,14 @@ impl ControllerConfig {
                 "must be more than heartbeat_interval_ms (> 0)".to_owned(),
             ));
         }
+        if l.fence_margin_ms == 0 || l.fence_margin_ms + l.heartbeat_interval_ms >= l.ttl_ms {
+            return Err(invalid(
+                "leases.fence_margin_ms",
+                "must be more than 0 and less than ttl_ms - heartbeat_interval_ms (an agent \
+                 would fence between two heartbeats)"
+                    .to_owned(),
+            ));
+        }
         Ok(())
     }
 
@@ -396,6 +416,8 @@ impl ControllerConfig {
             agent_cert_hours: self.agent_cert_hours,
             heartbeat_interval: std::time::Duration::from_millis(self.leases.heartbeat_interval_ms),
             lease_ttl: std::time::Duration::from_millis(self.leases.ttl_ms),
+            fence_margin: std::time::Duration::from_millis(self.leases.fence_margin_ms),
+            reschedule_margin: std::time::Duration::from_millis(self.leases.reschedule_margin_ms),
             enroll_burst: self.enroll.burst,
             enroll_per_second: self.enroll.per_second,
         }
@@ -535,7 +557,7 @@ election_timeout_max_ms = 600
 
         assert!(c.load_signing_ca().unwrap().is_none());
         assert_eq!(c.agent_cert_hours, 24);
-        assert_eq!(c.leases.ttl_ms, 5000);
+        assert_eq!(c.leases.ttl_ms, 2000);
 
         std::fs::write(&path, "id = 1\ncluster = \"prod\"\nlisten = \"x\"\n").unwrap();
         let err = ControllerConfig::load(&path).unwrap_err().to_string();
@@ -591,6 +613,11 @@ election_timeout_max_ms = 600
                 "",
                 "[leases]\nheartbeat_interval_ms = 1000\nttl_ms = 1000\n",
                 "leases.ttl_ms",
+            ),
+            (
+                "",
+                "[leases]\nheartbeat_interval_ms = 500\nttl_ms = 1000\nfence_margin_ms = 500\n",
+                "leases.fence_margin_ms",
             ),
             ("", "[enroll]\nburst = 0\n", "enroll.burst"),
         ] {

@@ -183,6 +183,7 @@ async fn a_token_enrolls_once_anywhere_and_gives_the_host_its_inventory() {
                 host_id: host.to_string(),
                 capacity: None,
                 known_revocations: 0,
+                applied_revision: 0,
             })
             .await
             .unwrap();
@@ -266,6 +267,7 @@ async fn an_agent_acts_only_for_its_own_host() {
                     host_id: b_id.clone(),
                     capacity: None,
                     known_revocations: 0,
+                    applied_revision: 0,
                 })
                 .await
                 .map(|_| ()),
@@ -322,6 +324,7 @@ async fn an_agent_acts_only_for_its_own_host() {
                     host_id: b_id.clone(),
                     capacity: None,
                     known_revocations: 0,
+                    applied_revision: 0,
                 })
                 .await
                 .map(|_| ()),
@@ -339,6 +342,7 @@ async fn an_agent_acts_only_for_its_own_host() {
                 host_id: b_id.to_uppercase(),
                 capacity: None,
                 known_revocations: 0,
+                applied_revision: 0,
             })
             .await
             .unwrap_err();

@@ -36,6 +36,7 @@ async fn leases_lapse_into_down_and_heartbeats_through_a_follower_restore_ready(
                 host_id: host.to_string(),
                 capacity: None,
                 known_revocations: 0,
+                applied_revision: 0,
             })
             .await
             .unwrap_err();
@@ -49,6 +50,7 @@ async fn leases_lapse_into_down_and_heartbeats_through_a_follower_restore_ready(
             host_id: host.to_string(),
             capacity,
             known_revocations: 0,
+            applied_revision: 0,
         };
         // Heartbeating through a follower (forwarded to the leader) keeps it ready.
         let started = Instant::now();
@@ -164,6 +166,7 @@ async fn a_new_leader_gives_every_host_a_full_ttl_before_judging() {
                 host_id: host.to_string(),
                 capacity: None,
                 known_revocations: 0,
+                applied_revision: 0,
             })
             .await
             .unwrap();

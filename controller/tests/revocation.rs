@@ -405,6 +405,7 @@ async fn heartbeats_bring_agents_the_revocations_they_lack() {
             host_id: host.to_string(),
             capacity: None,
             known_revocations: known,
+            applied_revision: 0,
         };
         let nothing = control.heartbeat(beat(0)).await.unwrap().into_inner();
         assert!(nothing.revocations.is_empty());

@@ -68,6 +68,15 @@ macro_rules! operator_impl {
             ) -> Result<Response<ImageManifest>, Status> {
                 Err(Status::unimplemented("import_image"))
             }
+            type WatchEventsStream = std::pin::Pin<
+                Box<dyn tokio_stream::Stream<Item = Result<FleetEvent, Status>> + Send>,
+            >;
+            async fn watch_events(
+                &self,
+                _request: Request<WatchEventsRequest>,
+            ) -> Result<Response<Self::WatchEventsStream>, Status> {
+                Err(Status::unimplemented("watch_events"))
+            }
             $(
                 async fn $name(&self, _request: Request<$req>) -> Result<Response<$resp>, Status> {
                     Err(Status::unimplemented(stringify!($name)))
@@ -108,6 +117,7 @@ operator_impl! {
     list_revocations(ListRevocationsRequest) -> ListRevocationsResponse;
     list_join_tokens(ListJoinTokensRequest) -> ListJoinTokensResponse;
     revoke_join_token(RevokeJoinTokenRequest) -> JoinTokenInfo;
+    resume_rescheduling(ResumeReschedulingRequest) -> ReschedulePause;
 }
 
 struct TestRaft;

@@ -119,6 +119,7 @@ pub async fn run(
             host_id: host_id.clone(),
             capacity: changed.then(|| cap.into()),
             known_revocations: revoked.known(),
+            applied_revision: 0,
         };
         let answer = client
             .call_within("Heartbeat", lease.attempt_timeout(), move |mut c| {

@@ -165,6 +165,7 @@ impl Control for TestControl {
         Ok(Response::new(pb::RegisterResponse {
             heartbeat_interval_ms: 50,
             lease_ttl_ms: 500,
+            fence_margin_ms: 100,
         }))
     }
 
@@ -186,6 +187,7 @@ impl Control for TestControl {
         Ok(Response::new(pb::HeartbeatResponse {
             lease_expires_unix_ms: 1,
             revocations: Vec::new(),
+            assignments_revision: 0,
         }))
     }
 

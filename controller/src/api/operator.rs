@@ -313,6 +313,7 @@ impl pb::operator_server::Operator for OperatorService {
                 .filter(|h| request.status.is_none_or(|s| h.status == s))
                 .map(|h| with_lease(h.clone(), &leases))
                 .collect(),
+            reschedule: Some(state.fleet.reschedule_pause.clone()),
         }))
     }
 
@@ -633,8 +634,11 @@ impl pb::operator_server::Operator for OperatorService {
         request: Request<pb::ZoneRef>,
     ) -> Result<Response<pb::Zone>, Status> {
         let (uuid, _) = self.zone_uuid_of(&request.get_ref().zone).await?;
-        self.zone_write(Kind::RescheduleZone(pb::RescheduleZoneCommand { uuid }))
-            .await
+        self.zone_write(Kind::RescheduleZone(pb::RescheduleZoneCommand {
+            uuid,
+            host_lost: false,
+        }))
+        .await
     }
 
     async fn remove_controller(
@@ -695,6 +699,38 @@ impl pb::operator_server::Operator for OperatorService {
             })),
             other => Err(unexpected(&pb::CommandResult { result: other })),
         }
+    }
+
+    async fn resume_rescheduling(
+        &self,
+        _request: Request<pb::ResumeReschedulingRequest>,
+    ) -> Result<Response<pb::ReschedulePause>, Status> {
+        let pause = pb::ReschedulePause {
+            paused: false,
+            reason: "resumed by an operator".to_owned(),
+            since_unix_ms: 0,
+            overridden: true,
+        };
+        let command = command(Kind::SetReschedulePause(pb::SetReschedulePauseCommand {
+            pause: Some(pause.clone()),
+        }));
+        let at = command.at_unix_ms;
+        self.node.write(command).await?;
+        Ok(Response::new(pb::ReschedulePause {
+            since_unix_ms: at,
+            ..pause
+        }))
+    }
+
+    type WatchEventsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::FleetEvent, Status>> + Send + 'static>,
+    >;
+
+    async fn watch_events(
+        &self,
+        _request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        Err(Status::unimplemented("fleet events: not built yet"))
     }
 
     async fn list_revocations(

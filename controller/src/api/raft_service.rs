@@ -131,13 +131,7 @@ impl pb::raft_server::Raft for RaftService {
         let request = request.into_inner();
         zonefleet_proto::host::check_host_id(&request.host_id)
             .map_err(|e| Status::invalid_argument(format!("host_id: {e}")))?;
-        let expires = self
-            .node
-            .heartbeat_as_leader(&request.host_id, request.capacity)
-            .await?;
-        Ok(Response::new(pb::ForwardHeartbeatResponse {
-            lease_expires_unix_ms: expires,
-        }))
+        Ok(Response::new(self.node.heartbeat_as_leader(request).await?))
     }
 
     async fn put_blob(

@@ -129,6 +129,16 @@ impl AssignmentLog {
         )
     }
 
+    /// The revision of `host`'s latest change (the log's floor when it has none): an
+    /// agent that applied this far has acted on every change of its assignments.
+    pub fn latest(&self, host: &str) -> u64 {
+        let inner = self.lock();
+        match inner.hosts.get(host) {
+            Some(log) => *log.latest.borrow(),
+            None => inner.floor,
+        }
+    }
+
     /// A receiver that changes whenever `host`'s assignments do.
     pub fn subscribe(&self, host: &str) -> watch::Receiver<u64> {
         let mut inner = self.lock();

@@ -5,13 +5,15 @@
 //! the leader (`Raft.ForwardHeartbeat`) or, when it cannot, answers `UNAVAILABLE`
 //! naming the leader in the `zonefleet-leader` metadata.
 //!
-//! A new leader knows no leases: it gives every host a full TTL from the moment it
-//! became leader before judging any. Only `READY ↔ DOWN` is decided here; a cordoned or
-//! draining host keeps its administrative status (the transition is conditional on
-//! the status it starts from, see `SetHostStatusCommand.from_status`).
+//! A lease is granted only by a leader that a quorum confirmed within the last
+//! [`Leases::confirm_within`] (a deposed leader that does not know it yet stops
+//! granting within that), and a new leader knows no leases: it gives every host a full
+//! TTL plus that bound from the moment it became leader before judging any, so no
+//! lease an agent still holds from an old leader is judged lapsed. The judging, and
+//! what follows from it, is [`super::liveness`]'s.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::ServerState;
@@ -20,17 +22,19 @@ use tonic::Status;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::fleet_command::Kind;
 
-use super::{Controller, Inner};
+use super::Controller;
 
 pub use zonefleet_proto::pb::LEADER_METADATA;
 
 #[derive(Debug)]
-struct Table {
+pub(super) struct Table {
     /// The term the table is of (`None`: not leading).
     term: Option<u64>,
     /// When this controller became leader of `term`.
     since: Instant,
     expiry: HashMap<String, Lease>,
+    /// When a quorum round that confirmed this leadership started.
+    confirmed: Option<Instant>,
 }
 
 /// One host's lease.
@@ -48,6 +52,8 @@ struct Lease {
 pub(super) struct Leases {
     table: Mutex<Table>,
     ttl: Duration,
+    /// A lease is granted only within this of a quorum confirming the leadership.
+    pub(super) confirm_within: Duration,
 }
 
 impl Leases {
@@ -57,35 +63,54 @@ impl Leases {
                 term: None,
                 since: Instant::now(),
                 expiry: HashMap::new(),
+                confirmed: None,
             }),
             ttl,
+            confirm_within: (ttl / 4).max(Duration::from_millis(50)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The table of `term`, started afresh (a full TTL of grace for everyone) when
     /// this controller just became leader of it.
-    fn of_term(&self, term: u64, now: Instant) -> std::sync::MutexGuard<'_, Table> {
+    pub(super) fn of_term(&self, term: u64, now: Instant) -> std::sync::MutexGuard<'_, Table> {
         let mut table = self.lock();
         if table.term != Some(term) {
             table.term = Some(term);
             table.since = now;
             table.expiry.clear();
+            table.confirmed = None;
         }
         table
     }
 
-    fn renew(&self, host: &str, term: u64, now: Instant) {
+    /// Renews `host`'s lease, if a quorum confirmed this leadership recently enough.
+    fn renew(&self, host: &str, term: u64, now: Instant) -> Result<(), Status> {
         let lease = Lease {
             expires: now + self.ttl,
             renewed_unix_ms: unix_ms(),
         };
-        self.of_term(term, now)
-            .expiry
-            .insert(host.to_owned(), lease);
+        let mut table = self.of_term(term, now);
+        match table.confirmed {
+            Some(at) if now.saturating_duration_since(at) <= self.confirm_within => {
+                table.expiry.insert(host.to_owned(), lease);
+                Ok(())
+            }
+            _ => Err(Status::unavailable(
+                "heartbeat: this leader's quorum has not confirmed it lately; retry",
+            )),
+        }
+    }
+
+    /// Records that a quorum confirmed leadership of `term` in a round started at `at`.
+    pub(super) fn confirmed(&self, term: u64, at: Instant) {
+        let mut table = self.of_term(term, at.min(Instant::now()));
+        if table.confirmed.is_none_or(|c| c < at) {
+            table.confirmed = Some(at);
+        }
     }
 
     /// Every lease of `term`'s table: host, last heartbeat and expiry (Unix ms).
@@ -106,17 +131,24 @@ impl Leases {
             .collect()
     }
 
-    fn step_down(&self) {
+    pub(super) fn step_down(&self) {
         self.lock().term = None;
     }
 
-    /// Whether `host`'s lease is live at `now` (`None`: still in the new leader's
-    /// grace period, nobody is judged yet).
-    fn live(&self, table: &Table, host: &str, now: Instant) -> Option<bool> {
-        if now < table.since + self.ttl {
-            return None;
+    /// Whether a heartbeat of `host` reached this leader.
+    pub(super) fn renewed(&self, table: &Table, host: &str) -> bool {
+        table.expiry.contains_key(host)
+    }
+
+    /// When `host`'s lease lapses (or lapsed) as this leader judges it: its last
+    /// renewal's expiry, but never before the new leader's grace (a TTL plus the
+    /// confirmation bound after it took over) ends.
+    pub(super) fn lapses_at(&self, table: &Table, host: &str) -> Instant {
+        let grace = table.since + self.ttl + self.confirm_within;
+        match table.expiry.get(host) {
+            Some(lease) => lease.expires.max(grace),
+            None => grace,
         }
-        Some(table.expiry.get(host).is_some_and(|l| l.expires > now))
     }
 }
 
@@ -127,7 +159,11 @@ fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn status_command(host_id: &str, to: pb::HostStatus, from: pb::HostStatus) -> pb::FleetCommand {
+pub(super) fn status_command(
+    host_id: &str,
+    to: pb::HostStatus,
+    from: pb::HostStatus,
+) -> pb::FleetCommand {
     crate::api::operator::command(Kind::SetHostStatus(pb::SetHostStatusCommand {
         host_id: host_id.to_owned(),
         status: to as i32,
@@ -148,16 +184,16 @@ impl Controller {
         )
     }
 
-    /// Renews `host_id`'s lease (on the leader, wherever it is) and commits its
-    /// capacity if it changed and `READY` if it was down. Returns when the lease
-    /// expires (Unix milliseconds).
+    /// Renews `beat.host_id`'s lease (on the leader, wherever it is) and commits its
+    /// capacity if it changed and its return if it was down. Returns when the lease
+    /// expires (Unix milliseconds) and the host's assignment revision after those
+    /// commits.
     pub async fn heartbeat(
         &self,
-        host_id: &str,
-        capacity: Option<pb::Capacity>,
-    ) -> Result<i64, Status> {
+        beat: pb::ForwardHeartbeatRequest,
+    ) -> Result<pb::ForwardHeartbeatResponse, Status> {
         if self.inner.raft.metrics().borrow().state == ServerState::Leader {
-            return self.heartbeat_as_leader(host_id, capacity).await;
+            return self.heartbeat_as_leader(beat).await;
         }
         let leader = self.leader().filter(|(id, _)| *id != self.inner.id);
         let unavailable = |why: String| {
@@ -176,13 +212,10 @@ impl Controller {
         let mut client = self
             .peer(id, &addr)
             .map_err(|e| unavailable(e.message().to_owned()))?;
-        let mut request = tonic::Request::new(pb::ForwardHeartbeatRequest {
-            host_id: host_id.to_owned(),
-            capacity,
-        });
+        let mut request = tonic::Request::new(beat);
         request.set_timeout(Duration::from_secs(2));
         match client.forward_heartbeat(request).await {
-            Ok(response) => Ok(response.into_inner().lease_expires_unix_ms),
+            Ok(response) => Ok(response.into_inner()),
             // The leader's own answer about this host.
             Err(status)
                 if matches!(
@@ -248,9 +281,10 @@ impl Controller {
     /// `UNAVAILABLE` when this controller does not lead.
     pub async fn heartbeat_as_leader(
         &self,
-        host_id: &str,
-        capacity: Option<pb::Capacity>,
-    ) -> Result<i64, Status> {
+        beat: pb::ForwardHeartbeatRequest,
+    ) -> Result<pb::ForwardHeartbeatResponse, Status> {
+        let host_id = beat.host_id.as_str();
+        let capacity = beat.capacity;
         let term = {
             let m = self.inner.raft.metrics();
             let m = m.borrow();
@@ -271,16 +305,31 @@ impl Controller {
                     "host {host_id} is not registered; call Register first"
                 ))
             })?;
-        self.inner.leases.renew(host_id, term, Instant::now());
+        self.inner.leases.renew(host_id, term, Instant::now())?;
         let expires =
             unix_ms() + i64::try_from(self.inner.control.lease_ttl.as_millis()).unwrap_or(i64::MAX);
         let mut commands = Vec::new();
         if host.status == pb::HostStatus::Down as i32 {
-            commands.push(status_command(
-                host_id,
-                pb::HostStatus::Ready,
-                pb::HostStatus::Down,
-            ));
+            commands.push(return_command(&host));
+        }
+        // Zones moving off this host that its agent has removed (it applied every
+        // change of its assignments, their removal among them) land on their new host.
+        let latest = self.inner.assignments.latest(host_id);
+        if beat.applied_revision >= latest {
+            let state = self.state().await;
+            commands.extend(
+                state
+                    .fleet
+                    .zones
+                    .values()
+                    .filter(|z| z.leaving_host_id == host_id)
+                    .map(|z| {
+                        crate::api::operator::command(Kind::ReleaseZone(pb::ReleaseZoneCommand {
+                            uuid: crate::state::zone_uuid(z).to_owned(),
+                            host_id: host_id.to_owned(),
+                        }))
+                    }),
+            );
         }
         if let Some(capacity) = capacity {
             let known = host.capacity.unwrap_or_default();
@@ -300,77 +349,20 @@ impl Controller {
         for command in commands {
             self.write(command).await?;
         }
-        Ok(expires)
+        // Read after the commits above: a move of this host's zones committed before
+        // its return is in it, so the agent removes them before booting anything.
+        Ok(pb::ForwardHeartbeatResponse {
+            lease_expires_unix_ms: expires,
+            assignments_revision: self.inner.assignments.latest(host_id),
+        })
     }
 }
 
-/// Every `tick`, while this controller leads, commits `DOWN` for the ready hosts
-/// whose lease lapsed and `READY` for the down hosts whose lease is live (a heartbeat
-/// whose own commit failed). Stops when the controller is dropped or shut down.
-pub(super) async fn watch_leases(node: Weak<Inner>, tick: Duration) {
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let Some(inner) = node.upgrade() else { return };
-        let node = Controller { inner };
-        let (state, term, running) = {
-            let m = node.inner.raft.metrics();
-            let m = m.borrow();
-            (m.state, m.current_term, m.running_state.is_ok())
-        };
-        if !running || state == ServerState::Shutdown {
-            return;
-        }
-        if state != ServerState::Leader {
-            node.inner.leases.step_down();
-            continue;
-        }
-        let now = Instant::now();
-        let commands: Vec<pb::FleetCommand> = {
-            let applied = node.state().await;
-            let leases = &node.inner.leases;
-            let table = leases.of_term(term, now);
-            applied
-                .fleet
-                .hosts
-                .values()
-                .filter_map(|h| {
-                    let live = leases.live(&table, &h.host_id, now)?;
-                    match pb::HostStatus::try_from(h.status) {
-                        Ok(pb::HostStatus::Ready) if !live => {
-                            tracing::warn!(host = %h.host_id, "lease lapsed: host down");
-                            Some(status_command(
-                                &h.host_id,
-                                pb::HostStatus::Down,
-                                pb::HostStatus::Ready,
-                            ))
-                        }
-                        Ok(pb::HostStatus::Down) if live => Some(status_command(
-                            &h.host_id,
-                            pb::HostStatus::Ready,
-                            pb::HostStatus::Down,
-                        )),
-                        _ => None,
-                    }
-                })
-                .collect()
-        };
-        if commands.is_empty() {
-            continue;
-        }
-        let command = if commands.len() == 1 {
-            commands.into_iter().next().unwrap_or_default()
-        } else {
-            crate::api::operator::command(Kind::Batch(pb::BatchCommand { commands }))
-        };
-        if let Err(e) = node.write(command).await {
-            tracing::warn!(error = %e, "committing host liveness");
-        }
-    }
-}
-
-/// A controller's lease table, made for its options.
-pub(super) fn leases_for(ttl: Duration) -> Arc<Leases> {
-    Arc::new(Leases::new(ttl))
+/// The commit that brings a down host back: to the status its operator gave it.
+pub(super) fn return_command(host: &pb::Host) -> pb::FleetCommand {
+    let to = match pb::HostStatus::try_from(host.admin_status) {
+        Ok(s @ (pb::HostStatus::Cordoned | pb::HostStatus::Draining)) => s,
+        _ => pb::HostStatus::Ready,
+    };
+    status_command(&host.host_id, to, pb::HostStatus::Down)
 }

@@ -8,13 +8,16 @@
 //! * [`reads`]: read indexes and read barriers;
 //! * [`membership`]: adding and removing controllers;
 //! * [`status`]: the Raft group's state as this controller sees it;
-//! * [`leases`]: host liveness (heartbeats, lapsed leases) on the leader;
+//! * [`leases`]: the leader's lease table and heartbeats;
+//! * `liveness`: what the leader judges from it (down hosts, moves of lost hosts'
+//!   zones, the mass-loss pause, pending zones placed);
 //! * [`assignments`]: the per-host change log agents' watch streams replay;
 //! * [`control`]: the settings of the agent-facing `Control` service.
 
 pub mod assignments;
 pub mod control;
 pub mod leases;
+mod liveness;
 mod membership;
 mod proposer;
 mod reads;
@@ -228,7 +231,8 @@ impl Controller {
                 options.dialer.clone(),
             ));
         }
-        let tick = (options.control.lease_ttl / 5).max(Duration::from_millis(50));
+        let tick = (options.control.lease_ttl / 20)
+            .clamp(Duration::from_millis(20), Duration::from_millis(100));
         let node = Controller {
             inner: Arc::new(Inner {
                 restored_leadership,
@@ -241,14 +245,15 @@ impl Controller {
                 sm,
                 peers,
                 trust: options.trust,
-                leases: leases::leases_for(options.control.lease_ttl),
+                leases: Arc::new(leases::Leases::new(options.control.lease_ttl)),
                 control: options.control,
                 assignments,
                 blobs,
                 images: options.images,
             }),
         };
-        tokio::spawn(leases::watch_leases(Arc::downgrade(&node.inner), tick));
+        tokio::spawn(liveness::watch(Arc::downgrade(&node.inner), tick));
+        tokio::spawn(liveness::confirm_leadership(Arc::downgrade(&node.inner)));
         tokio::spawn(crate::blobs::sync::run(node.downgrade()));
         Ok(node)
     }

@@ -387,13 +387,21 @@ fn rescheduling_keeps_hard_spread_and_far_rules() {
     assert_eq!(hosts_of(&create(&mut s, &cache, "cache", 1)), ["h1"]);
     // h1 goes down: w-1 may not move to r0 (w-0 is there) nor stay; h2 it is.
     set_status(&mut s, "h1", pb::HostStatus::Down);
+    // Each move lands: its old host removes the zone (`ReleaseZone`).
     let moved = |s: &mut FleetState, uuid: &str| match s
         .apply(&cmd(Kind::RescheduleZone(pb::RescheduleZoneCommand {
+            host_lost: false,
             uuid: id(uuid),
         })))
         .result
     {
-        Some(R::Zone(z)) => Ok(z.host_id),
+        Some(R::Zone(z)) => {
+            s.apply(&cmd(Kind::ReleaseZone(pb::ReleaseZoneCommand {
+                uuid: id(uuid),
+                host_id: z.leaving_host_id.clone(),
+            })));
+            Ok(z.host_id)
+        }
         Some(R::Error(e)) => Err(e.message),
         other => panic!("{other:?}"),
     };
@@ -668,6 +676,7 @@ proptest! {
                     uuid: live[pick % live.len()].clone(),
                 })),
                 4 if !live.is_empty() => Some(Kind::RescheduleZone(pb::RescheduleZoneCommand {
+                host_lost: false,
                     uuid: live[pick % live.len()].clone(),
                 })),
                 5 => {

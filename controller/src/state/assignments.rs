@@ -34,6 +34,7 @@ fn touched(command: &pb::FleetCommand, out: &mut Vec<String>) {
         Some(Kind::SetZoneState(c)) => out.push(c.uuid.clone()),
         Some(Kind::DeleteZone(c)) => out.push(c.uuid.clone()),
         Some(Kind::RescheduleZone(c)) => out.push(c.uuid.clone()),
+        Some(Kind::ReleaseZone(c)) => out.push(c.uuid.clone()),
         Some(Kind::ReportZoneStates(c)) => out.extend(c.zones.iter().map(|z| z.uuid.clone())),
         Some(Kind::Batch(b)) => b.commands.iter().for_each(|c| touched(c, out)),
         _ => {}
@@ -44,7 +45,7 @@ fn touched(command: &pb::FleetCommand, out: &mut Vec<String>) {
 /// to its assignments.
 fn assignment_of(zone: &pb::Zone) -> (&str, &Option<pb::ZoneSpec>, u64, i32, &[String]) {
     (
-        &zone.host_id,
+        super::moves::assigned_host(zone),
         &zone.spec,
         zone.generation,
         zone.desired_state,
@@ -69,8 +70,11 @@ impl FleetState {
         let mut changes = Vec::new();
         for (uuid, before) in uuids.iter().zip(before) {
             let after = self.zones.get(uuid);
-            let old_host = before.as_ref().map(|z| z.host_id.as_str()).unwrap_or("");
-            let new_host = after.map(|z| z.host_id.as_str()).unwrap_or("");
+            let old_host = before
+                .as_ref()
+                .map(super::moves::assigned_host)
+                .unwrap_or("");
+            let new_host = after.map(super::moves::assigned_host).unwrap_or("");
             if !old_host.is_empty() && old_host != new_host {
                 changes.push(HostChange {
                     host_id: old_host.to_owned(),
@@ -96,7 +100,7 @@ impl FleetState {
     pub fn zones_of_host(&self, host_id: &str) -> Vec<pb::Zone> {
         self.zones
             .values()
-            .filter(|z| z.host_id == host_id)
+            .filter(|z| super::moves::assigned_host(z) == host_id)
             .map(|z| self.for_agent(z))
             .collect()
     }
@@ -134,11 +138,18 @@ mod tests {
         fleet.apply(&cmd(host("h2", 4096)));
         let (_, changes) =
             fleet.apply_tracked(&cmd(Kind::RescheduleZone(pb::RescheduleZoneCommand {
+                host_lost: false,
                 uuid: id("z1"),
             })));
-        assert_eq!(changes.len(), 2, "{changes:?}");
+        // h1 removes it first; h2 gets it once h1 has (see `moves`).
+        assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].host_id, "h1");
         assert_eq!(changes[0].change, Change::Removed(id("z1")));
-        assert_eq!(changes[1].host_id, "h2");
+        let (_, changes) = fleet.apply_tracked(&cmd(Kind::ReleaseZone(pb::ReleaseZoneCommand {
+            uuid: id("z1"),
+            host_id: "h1".to_owned(),
+        })));
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].host_id, "h2");
     }
 }

@@ -264,6 +264,14 @@ pub fn command(kind: &Kind) -> Result<(), StateError> {
         Kind::ReportZoneStates(c) => report(c),
         Kind::RevokeJoinToken(c) => sha256_hex("sha256", &c.sha256),
         Kind::DeleteImage(c) => uuid("uuid", &c.uuid),
+        Kind::ReleaseZone(c) => {
+            uuid("uuid", &c.uuid).and(check_host_id(&c.host_id).map_err(|e| invalid("host_id", e)))
+        }
+        Kind::SetReschedulePause(c) => c
+            .pause
+            .as_ref()
+            .map(|_| ())
+            .ok_or_else(|| invalid("pause", "missing")),
         Kind::SetFleetSettings(c) => settings(&c.settings.unwrap_or_default()),
         Kind::RevokeCertificate(c) => {
             let revocation = c

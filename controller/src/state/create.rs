@@ -119,7 +119,8 @@ impl FleetState {
         };
         let mut zones = Vec::with_capacity(specs.len());
         for ((spec, host_id), addresses) in specs.into_iter().zip(hosts).zip(addresses) {
-            let message = if host_id.is_empty() {
+            let host_id_empty = host_id.is_empty();
+            let message = if host_id_empty {
                 format!("{PENDING_PREFIX}{explanation}")
             } else {
                 String::new()
@@ -134,6 +135,13 @@ impl FleetState {
                 message,
                 init_exit_status: None,
                 observed_generation: 0,
+                leaving_host_id: String::new(),
+                pending_reason: if host_id_empty {
+                    explanation.clone()
+                } else {
+                    String::new()
+                },
+                created_at_unix_ms: at,
             };
             self.store_new_zone(&zone);
             zones.push(zone);

@@ -46,6 +46,7 @@ impl FleetState {
     pub(super) fn set_host_status(
         &mut self,
         c: &pb::SetHostStatusCommand,
+        at: i64,
     ) -> Result<pb::CommandResult, StateError> {
         let host = self
             .hosts
@@ -61,6 +62,18 @@ impl FleetState {
         // cordoned the host meanwhile) changes nothing.
         if c.from_status.is_some_and(|from| from != host.status) {
             return Ok(ok(R::Host(host.clone())));
+        }
+        if host.status != c.status {
+            host.status_since_unix_ms = at;
+        }
+        // The leader's liveness transitions are conditional; an operator's is not.
+        host.status_reason = match (c.from_status, pb::HostStatus::try_from(c.status)) {
+            (Some(_), Ok(pb::HostStatus::Down)) => "lease lapsed".to_owned(),
+            (Some(_), _) => "heartbeats resumed".to_owned(),
+            (None, _) => "operator".to_owned(),
+        };
+        if c.status != pb::HostStatus::Down as i32 && c.from_status.is_none() {
+            host.admin_status = c.status;
         }
         host.status = c.status;
         let host = host.clone();

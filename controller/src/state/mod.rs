@@ -30,6 +30,7 @@ pub mod check;
 pub mod create;
 mod hosts;
 pub mod images;
+mod moves;
 mod networks;
 pub mod query;
 pub mod reports;
@@ -134,6 +135,8 @@ pub struct FleetState {
     pub settings: pb::FleetSettings,
     /// Revoked serials and identities, oldest first (see [`revocations`]).
     pub revocations: Vec<pb::Revocation>,
+    /// Whether automatic rescheduling of lost hosts' zones is paused (see `moves`).
+    pub reschedule_pause: pb::ReschedulePause,
     /// The scheduler's view and the address pools, derived from the fields above.
     pub derived: Derived,
 }
@@ -151,6 +154,7 @@ impl PartialEq for FleetState {
             && self.leases == other.leases
             && self.settings == other.settings
             && self.revocations == other.revocations
+            && self.reschedule_pause == other.reschedule_pause
     }
 }
 
@@ -178,6 +182,8 @@ impl FleetState {
             settings: Some(self.settings),
             revocations: self.revocations.clone(),
             enrollments: self.enrollments.values().cloned().collect(),
+            reschedule_pause: Some(self.reschedule_pause.clone()),
+            events: Vec::new(),
         }
     }
 
@@ -244,6 +250,7 @@ impl FleetState {
                 .iter()
                 .map(|e| (e.host_id.clone(), e.clone()))
                 .collect(),
+            reschedule_pause: snapshot.reschedule_pause.clone().unwrap_or_default(),
             derived: Derived::default(),
         };
         state.rebuild_derived();

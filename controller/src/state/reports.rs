@@ -17,7 +17,15 @@ pub fn is_transition(zone: &pb::Zone, observed: &pb::ObservedZone) -> bool {
 
 /// Whether `zone` is assigned to `host_id` (what a host may report on).
 pub fn assigned_to(zone: &pb::Zone, host_id: &str) -> bool {
-    !host_id.is_empty() && zone.host_id == host_id
+    !host_id.is_empty() && super::moves::assigned_host(zone) == host_id
+}
+
+/// Whether `observed` says that `host_id`, which `zone` is moving off, no longer has
+/// it: what lets the zone land on its new host.
+pub fn releases(zone: &pb::Zone, host_id: &str, observed: &pb::ObservedZone) -> bool {
+    !host_id.is_empty()
+        && zone.leaving_host_id == host_id
+        && observed.state == pb::ZoneState::Deleted as i32
 }
 
 impl FleetState {
@@ -32,6 +40,10 @@ impl FleetState {
             let Some(zone) = self.zones.get_mut(&observed.uuid) else {
                 continue;
             };
+            if releases(zone, &c.host_id, observed) {
+                zone.leaving_host_id.clear();
+                continue;
+            }
             if !assigned_to(zone, &c.host_id) || observed.generation > zone.generation {
                 continue;
             }

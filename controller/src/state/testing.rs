@@ -43,3 +43,19 @@ pub(super) fn error_of(result: pb::CommandResult) -> pb::CommandError {
         other => panic!("not an error: {other:?}"),
     }
 }
+
+pub(super) fn zone_of(result: pb::CommandResult) -> pb::Zone {
+    match result.result {
+        Some(R::Zone(z)) => z,
+        other => panic!("not a zone: {other:?}"),
+    }
+}
+
+/// Sets a host's status unconditionally (as an operator's command would).
+pub(super) fn set_status(s: &mut FleetState, id: &str, status: pb::HostStatus) {
+    s.apply(&cmd(Kind::SetHostStatus(pb::SetHostStatusCommand {
+        host_id: id.to_owned(),
+        status: status as i32,
+        from_status: None,
+    })));
+}

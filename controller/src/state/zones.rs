@@ -1,5 +1,5 @@
 //! The lifecycle of an existing zone: updating its spec, starting, stopping and
-//! rebooting it, moving it to another host and deleting it.
+//! rebooting it and deleting it (moving it is `moves`).
 
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::command_result::Result as R;
@@ -7,46 +7,8 @@ use zonefleet_proto::spec::{check_immutable, ZoneSpec};
 
 use super::{ok, FleetState, StateError};
 use crate::scheduler::snapshot::Resources;
-use crate::scheduler::{self, Context};
 
 impl FleetState {
-    pub(super) fn reschedule_zone(&mut self, uuid: &str) -> Result<pb::CommandResult, StateError> {
-        let zone = self.live_zone_mut(uuid)?.clone();
-        let spec = zone.spec.clone().unwrap_or_default();
-        let current = self.derived.view.slot(&zone.host_id);
-        // Decide as if the zone were not there (its own group count, its own far
-        // rules), never on its current host.
-        self.derived.view.remove_zone(&zone);
-        let decided = {
-            let ctx = Context {
-                zones: &self.zones,
-                networks: &self.networks,
-                images: &self.images,
-            };
-            scheduler::Parsed::of(&spec).and_then(|parsed| {
-                scheduler::decide(&self.derived.view, &ctx, &spec, &parsed, current, 0)
-            })
-        };
-        let choice = match decided {
-            Ok(choice) => choice,
-            Err(why) => {
-                self.derived.view.add_zone(&zone);
-                return Err(StateError::FailedPrecondition(why));
-            }
-        };
-        self.hold(&zone, -1);
-        let mut moved = zone;
-        moved.host_id = self.derived.view.host(choice.slot).id.to_string();
-        moved.generation += 1;
-        moved.message.clear();
-        moved.observed_state = pb::ZoneState::Unspecified as i32;
-        moved.observed_generation = 0;
-        self.hold(&moved, 1);
-        self.derived.view.add_zone(&moved);
-        self.zones.insert(uuid.to_owned(), moved.clone());
-        Ok(ok(R::Zone(moved)))
-    }
-
     pub(super) fn live_zone_mut(&mut self, uuid: &str) -> Result<&mut pb::Zone, StateError> {
         match self.zones.get_mut(uuid) {
             Some(z) if z.desired_state != pb::ZoneState::Deleted as i32 => Ok(z),
@@ -173,8 +135,9 @@ impl FleetState {
         self.release_leases(&zone);
         zone.desired_state = pb::ZoneState::Deleted as i32;
         zone.generation += 1;
-        if zone.host_id.is_empty() {
-            // Never placed: nothing to tear down anywhere.
+        if zone.host_id.is_empty() || !zone.leaving_host_id.is_empty() {
+            // Never placed, or moving (the host it leaves removes it anyway, the host
+            // it was going to never had it): nothing to tear down anywhere.
             self.zones.remove(uuid);
         } else {
             self.zones.insert(uuid.to_owned(), zone.clone());

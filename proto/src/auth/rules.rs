@@ -152,6 +152,8 @@ pub const RPC_RULES: &[RpcRule] = &[
     write("/zonefleet.v1.Operator/RescheduleZone", ADMINS, "zone"),
     write_untargeted("/zonefleet.v1.Operator/RevokeCertificate", ADMINS),
     read("/zonefleet.v1.Operator/ListRevocations", OPERATORS),
+    write_untargeted("/zonefleet.v1.Operator/ResumeRescheduling", ADMINS),
+    read("/zonefleet.v1.Operator/WatchEvents", OPERATORS),
     // service Control
     write("/zonefleet.v1.Control/Enroll", ANYONE, "host_id"),
     write_untargeted("/zonefleet.v1.Control/RenewCertificate", AGENTS),

@@ -24,7 +24,7 @@ use zonefleet_proto::pb::fleet_command::Kind;
 use crate::api::operator::command;
 use crate::node::Controller;
 use crate::state::check;
-use crate::state::reports::{assigned_to, is_transition};
+use crate::state::reports::{assigned_to, is_transition, releases};
 use limit::PeerLimiter;
 
 /// The largest agent request a controller accepts (4 MiB: a report of many zones).
@@ -116,13 +116,20 @@ impl pb::control_server::Control for ControlService {
             })))
             .await?;
         // A lease at once, so the host is not judged before its first heartbeat.
-        if let Err(e) = self.node.heartbeat(&host_id, None).await {
+        let beat = pb::ForwardHeartbeatRequest {
+            host_id: host_id.clone(),
+            capacity: None,
+            applied_revision: 0,
+        };
+        if let Err(e) = self.node.heartbeat(beat).await {
             tracing::debug!(host = %host_id, error = %e, "first lease after Register");
         }
         let (interval, ttl) = self.node.lease_terms();
         Ok(Response::new(pb::RegisterResponse {
             heartbeat_interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
             lease_ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            fence_margin_ms: u64::try_from(self.node.control().fence_margin.as_millis())
+                .unwrap_or(u64::MAX),
         }))
     }
 
@@ -132,7 +139,14 @@ impl pb::control_server::Control for ControlService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let host_id = own_host(&request, &request.get_ref().host_id)?;
         let request = request.into_inner();
-        let expires = self.node.heartbeat(&host_id, request.capacity).await?;
+        let granted = self
+            .node
+            .heartbeat(pb::ForwardHeartbeatRequest {
+                host_id: host_id.clone(),
+                capacity: request.capacity,
+                applied_revision: request.applied_revision,
+            })
+            .await?;
         // The revocations the agent lacks, from this controller's applied list (which
         // only grows, in the same order on every controller).
         let known = usize::try_from(request.known_revocations).unwrap_or(usize::MAX);
@@ -146,8 +160,9 @@ impl pb::control_server::Control for ControlService {
             .map(<[pb::Revocation]>::to_vec)
             .unwrap_or_default();
         Ok(Response::new(pb::HeartbeatResponse {
-            lease_expires_unix_ms: expires,
+            lease_expires_unix_ms: granted.lease_expires_unix_ms,
             revocations,
+            assignments_revision: granted.assignments_revision,
         }))
     }
 
@@ -198,6 +213,7 @@ impl pb::control_server::Control for ControlService {
                 .zones
                 .retain(|observed| match applied.fleet.zones.get(&observed.uuid) {
                     Some(zone) if assigned_to(zone, &host_id) => is_transition(zone, observed),
+                    Some(zone) if releases(zone, &host_id, observed) => true,
                     _ => {
                         // Ignored, not refused: the agent may report a zone the
                         // controllers moved or forgot a moment ago.
