@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod clock;
 pub mod daemon;
 pub mod disk;
+pub mod fence;
 pub mod files;
 pub mod image;
 pub mod isolation;

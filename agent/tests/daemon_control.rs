@@ -436,6 +436,11 @@ async fn register_heartbeat_watch_and_report_speak_the_contract() {
                     let _ = ready_tx.send(());
                 },
                 zonefleet_agent::daemon::revoked::RevocationFeed::new(Default::default()),
+                heartbeat::LeaseKeeper {
+                    file: None,
+                    applied_revision: Default::default(),
+                    on_renew: Box::new(|| {}),
+                },
             ))
         };
         ready_rx.await.unwrap();

@@ -170,6 +170,12 @@ pub fn run_hosts(
                     counters.registered.fetch_add(1, Ordering::Relaxed);
                 },
                 host.revoked,
+                // A simulated host runs no zones: nothing to fence.
+                heartbeat::LeaseKeeper {
+                    file: None,
+                    applied_revision: Arc::new(AtomicU64::new(0)),
+                    on_renew: Box::new(|| {}),
+                },
             )
             .await;
             watching.abort();

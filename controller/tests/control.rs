@@ -158,7 +158,7 @@ async fn a_token_enrolls_once_anywhere_and_gives_the_host_its_inventory() {
         let terms = register(&mut agent, host).await;
         assert_eq!(
             (terms.heartbeat_interval_ms, terms.lease_ttl_ms),
-            (1000, 5000)
+            (500, 2000)
         );
         let registered = get_host(&cluster, host).await;
         assert_eq!(registered.rack, "r7");

@@ -1,7 +1,7 @@
 //! Host leases through the real listeners of an in-process cluster: a follower
 //! forwards heartbeats to the leader (or names it when cut off), a lapsed lease commits
-//! DOWN, a heartbeat READY again and a new capacity, a cordoned host stays cordoned,
-//! and a new leader gives every host a full TTL before judging it.
+//! DOWN, a heartbeat READY again and a new capacity, a cordoned host goes down and
+//! returns cordoned, and a new leader gives every host a full TTL before judging it.
 
 mod support;
 
@@ -114,7 +114,8 @@ async fn leases_lapse_into_down_and_heartbeats_through_a_follower_restore_ready(
             get_host(&cluster, host).await.capacity.unwrap().memory_mib,
             4096
         );
-        // A cordoned host whose lease lapses stays cordoned.
+        // A cordoned host whose lease lapses is down too (its zones must move), and
+        // returns cordoned.
         cluster
             .operator(1)
             .await
@@ -123,11 +124,19 @@ async fn leases_lapse_into_down_and_heartbeats_through_a_follower_restore_ready(
             })
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(2000)).await;
-        assert_eq!(
-            get_host(&cluster, host).await.status,
-            pb::HostStatus::Cordoned as i32
-        );
+        await_status(&cluster, host, pb::HostStatus::Down, Duration::from_secs(5)).await;
+        let down = get_host(&cluster, host).await;
+        assert_eq!(down.status_reason, "lease lapsed");
+        assert!(down.status_since_unix_ms > 0);
+        assert_eq!(down.admin_status, pb::HostStatus::Cordoned as i32);
+        agent.heartbeat(beat(None)).await.unwrap();
+        await_status(
+            &cluster,
+            host,
+            pb::HostStatus::Cordoned,
+            Duration::from_secs(5),
+        )
+        .await;
 
         // A follower cut off from the leader names it.
         let leader_addr = cluster.members[&leader].addr.to_string();

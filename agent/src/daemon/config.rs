@@ -126,6 +126,10 @@ pub struct Settings {
     /// Capacity reserve and overrides (file only).
     #[serde(default)]
     pub capacity: CapacitySettings,
+    /// Whether `reschedule` zones are fenced when the host's lease runs out (file
+    /// only; default true). Off, a partitioned host's zones keep running while the
+    /// controllers start them elsewhere: only for zones that tolerate two copies.
+    pub fencing: Option<bool>,
 }
 
 impl fmt::Debug for Settings {
@@ -364,6 +368,8 @@ pub struct AgentConfig {
     /// The address registered for it, when given (else see
     /// [`super::api::advertised_address`]).
     pub advertise: Option<SocketAddr>,
+    /// Whether `reschedule` zones are fenced ([`crate::fence`]).
+    pub fencing: bool,
 }
 
 impl AgentConfig {
@@ -413,6 +419,7 @@ impl AgentConfig {
                 .map(Duration::from_millis)
                 .unwrap_or(DEFAULT_RESYNC),
             capacity: file.capacity,
+            fencing: file.fencing.unwrap_or(true),
             // Checked by `Settings::check` (the default is well formed).
             listen: parse_socket(
                 file.listen
@@ -456,6 +463,9 @@ impl AgentConfig {
             name: self.bridge.clone(),
             uplink: self.uplink.clone(),
         };
+        options.fence = self
+            .fencing
+            .then(|| crate::fence::lease_path(&self.data_dir));
         options
     }
 }

@@ -26,7 +26,7 @@
 //!   ([`Engine::image_fetched`]); without a fetcher (tests, a standalone engine) it
 //!   fails, naming the image.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -71,7 +71,13 @@ pub struct Engine {
     fetcher: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// Zones waiting for their image: zone uuid → image reference.
     waiting: BTreeMap<String, String>,
+    /// `reschedule` zones that should run but wait for the lease (fenced, or held
+    /// before their boot).
+    fenced: BTreeSet<String>,
 }
+
+/// What a fenced zone says.
+const FENCED: &str = "fenced: the host's lease ran out; boots again once the controllers renew it";
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -96,7 +102,44 @@ impl Engine {
             pending: Vec::new(),
             fetcher: None,
             waiting: BTreeMap::new(),
+            fenced: BTreeSet::new(),
         })
+    }
+
+    /// Whether `a` may be booted now: not a `reschedule` zone, fencing off, or the
+    /// lease live and its revision applied.
+    fn may_boot(&self, a: &Assignment) -> bool {
+        let (Some(lease), Ok(spec)) = (&self.host.fence, &a.spec) else {
+            return true;
+        };
+        if spec.on_host_lost != Some(zonefleet_proto::spec::OnHostLost::Reschedule) {
+            return true;
+        }
+        crate::fence::LeaseRecord::load(lease)
+            .is_some_and(|l| l.live() && self.assignments.revision >= l.assignments_revision)
+    }
+
+    /// Boots the fenced zones that may run again (the lease renewed, its revision
+    /// applied). Called after every command the engine takes.
+    pub fn resume_fenced(&mut self) {
+        if self.fenced.is_empty() {
+            return;
+        }
+        let ready: Vec<Assignment> = self
+            .fenced
+            .iter()
+            .filter_map(|u| self.assignments.zones.get(u))
+            .filter(|a| self.may_boot(a))
+            .cloned()
+            .collect();
+        self.fenced
+            .retain(|u| self.assignments.zones.contains_key(u));
+        for a in ready {
+            tracing::info!(zone = %a.uuid, "the host's lease holds again: booting the fenced zone");
+            self.fenced.remove(&a.uuid);
+            self.converge(&a, false);
+            self.observe(&a.uuid);
+        }
     }
 
     /// Asks `fetcher` for the images zones need and this host lacks (instead of
@@ -186,10 +229,12 @@ impl Engine {
                     continue;
                 }
             };
+            // A fenced zone did not stop with the host: it resumes with the lease.
             let adopt_only = local.as_ref().is_some_and(|s| {
                 a.desired == Desired::Running
                     && s.state == ZoneState::Installed
                     && s.record.spec.autoboot != Some(true)
+                    && !s.last_exit.as_ref().is_some_and(|e| e.fenced)
             });
             if adopt_only {
                 tracing::info!(zone = %a.uuid, "not running after the host restarted and has no autoboot: left installed");
@@ -308,6 +353,7 @@ impl Engine {
         let generation = generation.unwrap_or(assigned.generation);
         self.errors.remove(uuid);
         self.waiting.remove(uuid);
+        self.fenced.remove(uuid);
         match self.host.delete(uuid) {
             Ok(_) | Err(ZoneError::NotFound(_)) => {
                 tracing::info!(zone = %uuid, "deleted");
@@ -354,7 +400,7 @@ impl Engine {
         }
     }
 
-    fn converge_zone(&self, a: &Assignment, reboot: bool) -> Result<(), String> {
+    fn converge_zone(&mut self, a: &Assignment, reboot: bool) -> Result<(), String> {
         let spec = a.spec.as_ref().map_err(Clone::clone)?;
         let mut status = match self.host.get(&a.uuid) {
             Ok(status) => status,
@@ -372,8 +418,14 @@ impl Engine {
             r.map(|_| ()).map_err(|e| format!("{what} failed: {e}"))
         };
         match (a.desired, status.state) {
+            (Desired::Running, ZoneState::Installed) if !self.may_boot(a) => {
+                tracing::info!(zone = %a.uuid, "not booting: the host's lease does not hold (fenced)");
+                self.fenced.insert(a.uuid.clone());
+                Ok(())
+            }
             (Desired::Running, ZoneState::Installed) => {
                 tracing::info!(zone = %a.uuid, "booting");
+                self.fenced.remove(&a.uuid);
                 verb(self.host.boot(&a.uuid), "boot")
             }
             (Desired::Running, ZoneState::Running) if reboot => {
@@ -444,12 +496,25 @@ impl Engine {
                 message: message.clone(),
                 exit: None,
             },
-            (None, Ok(status)) => Said {
-                state: pb_state(status.state),
-                generation,
-                message: status.message.clone().unwrap_or_default(),
-                exit: status.last_exit.as_ref().map(|e| e.status),
-            },
+            (None, Ok(status)) => {
+                let fenced = status.state == ZoneState::Installed
+                    && a.desired == Desired::Running
+                    && (self.fenced.contains(uuid)
+                        || status.last_exit.as_ref().is_some_and(|e| e.fenced));
+                if fenced {
+                    self.fenced.insert(uuid.to_owned());
+                }
+                Said {
+                    state: pb_state(status.state),
+                    generation,
+                    message: if fenced {
+                        FENCED.to_owned()
+                    } else {
+                        status.message.clone().unwrap_or_default()
+                    },
+                    exit: status.last_exit.as_ref().map(|e| e.status),
+                }
+            }
             (None, Err(ZoneError::NotFound(_))) => Said {
                 state: pb::ZoneState::Deleted,
                 generation,

@@ -2,9 +2,13 @@
 //! controller no longer knows the host), then a heartbeat at the interval the
 //! controllers returned, carrying the capacity when it changed. A failed heartbeat
 //! moves to another controller (the client follows `zonefleet-leader` hints); when
-//! none answers the agent goes on trying and its zones keep running. Each answer
-//! brings the revocations the agent lacks ([`super::revoked`]).
+//! none answers the agent goes on trying and its `wait` zones keep running (its
+//! `reschedule` zones are fenced when the lease runs out: [`crate::fence`]). Each
+//! answer renews the lease file and brings the revocations the agent lacks
+//! ([`super::revoked`]).
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +34,34 @@ pub struct Lease {
     pub interval: Duration,
     /// How long a lease lasts without a heartbeat.
     pub ttl: Duration,
+    /// How long before the lease ends the agent fences.
+    pub fence_margin: Duration,
+}
+
+/// What the heartbeat loop keeps of the lease: the lease file it renews (`None`:
+/// fencing off), the engine's applied revision it reports, and whom it tells of a
+/// renewal.
+pub struct LeaseKeeper {
+    /// The lease file ([`crate::fence::lease_path`]).
+    pub file: Option<PathBuf>,
+    /// The assignment revision the engine applied.
+    pub applied_revision: Arc<AtomicU64>,
+    /// Called after each renewal (the engine resumes fenced zones).
+    pub on_renew: Box<dyn Fn() + Send + Sync>,
+}
+
+impl LeaseKeeper {
+    /// Records the lease an answer to a heartbeat sent at `sent` granted.
+    fn renewed(&self, lease: &Lease, sent: Duration, revision: u64) {
+        if let Some(file) = &self.file {
+            let record =
+                crate::fence::LeaseRecord::granted(sent, lease.ttl, lease.fence_margin, revision);
+            if let Err(e) = record.store(file) {
+                tracing::error!(error = %e, "cannot write the lease file: zones will be fenced");
+            }
+        }
+        (self.on_renew)();
+    }
 }
 
 impl Lease {
@@ -68,6 +100,7 @@ pub async fn register(
     Ok(Lease {
         interval,
         ttl: Duration::from_millis(answer.lease_ttl_ms),
+        fence_margin: Duration::from_millis(answer.fence_margin_ms),
     })
 }
 
@@ -98,29 +131,35 @@ pub async fn register_until_accepted(
 }
 
 /// Heartbeats for ever (after [`register_until_accepted`]); `ready` runs once, when
-/// the host is first registered; `revoked` gets the revocations each answer brings.
+/// the host is first registered; `revoked` gets the revocations each answer brings;
+/// `keeper` the lease each answer grants.
 pub async fn run(
     client: ControlClient,
     sysinfo: HostSysinfo,
     capacity: impl Fn() -> Capacity,
     ready: impl FnOnce(),
     revoked: Arc<RevocationFeed>,
+    keeper: LeaseKeeper,
 ) {
     let host_id = sysinfo.host_id.to_string();
     let (mut lease, mut sent) = register_until_accepted(&client, &sysinfo, &capacity).await;
     ready();
     let mut failing_since: Option<Instant> = None;
     let mut last_log = Instant::now();
+    // The first heartbeat at once: it grants the lease the zones wait for.
+    let mut wait = Duration::ZERO;
     loop {
-        tokio::time::sleep(lease.interval).await;
+        tokio::time::sleep(wait).await;
+        wait = lease.interval;
         let cap = capacity();
         let changed = cap != sent;
         let request = pb::HeartbeatRequest {
             host_id: host_id.clone(),
             capacity: changed.then(|| cap.into()),
             known_revocations: revoked.known(),
-            applied_revision: 0,
+            applied_revision: keeper.applied_revision.load(Ordering::Acquire),
         };
+        let sent_at = crate::fence::boottime_now();
         let answer = client
             .call_within("Heartbeat", lease.attempt_timeout(), move |mut c| {
                 let request = request.clone();
@@ -129,6 +168,7 @@ pub async fn run(
             .await;
         match answer {
             Ok(answer) => {
+                keeper.renewed(&lease, sent_at, answer.assignments_revision);
                 revoked.extend(answer.revocations);
                 if changed {
                     sent = cap;
@@ -143,6 +183,7 @@ pub async fn run(
             Err(e) if matches!(e.code(), Some(Code::NotFound | Code::FailedPrecondition)) => {
                 tracing::warn!(error = %e, "the controllers do not know this host: registering again");
                 (lease, sent) = register_until_accepted(&client, &sysinfo, &capacity).await;
+                wait = Duration::ZERO;
             }
             Err(e) => {
                 let first = failing_since.is_none();
@@ -165,6 +206,7 @@ mod tests {
         let lease = |ttl_ms| Lease {
             interval: DEFAULT_INTERVAL,
             ttl: Duration::from_millis(ttl_ms),
+            fence_margin: Duration::ZERO,
         };
         assert_eq!(lease(5000).attempt_timeout(), Duration::from_millis(1250));
         assert_eq!(lease(100).attempt_timeout(), Duration::from_millis(200));

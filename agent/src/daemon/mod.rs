@@ -81,6 +81,8 @@ pub enum EngineCommand {
     Event(Box<pb::AssignmentEvent>),
     /// Look at the zones again.
     Resync,
+    /// The host's lease was renewed: fenced zones may boot again.
+    LeaseRenewed,
     /// An image the engine asked for was fetched (or not).
     ImageFetched {
         /// The image reference asked for.
@@ -132,11 +134,13 @@ pub fn spawn_engine(
                         *allocated.lock().expect("lock") = engine.allocated();
                     }
                     EngineCommand::Resync => engine.resync(),
+                    EngineCommand::LeaseRenewed => {}
                     EngineCommand::ImageFetched { image, result } => {
                         engine.image_fetched(&image, result)
                     }
                     EngineCommand::Stop => break,
                 }
+                engine.resume_fenced();
                 let batch = engine.take_reports();
                 if !batch.is_empty() {
                     let _ = reports.send(batch);
@@ -281,6 +285,19 @@ async fn serve(
         });
     }
     {
+        let commands = engine.commands.clone();
+        let keeper = heartbeat::LeaseKeeper {
+            file: config
+                .fencing
+                .then(|| crate::fence::lease_path(&config.data_dir)),
+            applied_revision: engine.revision.clone(),
+            on_renew: Box::new(move || {
+                let _ = commands.send(EngineCommand::LeaseRenewed);
+            }),
+        };
+        if !config.fencing {
+            tracing::warn!("fencing is off: a lost host's reschedule zones keep running while the controllers start them elsewhere");
+        }
         tasks.spawn(heartbeat::run(
             client.clone(),
             sysinfo,
@@ -291,6 +308,7 @@ async fn serve(
                 Err(e) => tracing::warn!(error = %e, "cannot notify systemd"),
             },
             revoked::RevocationFeed::new(trust.revocations().clone()),
+            keeper,
         ));
     }
 

@@ -116,6 +116,9 @@ impl ZoneHost {
             cgroup_parent: self.cgroup_parent.clone(),
             files: config_files(spec, &hostname),
             net: None,
+            fence: self.fence.clone().filter(|_| {
+                spec.on_host_lost == Some(zonefleet_proto::spec::OnHostLost::Reschedule)
+            }),
         }
     }
 }

@@ -96,6 +96,7 @@ impl ZoneHost {
                     status: 128 + libc::SIGKILL,
                     signal: Some(libc::SIGKILL),
                     at_unix_ms: now_unix_ms(),
+                    fenced: false,
                 });
                 runtime.store(dir)?;
                 break;

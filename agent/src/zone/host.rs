@@ -26,6 +26,9 @@ pub struct HostOptions {
     pub console_cap_bytes: u64,
     /// The host bridge zone NICs are ports of (and its uplink).
     pub bridge: crate::net::BridgeOptions,
+    /// The host's lease file ([`crate::fence`]) that fences `on_host_lost:
+    /// reschedule` zones; `None` (zones made by hand, fencing off): none is fenced.
+    pub fence: Option<PathBuf>,
 }
 
 impl HostOptions {
@@ -38,6 +41,7 @@ impl HostOptions {
             halt_grace: Duration::from_secs(10),
             console_cap_bytes: crate::zsched::console::DEFAULT_CAP_BYTES,
             bridge: crate::net::BridgeOptions::default(),
+            fence: None,
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct ZoneHost {
     pub features: super::features::FeatureCache,
     /// The host bridge of zone NICs.
     pub bridge: crate::net::BridgeOptions,
+    /// The lease file that fences `reschedule` zones (see [`HostOptions::fence`]).
+    pub fence: Option<PathBuf>,
 }
 
 impl ZoneHost {
@@ -99,6 +105,7 @@ impl ZoneHost {
             console_cap_bytes: options.console_cap_bytes,
             features: Default::default(),
             bridge: options.bridge,
+            fence: options.fence,
         })
     }
 

@@ -298,8 +298,23 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
     let pidfd = crate::process::pidfd_open(child).ok();
     let mut buf = vec![0u8; 16 * 1024];
     let mut init_gone = false;
+    let mut fenced = false;
     let mut drain_deadline: Option<std::time::Instant> = None;
     while let Some(source) = console.as_mut() {
+        // The fence: the host's lease ran out, so the controllers may place the zone
+        // elsewhere soon; it must be dead before then. SIGKILL, not a graceful halt:
+        // the margin is for the kill, not for a shutdown.
+        let mut fence_in: Option<Duration> = None;
+        if let (Some(lease), false) = (&plan.fence, fenced || init_gone) {
+            let left = crate::fence::remaining(lease);
+            if left.is_zero() {
+                eprintln!("zsched: the host's lease ran out: fencing the zone");
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                fenced = true;
+            } else {
+                fence_in = Some(left);
+            }
+        }
         if let Some(deadline) = drain_deadline {
             if std::time::Instant::now() >= deadline {
                 break;
@@ -310,11 +325,15 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
             fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
         }
         // Without a pidfd (old kernel) fall back to checking init every 100 ms.
-        let timeout = if pidfd.is_none() || init_gone {
+        let mut timeout = if pidfd.is_none() || init_gone {
             100u16
         } else {
             u16::MAX
         };
+        if let Some(left) = fence_in {
+            // Wake at the deadline (the lease is read again then: usually renewed).
+            timeout = timeout.min(left.as_millis().clamp(1, u128::from(u16::MAX)) as u16);
+        }
         match poll(&mut fds, PollTimeout::from(timeout)) {
             Err(nix::Error::EINTR) => continue,
             Err(e) => {
@@ -347,7 +366,10 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
             drain_deadline = Some(std::time::Instant::now() + Duration::from_secs(2));
         }
     }
-    wait_for(child)
+    ExitRecord {
+        fenced,
+        ..wait_for(child)
+    }
 }
 
 fn alive(child: Pid) -> bool {
@@ -373,6 +395,7 @@ fn wait_for(child: Pid) -> ExitRecord {
                 status: exit.status,
                 signal: exit.signal,
                 at_unix_ms: crate::clock::now_unix_ms(),
+                fenced: false,
             };
         }
         // Not reapable (should not happen for our own child): do not spin.

@@ -50,6 +50,11 @@ pub struct BootPlan {
     /// builds them between init's `staged` and `go`, and removes them at exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<crate::net::NetPlan>,
+    /// The host's lease file ([`crate::fence`]): zsched kills the zone when the lease
+    /// in it runs out. Set for `on_host_lost: reschedule` zones booted by the fleet
+    /// agent with fencing on; absent, nothing fences the zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<std::path::PathBuf>,
 }
 
 /// A file the boot writes inside the zone.

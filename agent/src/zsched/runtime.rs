@@ -21,6 +21,9 @@ pub struct ExitRecord {
     pub signal: Option<i32>,
     /// When zsched saw it (milliseconds since the Unix epoch).
     pub at_unix_ms: u64,
+    /// zsched killed init because the host's lease ran out (the fence).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fenced: bool,
 }
 
 /// The runtime record of one boot of a zone.

@@ -87,6 +87,15 @@ impl Leases {
         table
     }
 
+    /// Whether a quorum confirmed leadership of `term` within the bound before `now`.
+    fn is_confirmed(&self, term: u64, now: Instant) -> bool {
+        let table = self.lock();
+        table.term == Some(term)
+            && table
+                .confirmed
+                .is_some_and(|at| now.saturating_duration_since(at) <= self.confirm_within)
+    }
+
     /// Renews `host`'s lease, if a quorum confirmed this leadership recently enough.
     fn renew(&self, host: &str, term: u64, now: Instant) -> Result<(), Status> {
         let lease = Lease {
@@ -305,7 +314,12 @@ impl Controller {
                     "host {host_id} is not registered; call Register first"
                 ))
             })?;
-        self.inner.leases.renew(host_id, term, Instant::now())?;
+        let now = Instant::now();
+        if !self.inner.leases.is_confirmed(term, now) {
+            // Just elected, or the rounds are slow: confirm it before granting.
+            self.confirm_leadership(term).await?;
+        }
+        self.inner.leases.renew(host_id, term, now)?;
         let expires =
             unix_ms() + i64::try_from(self.inner.control.lease_ttl.as_millis()).unwrap_or(i64::MAX);
         let mut commands = Vec::new();

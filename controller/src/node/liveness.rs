@@ -44,24 +44,44 @@ pub(super) async fn confirm_leadership(node: Weak<Inner>) {
     loop {
         interval.tick().await;
         let Some(inner) = node.upgrade() else { return };
+        let node = Controller { inner };
         let (state, term) = {
-            let m = inner.raft.metrics();
+            let m = node.inner.raft.metrics();
             let m = m.borrow();
             if m.running_state.is_err() || m.state == ServerState::Shutdown {
                 return;
             }
             (m.state, m.current_term)
         };
-        if state != ServerState::Leader {
-            continue;
+        if state == ServerState::Leader {
+            if let Err(e) = node.confirm_leadership(term).await {
+                tracing::debug!(error = %e.message(), "leadership not confirmed");
+            }
         }
+    }
+}
+
+impl Controller {
+    /// Runs one quorum round for leadership of `term` and records it for the leases.
+    pub(super) async fn confirm_leadership(&self, term: u64) -> Result<(), tonic::Status> {
+        let inner = &self.inner;
         let started = Instant::now();
         let round = tokio::time::timeout(inner.leases.confirm_within, inner.raft.get_read_log_id());
-        if let Ok(Ok(_)) = round.await {
+        match round.await {
             // Only if the term did not change during the round.
-            if inner.raft.metrics().borrow().current_term == term {
+            Ok(Ok(_)) if inner.raft.metrics().borrow().current_term == term => {
                 inner.leases.confirmed(term, started);
+                Ok(())
             }
+            Ok(Ok(_)) => Err(tonic::Status::unavailable(
+                "the term changed while confirming leadership",
+            )),
+            Ok(Err(e)) => Err(tonic::Status::unavailable(format!(
+                "leadership not confirmed: {e}"
+            ))),
+            Err(_) => Err(tonic::Status::unavailable(
+                "leadership not confirmed in time",
+            )),
         }
     }
 }
