@@ -43,6 +43,15 @@ fn file(mgr: &V1Manager, zone: &str, controller: &str, name: &str) -> String {
         .to_owned()
 }
 
+/// Whether this kernel weighs I/O (a CFQ or BFQ weight file in the blkio root).
+fn weighted() -> bool {
+    ["blkio.weight", "blkio.bfq.weight"]
+        .iter()
+        .any(|f| std::path::Path::new("/sys/fs/cgroup/blkio").join(f).exists())
+}
+
+/// Every limit set; the I/O weight only where the kernel weighs I/O (else the default,
+/// which needs nothing).
 fn full_limits() -> Limits {
     Limits {
         memory_bytes: Some(64 * MIB),
@@ -50,7 +59,7 @@ fn full_limits() -> Limits {
         cpu_cap_percent: Some(50),
         cpu_shares: Some(512),
         pids_max: Some(64),
-        io_weight: Some(500),
+        io_weight: Some(if weighted() { 500 } else { 100 }),
         ..Limits::zone_defaults()
     }
 }
@@ -62,6 +71,22 @@ fn v1_limits_are_written_read_back_updated_and_deleted() {
         return;
     };
     let z = "zone-limits";
+    // A kernel without a proportional I/O scheduler (CFQ or BFQ; this machine's 6.18
+    // has neither) weighs no I/O: a weight other than the default is refused, naming
+    // what is missing, and leaves no cgroup behind.
+    if !weighted() {
+        let weight = Limits {
+            io_weight: Some(500),
+            ..full_limits()
+        };
+        match mgr.create(z, &weight) {
+            Err(CgroupError::FeatureMissing { feature, .. }) => {
+                assert!(feature.contains("blkio"), "{feature}")
+            }
+            other => panic!("a weight without a weighing scheduler: {other:?}"),
+        }
+        assert!(!mgr.exists(z).unwrap(), "a refused create left its cgroup");
+    }
     mgr.create(z, &full_limits()).unwrap();
     assert!(matches!(
         mgr.create(z, &full_limits()),

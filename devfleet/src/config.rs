@@ -100,6 +100,9 @@ pub struct AgentFile {
     pub uplink: Option<String>,
     /// Its capacity share.
     pub share: Share,
+    /// Whether its `reschedule` zones are fenced when its lease runs out (only a test
+    /// of the double-run check turns it off).
+    pub fencing: bool,
 }
 
 impl AgentFile {
@@ -126,6 +129,9 @@ impl AgentFile {
         );
         if let Some(uplink) = &self.uplink {
             let _ = writeln!(text, "uplink = {}", quote(uplink));
+        }
+        if !self.fencing {
+            text.push_str("fencing = false\n");
         }
         let s = self.share;
         let _ = write!(

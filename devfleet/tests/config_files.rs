@@ -50,6 +50,7 @@ fn an_agent_file_loads_with_the_agents_loader_and_its_cmdline_form_too() {
             cpu_percent: 100,
             disk_gib: 16,
         },
+        fencing: true,
     };
     let path = dir.path().join("agent.toml");
     let no_cmdline = dir.path().join("cmdline");

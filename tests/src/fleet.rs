@@ -287,6 +287,12 @@ impl Fleet {
     /// second agent gets the controllers, token and CA pin from a kernel command line
     /// file (`--cmdline`), as a PXE-booted host does; the others from `agent.toml`.
     pub fn add_agent(&mut self, rack: &str) -> &mut Agent {
+        self.add_agent_fencing(rack, true)
+    }
+
+    /// [`Fleet::add_agent`], with fencing on or off (off only to test the double-run
+    /// check itself).
+    pub fn add_agent_fencing(&mut self, rack: &str, fencing: bool) -> &mut Agent {
         let n = self.agents.len() + 1;
         let host = self.switch.host(100 + n as u8).expect("agent host");
         self.switch.add_uplink(&host).expect("agent uplink");
@@ -338,6 +344,7 @@ impl Fleet {
                 cpu_percent: 200,
                 disk_gib: 32,
             },
+            fencing,
         };
         std::fs::write(&agent.config, file.render()).unwrap();
         self.agents.push(agent);

@@ -129,12 +129,18 @@ pub(super) async fn watch(node: Weak<Inner>, tick: Duration) {
             tried_at = applied_index;
             decide(&node, &applied.fleet, term, retry_pending)
         };
+        if decisions.commands.is_empty() {
+            continue;
+        }
         for command in decisions.commands {
             if let Err(e) = node.write(command).await {
                 tracing::warn!(error = %e, "committing a liveness decision");
                 break;
             }
         }
+        // Our own commit is no reason to try the pending zones again (a retry that
+        // failed changes nothing; one that placed a zone changed what it had to).
+        tried_at = node.state().await.last_applied.map(|l| l.index);
     }
 }
 

@@ -47,6 +47,9 @@ pub(super) fn zone_json(z: &pb::Zone) -> Value {
         "observed_generation": z.observed_generation,
         "addresses": z.addresses,
         "message": z.message,
+        "leaving_host_id": z.leaving_host_id,
+        "pending_reason": z.pending_reason,
+        "created_at_unix_ms": z.created_at_unix_ms,
         "spec": spec_json(&spec),
     })
 }
@@ -71,6 +74,8 @@ fn host_json(h: &pb::Host) -> Value {
         "agent_address": sysinfo.agent_address,
         "last_heartbeat_unix_ms": h.last_heartbeat_unix_ms,
         "lease_expires_unix_ms": h.lease_expires_unix_ms,
+        "status_since_unix_ms": h.status_since_unix_ms,
+        "status_reason": h.status_reason,
     })
 }
 

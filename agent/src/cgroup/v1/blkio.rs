@@ -9,8 +9,10 @@ use crate::cgroup::{CgroupError, Limits};
 /// Both files' default weight, what "no weight" means.
 const DEFAULT_WEIGHT: u16 = 100;
 
-/// Applies the weight. Without either file a weight is a missing feature, and no
-/// weight needs nothing.
+/// Applies the weight. Without either file (no proportional I/O scheduler on any
+/// device: this machine's 6.18 kernel has neither CFQ nor BFQ) I/O is not weighted at
+/// all, which is what every zone at the default weight means: the default needs
+/// nothing, any other weight is a missing feature (refused, never ignored).
 pub(super) fn apply(dir: &Path, limits: &Limits) -> Result<(), CgroupError> {
     let Some(file) = ["blkio.weight", "blkio.bfq.weight"]
         .into_iter()
@@ -18,7 +20,7 @@ pub(super) fn apply(dir: &Path, limits: &Limits) -> Result<(), CgroupError> {
         .find(|p| p.exists())
     else {
         return match limits.io_weight {
-            None => Ok(()),
+            None | Some(DEFAULT_WEIGHT) => Ok(()),
             Some(_) => Err(CgroupError::FeatureMissing {
                 feature: "v1 blkio weight (CFQ or BFQ I/O scheduler)".into(),
                 detail: format!(

@@ -303,6 +303,7 @@ fn start_agent(
         bridge: layout::agent_bridge(n),
         uplink: Some("eth1".to_owned()),
         share,
+        fencing: true,
     };
     let config = dir.join("agent.toml");
     // 0600: the token is a secret until it is used.
