@@ -51,6 +51,8 @@ async fn stream(
     let mut cursor = request.from_revision;
     // `from_revision: 0` asks for every event kept: no notice that older ones are not.
     let mut notice = cursor > 0;
+    let stopped = stopped(node);
+    tokio::pin!(stopped);
     loop {
         applied.borrow_and_update();
         let after = node.state().await.fleet.events_after(cursor);
@@ -72,11 +74,34 @@ async fn stream(
         tokio::select! {
             r = applied.changed() => {
                 if r.is_err() {
-                    // The controller is shutting down: the client resumes elsewhere.
-                    return Err(Status::unavailable("the controller is stopping; resume at another"));
+                    return Err(gone());
                 }
             }
+            () = &mut stopped => return Err(gone()),
             () = tx.closed() => return Ok(()),
+        }
+    }
+}
+
+/// What a follow stream ends with when its controller stops: the client resumes at
+/// another.
+fn gone() -> Status {
+    Status::unavailable("the controller is stopping; resume at another")
+}
+
+/// Resolves once `node`'s Raft has stopped (a follow stream would otherwise outlive
+/// it, and hold up the server's graceful shutdown).
+async fn stopped(node: &Controller) {
+    let mut metrics = node.raft().metrics();
+    loop {
+        {
+            let m = metrics.borrow_and_update();
+            if m.running_state.is_err() || m.state == openraft::ServerState::Shutdown {
+                return;
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }
