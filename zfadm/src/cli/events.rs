@@ -85,7 +85,8 @@ impl Printer {
                         s.to_owned()
                     }
                 };
-                let message = if e.from_host_id.is_empty() {
+                // A move's message names the host it left, unless it says it already.
+                let message = if e.from_host_id.is_empty() || e.message.contains(&e.from_host_id) {
                     e.message.clone()
                 } else {
                     format!("from {}: {}", e.from_host_id, e.message)
@@ -214,7 +215,7 @@ mod tests {
             host_id: "h2".to_owned(),
             zone_uuid: String::new(),
             from_host_id: "h1".to_owned(),
-            message: "host h1 lost".to_owned(),
+            message: "rescheduled".to_owned(),
         }
     }
 
@@ -233,7 +234,16 @@ mod tests {
             "{text}"
         );
         assert!(lines[1].starts_with("2026-12-03T12:15:23Z  42        zone.moved"));
-        assert!(lines[1].ends_with("-                                     from h1: host h1 lost"));
+        assert!(lines[1].ends_with("-                                     from h1: rescheduled"));
+        let mut out = Vec::new();
+        let lost = pb::FleetEvent {
+            message: "host h1 lost".to_owned(),
+            ..event()
+        };
+        table.print(&mut out, &lost).unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .ends_with("  host h1 lost\n"));
 
         let mut out = Vec::new();
         let json = Printer {
