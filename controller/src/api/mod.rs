@@ -2,10 +2,12 @@
 //!
 //! * [`raft_service`]: controller ↔ controller Raft traffic and write forwarding.
 //! * [`members`]: only the members of the group may call it, each only for itself.
-//! * [`operator`]: the operator API ([`images`]: its image RPCs).
+//! * [`operator`]: the operator API ([`images`]: its image RPCs, [`events`]: its
+//!   stream of fleet events).
 //! * [`control`]: the agents' API (enrollment, leases, assignments, reports).
 
 pub mod control;
+pub mod events;
 pub mod images;
 pub mod members;
 pub mod operator;

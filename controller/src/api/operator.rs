@@ -728,9 +728,11 @@ impl pb::operator_server::Operator for OperatorService {
 
     async fn watch_events(
         &self,
-        _request: Request<pb::WatchEventsRequest>,
+        request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        Err(Status::unimplemented("fleet events: not built yet"))
+        super::events::start(self.node.clone(), request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_revocations(

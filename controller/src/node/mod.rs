@@ -309,6 +309,12 @@ impl Controller {
         &self.inner.assignments
     }
 
+    /// A receiver of the index of the last entry this controller applied (what the
+    /// fleet event streams wait on).
+    pub fn applied_index(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.sm.subscribe_applied()
+    }
+
     /// `HOST:PORT` of every controller in the latest membership.
     pub fn controller_addresses(&self) -> Vec<String> {
         let metrics = self.inner.raft.metrics();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{RwLock, RwLockReadGuard};
+use tokio::sync::{watch, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
@@ -63,6 +63,9 @@ pub struct StateMachineStore {
     revocations: Revocations,
     /// Where what each entry changed of each host's assignments is recorded.
     assignments: AssignmentLog,
+    /// The index of the last entry applied, sent after each apply (and snapshot
+    /// install): what the fleet event streams wait on.
+    applied_index: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for StateMachineStore {
@@ -97,6 +100,7 @@ impl StateMachineStore {
             snapshot_seq: Arc::default(),
             revocations: Revocations::new(),
             assignments: AssignmentLog::default(),
+            applied_index: Arc::new(watch::Sender::new(0)),
         };
         let corrupt = |what: String| StoreError::Corrupt {
             path: path.clone(),
@@ -119,6 +123,9 @@ impl StateMachineStore {
             applied.fleet = FleetState::from_snapshot(&snapshot);
             applied.last_applied = meta.last_log_id;
             applied.last_membership = meta.last_membership;
+            store
+                .applied_index
+                .send_replace(meta.last_log_id.map_or(0, |l| l.index));
         }
         Ok(store)
     }
@@ -142,6 +149,12 @@ impl StateMachineStore {
         }
         self.assignments = log;
         self
+    }
+
+    /// A receiver of the index of the last entry applied: it changes once the state
+    /// (and its fleet events) reflect that entry.
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.applied_index.subscribe()
     }
 
     /// Reads the applied state. The lock is an async one: a reader waiting (behind
@@ -202,7 +215,8 @@ fn save(db: &Database, meta: &SnapshotMeta, data: &[u8]) -> Result<(), redb::Err
 }
 
 /// Applies committed `entries` in order; one result each. What each changes of the
-/// hosts' assignments goes to `log`, at the entry's index.
+/// hosts' assignments goes to `log`, at the entry's index; the fleet events it makes
+/// are stamped with that index (the same on every replica).
 fn apply_entries(
     applied: &mut Applied,
     entries: Vec<Entry>,
@@ -214,7 +228,7 @@ fn apply_entries(
         let result = match entry.payload {
             EntryPayload::Blank => crate::state::ok(pb::command_result::Result::Done(true)),
             EntryPayload::Normal(command) => {
-                let (result, changes) = applied.fleet.apply_tracked(&command);
+                let (result, changes) = applied.fleet.apply_entry(entry.log_id.index, &command);
                 log.record(entry.log_id.index, changes);
                 result
             }
@@ -294,6 +308,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             self.revocations
                 .replace(RevocationSet::from_entries(&applied.fleet.revocations));
         }
+        if let Some(last) = applied.last_applied {
+            self.applied_index.send_replace(last.index);
+        }
         Ok(results)
     }
 
@@ -323,6 +340,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .reset(meta.last_log_id.map_or(0, |l| l.index));
         self.revocations
             .replace(RevocationSet::from_entries(&applied.fleet.revocations));
+        self.applied_index
+            .send_replace(meta.last_log_id.map_or(0, |l| l.index));
         // Cross-check what the data itself says it holds.
         if opt_log_id_from_pb(decoded.last_applied.as_ref()) != meta.last_log_id {
             tracing::warn!(snapshot = %meta.snapshot_id, "snapshot data and meta disagree on last_applied");

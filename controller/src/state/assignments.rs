@@ -27,7 +27,7 @@ pub struct HostChange {
 }
 
 /// The uuids of the zones `command` may change (the commands of a batch included).
-fn touched(command: &pb::FleetCommand, out: &mut Vec<String>) {
+pub(super) fn touched(command: &pb::FleetCommand, out: &mut Vec<String>) {
     match &command.kind {
         Some(Kind::CreateZones(c)) => out.extend(c.uuids.iter().cloned()),
         Some(Kind::UpdateZone(c)) => out.push(c.uuid.clone()),

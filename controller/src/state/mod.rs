@@ -21,6 +21,8 @@
 //! * [`assignments`]: what each applied command changed of each host's assigned
 //!   zones (the agents' watch streams are fed from it); `reports` applies the observed
 //!   states agents report, `tokens` join tokens and enrollment.
+//! * [`events`]: the fleet events (`zfadm events`) derived from each applied entry,
+//!   kept in a bounded ring that is part of the replicated state.
 
 mod addresses;
 pub mod apply;
@@ -28,6 +30,7 @@ pub mod assignments;
 mod capacity;
 pub mod check;
 pub mod create;
+pub mod events;
 mod hosts;
 pub mod images;
 mod moves;
@@ -41,7 +44,7 @@ mod testing;
 pub mod tokens;
 mod zones;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use zonefleet_proto::pb;
 
@@ -137,6 +140,8 @@ pub struct FleetState {
     pub revocations: Vec<pb::Revocation>,
     /// Whether automatic rescheduling of lost hosts' zones is paused (see `moves`).
     pub reschedule_pause: pb::ReschedulePause,
+    /// The most recent fleet events, oldest first (at most [`events::EVENTS_KEPT`]).
+    pub events: VecDeque<pb::FleetEvent>,
     /// The scheduler's view and the address pools, derived from the fields above.
     pub derived: Derived,
 }
@@ -155,6 +160,7 @@ impl PartialEq for FleetState {
             && self.settings == other.settings
             && self.revocations == other.revocations
             && self.reschedule_pause == other.reschedule_pause
+            && self.events == other.events
     }
 }
 
@@ -183,7 +189,7 @@ impl FleetState {
             revocations: self.revocations.clone(),
             enrollments: self.enrollments.values().cloned().collect(),
             reschedule_pause: Some(self.reschedule_pause.clone()),
-            events: Vec::new(),
+            events: self.events.iter().cloned().collect(),
         }
     }
 
@@ -251,6 +257,12 @@ impl FleetState {
                 .map(|e| (e.host_id.clone(), e.clone()))
                 .collect(),
             reschedule_pause: snapshot.reschedule_pause.clone().unwrap_or_default(),
+            events: snapshot
+                .events
+                .iter()
+                .skip(snapshot.events.len().saturating_sub(events::EVENTS_KEPT))
+                .cloned()
+                .collect(),
             derived: Derived::default(),
         };
         state.rebuild_derived();

@@ -4,7 +4,8 @@
 //! writing its report to the given output; errors are `anyhow` errors naming what was
 //! wrong, printed by [`main`] with a non-zero exit status. The operator API's groups
 //! (`zone`, `host`, `token`, `image`, `network`, `cluster`, `controller`) print through `render`
-//! (tables, `-o json`) and read files through `input`.
+//! (tables, `-o json`) and read files through `input`; `events` prints the fleet's
+//! events as they come.
 
 mod agent;
 mod bench;
@@ -12,6 +13,7 @@ mod cluster;
 mod connect;
 mod controller;
 mod dev;
+mod events;
 mod host;
 mod image;
 mod network;
@@ -84,6 +86,9 @@ pub enum Command {
     /// Add or remove a controller.
     #[command(subcommand)]
     Controller(controller::ControllerCommand),
+    /// The fleet's events (hosts up, down, cordoned; zones placed, moved, started,
+    /// halted, fenced, failed; the rescheduling pause), oldest first; `-f` follows.
+    Events(events::EventsArgs),
     /// Commit small operations through the cluster at several concurrencies and report
     /// throughput and latency.
     Bench(bench::BenchArgs),
@@ -185,6 +190,10 @@ fn run_report(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             let (conn, rt) = session()?;
             let status = rt.block_on(cluster::cluster_status(&conn))?;
             render::print_status(out, output, &status)
+        }
+        Command::Events(args) => {
+            let (conn, rt) = session()?;
+            rt.block_on(events::run(&conn, output, args, out))
         }
         Command::Bench(args) => {
             let (conn, rt) = session()?;

@@ -363,7 +363,7 @@ pub fn print_status(
 }
 
 /// `at` (Unix milliseconds) as `YYYY-MM-DDTHH:MM:SSZ`.
-fn utc(at_unix_ms: i64) -> String {
+pub(super) fn utc(at_unix_ms: i64) -> String {
     let secs = at_unix_ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
