@@ -2,10 +2,11 @@
 //! `zfadm host cordon|uncordon --rack` acts on a whole rack; `zfadm host drain --rack r1
 //! --max-parallel 2 -o json` moves r1's `on_host_lost: reschedule` zones to r2, never
 //! more than two at once (as the controllers' state shows, sampled while it runs, and as
-//! its events say), each halted and removed on its old host before it boots on the new
-//! one; a zone whose hard rack spread r2 cannot take is named with the scheduler's
-//! explanation and stays; the `wait` zone stays and is listed; the status is non-zero
-//! because a zone could not move. Bad selectors are refused naming what was wrong.
+//! its events say), each gone from its old host's agent and running on its new one; a
+//! zone whose hard rack spread r2 cannot take is named with the scheduler's explanation
+//! and stays; the `wait` zone stays and is listed; the status is non-zero because a
+//! zone could not move. With r1 back, draining that zone's host (text output) moves it
+//! to its rack-mate. Bad selectors are refused naming what was wrong.
 //! An ignored test times the drain of one host with 50 zones at `--max-parallel 10`.
 //! Needs root; fails under `CI=true` without it.
 
@@ -444,6 +445,29 @@ fn draining_a_rack_moves_its_zones_two_at_a_time_keeping_rack_spread() {
         .unwrap()
         .iter()
         .all(|h| h["status"] == "ready"));
+    // The zone that could not move goes to its rack-mate now (text output this time).
+    let stuck_on = host_of(&after[&stuck]);
+    let text = fleet
+        .zfadm(
+            &fleet.all(),
+            &["host", "drain", &stuck_on, "--deadline", "2m"],
+        )
+        .unwrap_or_else(|e| panic!("drain {stuck_on}: {e}"));
+    eprintln!("{text}");
+    assert!(
+        text.starts_with(&format!("draining 1 host ({stuck_on})")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("moved ") && l.contains(&format!("{stuck} ("))),
+        "{text}"
+    );
+    assert!(text.contains("drained 1 host in "), "{text}");
+    let last = fleet.zones(&fleet.all());
+    let rack_mate = r1.iter().find(|h| **h != stuck_on).unwrap();
+    assert_eq!(last[&stuck]["host_id"], *rack_mate, "{:?}", last[&stuck]);
+    assert_eq!(last[&stuck]["observed_state"], "running");
     let status = fleet.zfadm(&fleet.all(), &["fleet", "status"]).unwrap();
     assert!(status.contains("automatic rescheduling: on"), "{status}");
     eprintln!("{:?}: checked", started.elapsed());
