@@ -254,7 +254,18 @@ async fn move_one(
             outcome,
         });
     };
-    if !already {
+    if already {
+        // Said moving like the others, so every `zone.moved` follows a `zone.moving`.
+        let to = match get_zone(&conn, &zone.uuid).await {
+            Ok(Some(now)) => now.host_id,
+            Ok(None) => return done(Outcome::Deleted),
+            Err(_) => String::new(),
+        };
+        let _ = tx.send(Event::Moving {
+            zone: zone.clone(),
+            to,
+        });
+    } else {
         let r = pb::ZoneRef {
             zone: zone.uuid.clone(),
         };

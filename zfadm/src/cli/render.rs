@@ -89,8 +89,8 @@ fn zone_note(z: &pb::Zone) -> String {
         parts.push(format!("pending: {}", z.pending_reason));
     }
     // A create's `pending: no host: …` message says the same as its reason.
-    if !z.message.is_empty() && !(z.message.starts_with("pending") && !z.pending_reason.is_empty())
-    {
+    let said_already = z.message.starts_with("pending") && !z.pending_reason.is_empty();
+    if !z.message.is_empty() && !said_already {
         parts.push(z.message.clone());
     }
     parts.join("; ")
