@@ -45,9 +45,11 @@ fn file(mgr: &V1Manager, zone: &str, controller: &str, name: &str) -> String {
 
 /// Whether this kernel weighs I/O (a CFQ or BFQ weight file in the blkio root).
 fn weighted() -> bool {
-    ["blkio.weight", "blkio.bfq.weight"]
-        .iter()
-        .any(|f| std::path::Path::new("/sys/fs/cgroup/blkio").join(f).exists())
+    ["blkio.weight", "blkio.bfq.weight"].iter().any(|f| {
+        std::path::Path::new("/sys/fs/cgroup/blkio")
+            .join(f)
+            .exists()
+    })
 }
 
 /// Every limit set; the I/O weight only where the kernel weighs I/O (else the default,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use zonefleet_devfleet::config::{AgentFile, ControllerFile, Joining, Share};
+pub use zonefleet_devfleet::config::Share;
+use zonefleet_devfleet::config::{AgentFile, ControllerFile, Joining};
 
 use crate::netns::{HostNs, Switch};
 use crate::process::{run_in, Daemon};
@@ -211,6 +212,24 @@ impl Fleet {
         out
     }
 
+    /// `zfadm ARGS` ready to run on the operator's host against every controller, for a
+    /// test that runs it longer than one call may take or watches it while it runs
+    /// (the caller bounds and reaps it).
+    pub fn zfadm_command(&self, args: &[&str]) -> Command {
+        let pki = self.pki();
+        let controllers: Vec<String> = self.all().iter().map(|&i| self.addr(i)).collect();
+        let mut command = Command::new(binary("zfadm"));
+        command
+            .args(args)
+            .env("ZONEFLEET_CONTROLLERS", controllers.join(","))
+            .env("ZONEFLEET_CA", pki.join("ca.crt"))
+            .env("ZONEFLEET_CERT", pki.join("operator-admin.crt"))
+            .env("ZONEFLEET_KEY", pki.join("operator-admin.key"))
+            .env("ZONEFLEET_CONFIG", self.dir().join("zfadm.toml"));
+        crate::process::in_host(&mut command, &self.operator).expect("the operator's host");
+        command
+    }
+
     /// Runs `command` on the operator's host (bounded like a `zfadm` call).
     pub fn on_operator_host(&self, command: Command) -> std::process::Output {
         run_in(Some(&self.operator), command, ZFADM_LIMIT)
@@ -287,12 +306,21 @@ impl Fleet {
     /// second agent gets the controllers, token and CA pin from a kernel command line
     /// file (`--cmdline`), as a PXE-booted host does; the others from `agent.toml`.
     pub fn add_agent(&mut self, rack: &str) -> &mut Agent {
-        self.add_agent_fencing(rack, true)
+        self.add_agent_with(
+            rack,
+            Share {
+                memory_mib: 2048,
+                cpu_percent: 200,
+                disk_gib: 32,
+            },
+            true,
+        )
     }
 
-    /// [`Fleet::add_agent`], with fencing on or off (off only to test the double-run
-    /// check itself).
-    pub fn add_agent_fencing(&mut self, rack: &str, fencing: bool) -> &mut Agent {
+    /// [`Self::add_agent`] with the capacity share `share` (of RAM, CPU and disk the
+    /// host offers zones) instead of the default 2048 MiB, 200 %, 32 GiB, and fencing
+    /// on or off (off only to test the double-run check itself).
+    pub fn add_agent_with(&mut self, rack: &str, share: Share, fencing: bool) -> &mut Agent {
         let n = self.agents.len() + 1;
         let host = self.switch.host(100 + n as u8).expect("agent host");
         self.switch.add_uplink(&host).expect("agent uplink");
@@ -339,11 +367,7 @@ impl Fleet {
             cgroup_parent: agent.cgroup_parent.clone(),
             bridge: agent.bridge.clone(),
             uplink: Some("eth1".to_owned()),
-            share: Share {
-                memory_mib: 2048,
-                cpu_percent: 200,
-                disk_gib: 32,
-            },
+            share,
             fencing,
         };
         std::fs::write(&agent.config, file.render()).unwrap();

@@ -142,7 +142,15 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
     let archive = zonefleet_tests::busybox_archive();
     fleet.zfadm_json(
         &fleet.all(),
-        &["image", "import", archive.to_str().unwrap(), "--name", "busybox", "--version", "1"],
+        &[
+            "image",
+            "import",
+            archive.to_str().unwrap(),
+            "--name",
+            "busybox",
+            "--version",
+            "1",
+        ],
     );
     for rack in ["r1", "r1", "r2"] {
         fleet.add_agent(rack).wait_ready(Duration::from_secs(30));
@@ -150,7 +158,8 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
     let ids: Vec<String> = (0..3).map(|i| host_id(&fleet, i)).collect();
     eventually("three hosts ready", Duration::from_secs(30), || {
         let h = hosts(&fleet);
-        ids.iter().all(|id| h.get(id).is_some_and(|h| h["status"] == "ready"))
+        ids.iter()
+            .all(|id| h.get(id).is_some_and(|h| h["status"] == "ready"))
     });
 
     // Every zone on agent 0 (the others cordoned while they are placed).
@@ -162,14 +171,20 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
         .collect();
     let stayer = create(&fleet, "stayer", "wait");
     for id in &ids[1..] {
-        fleet.zfadm(&fleet.all(), &["host", "uncordon", id]).unwrap();
+        fleet
+            .zfadm(&fleet.all(), &["host", "uncordon", id])
+            .unwrap();
     }
-    eventually("the zones running on agent 0", Duration::from_secs(60), || {
-        movers
-            .iter()
-            .chain([&stayer])
-            .all(|z| placed(&fleet, z) == (ids[0].clone(), true))
-    });
+    eventually(
+        "the zones running on agent 0",
+        Duration::from_secs(60),
+        || {
+            movers
+                .iter()
+                .chain([&stayer])
+                .all(|z| placed(&fleet, z) == (ids[0].clone(), true))
+        },
+    );
     let stayer_pid = init_pid(&fleet, 0, &stayer).expect("the stayer runs");
     eprintln!("{:?}: zones running on agent 0", started.elapsed());
     let check = sampler(&fleet);
@@ -183,18 +198,29 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
         status_of(&fleet, &ids[0]) == "down"
     });
     let down_after = killed.elapsed();
-    eventually("the movers running elsewhere", Duration::from_secs(20), || {
-        movers.iter().all(|z| {
-            let (host, running) = placed(&fleet, z);
-            host != ids[0] && running
-        })
-    });
+    eventually(
+        "the movers running elsewhere",
+        Duration::from_secs(20),
+        || {
+            movers.iter().all(|z| {
+                let (host, running) = placed(&fleet, z);
+                host != ids[0] && running
+            })
+        },
+    );
     let moved_after = killed.elapsed();
     eprintln!("agent 0 killed: down after {down_after:?}, its zones running elsewhere after {moved_after:?}");
     assert!(down_after < Duration::from_secs(4), "{down_after:?}");
-    assert_eq!(placed(&fleet, &stayer).0, ids[0], "the wait zone stays assigned");
+    assert_eq!(
+        placed(&fleet, &stayer).0,
+        ids[0],
+        "the wait zone stays assigned"
+    );
     let on_0 = running(fleet.agents[0].data_dir());
-    assert!(on_0.contains(&stayer), "the wait zone keeps running: {on_0:?}");
+    assert!(
+        on_0.contains(&stayer),
+        "the wait zone keeps running: {on_0:?}"
+    );
     for z in &movers {
         assert!(!on_0.contains(z), "{z} fenced on agent 0: {on_0:?}");
     }
@@ -205,10 +231,16 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
     eventually("agent 0 back", Duration::from_secs(10), || {
         status_of(&fleet, &ids[0]) == "ready"
     });
-    eventually("the moved zones gone from agent 0", Duration::from_secs(20), || {
-        let local: Vec<Value> = fleet.agents[0].local_zones();
-        movers.iter().all(|m| !local.iter().any(|z| z["uuid"] == *m))
-    });
+    eventually(
+        "the moved zones gone from agent 0",
+        Duration::from_secs(20),
+        || {
+            let local: Vec<Value> = fleet.agents[0].local_zones();
+            movers
+                .iter()
+                .all(|m| !local.iter().any(|z| z["uuid"] == *m))
+        },
+    );
     assert_eq!(init_pid(&fleet, 0, &stayer), Some(stayer_pid), "same init");
     eprintln!("{:?}: agent 0 back", started.elapsed());
 
@@ -227,12 +259,16 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
     eventually("the partitioned host down", Duration::from_secs(6), || {
         status_of(&fleet, &host_of_0) == "down"
     });
-    eventually("its zones running elsewhere", Duration::from_secs(20), || {
-        cut_movers.iter().all(|z| {
-            let (host, running) = placed(&fleet, z);
-            host != host_of_0 && running
-        })
-    });
+    eventually(
+        "its zones running elsewhere",
+        Duration::from_secs(20),
+        || {
+            cut_movers.iter().all(|z| {
+                let (host, running) = placed(&fleet, z);
+                host != host_of_0 && running
+            })
+        },
+    );
     eprintln!(
         "agent {cut} partitioned: its zones running elsewhere after {:?}",
         partitioned.elapsed()
@@ -245,10 +281,16 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
     eventually("the partitioned host back", Duration::from_secs(10), || {
         status_of(&fleet, &host_of_0) == "ready"
     });
-    eventually("the moved zones gone from it", Duration::from_secs(20), || {
-        let local = fleet.agents[cut].local_zones();
-        cut_movers.iter().all(|m| !local.iter().any(|z| z["uuid"] == *m))
-    });
+    eventually(
+        "the moved zones gone from it",
+        Duration::from_secs(20),
+        || {
+            let local = fleet.agents[cut].local_zones();
+            cut_movers
+                .iter()
+                .all(|m| !local.iter().any(|z| z["uuid"] == *m))
+        },
+    );
 
     // 3. Kill the controller leader while every host is judged: no live host goes down
     //    (a new leader grants a full TTL first): their status never changes.
@@ -265,7 +307,10 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
             let now: Value = serde_json::from_str(&out).unwrap();
             for h in now.as_array().unwrap() {
                 let id = h["host_id"].as_str().unwrap();
-                assert_eq!(h["status"], "ready", "{id} judged down after the leader died: {h}");
+                assert_eq!(
+                    h["status"], "ready",
+                    "{id} judged down after the leader died: {h}"
+                );
                 assert_eq!(
                     h["status_since_unix_ms"], before[id]["status_since_unix_ms"],
                     "{id} changed status after the leader died"
@@ -279,7 +324,11 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
     let report = check.finish();
     eprintln!("double-run check: {} samples", report.samples);
     assert!(report.samples > 100, "{report:?}");
-    assert!(report.doubles.is_empty(), "zones ran on two hosts: {:?}", report.doubles);
+    assert!(
+        report.doubles.is_empty(),
+        "zones ran on two hosts: {:?}",
+        report.doubles
+    );
     eprintln!("{:?}: done", started.elapsed());
 }
 
@@ -293,32 +342,62 @@ fn without_fencing_the_double_run_check_fails() {
     let archive = zonefleet_tests::busybox_archive();
     fleet.zfadm_json(
         &fleet.all(),
-        &["image", "import", archive.to_str().unwrap(), "--name", "busybox", "--version", "1"],
+        &[
+            "image",
+            "import",
+            archive.to_str().unwrap(),
+            "--name",
+            "busybox",
+            "--version",
+            "1",
+        ],
     );
-    fleet.add_agent_fencing("r1", false).wait_ready(Duration::from_secs(30));
+    fleet
+        .add_agent_with(
+            "r1",
+            zonefleet_tests::fleet::Share {
+                memory_mib: 2048,
+                cpu_percent: 200,
+                disk_gib: 32,
+            },
+            false,
+        )
+        .wait_ready(Duration::from_secs(30));
     fleet.add_agent("r1").wait_ready(Duration::from_secs(30));
     let ids: Vec<String> = (0..2).map(|i| host_id(&fleet, i)).collect();
     eventually("both hosts ready", Duration::from_secs(30), || {
         let h = hosts(&fleet);
-        ids.iter().all(|id| h.get(id).is_some_and(|h| h["status"] == "ready"))
+        ids.iter()
+            .all(|id| h.get(id).is_some_and(|h| h["status"] == "ready"))
     });
-    fleet.zfadm(&fleet.all(), &["host", "cordon", &ids[1]]).unwrap();
+    fleet
+        .zfadm(&fleet.all(), &["host", "cordon", &ids[1]])
+        .unwrap();
     let zone = create(&fleet, "unfenced", "reschedule");
-    fleet.zfadm(&fleet.all(), &["host", "uncordon", &ids[1]]).unwrap();
-    eventually("the zone running on the unfenced host", Duration::from_secs(60), || {
-        placed(&fleet, &zone) == (ids[0].clone(), true)
-    });
+    fleet
+        .zfadm(&fleet.all(), &["host", "uncordon", &ids[1]])
+        .unwrap();
+    eventually(
+        "the zone running on the unfenced host",
+        Duration::from_secs(60),
+        || placed(&fleet, &zone) == (ids[0].clone(), true),
+    );
     let check = sampler(&fleet);
     partition(&fleet, 0, false);
-    eventually("the zone running on the other host", Duration::from_secs(20), || {
-        placed(&fleet, &zone) == (ids[1].clone(), true)
-    });
+    eventually(
+        "the zone running on the other host",
+        Duration::from_secs(20),
+        || placed(&fleet, &zone) == (ids[1].clone(), true),
+    );
     // Give the sampler a few samples of both running.
     std::thread::sleep(Duration::from_millis(500));
     partition(&fleet, 0, true);
     let report = check.finish();
     assert!(
-        report.doubles.iter().any(|d| d.zone == zone && d.hosts.len() == 2),
+        report
+            .doubles
+            .iter()
+            .any(|d| d.zone == zone && d.hosts.len() == 2),
         "the check missed the double run of an unfenced zone: {report:?}"
     );
 }

@@ -3,9 +3,9 @@
 //! Each command group is a module with a clap `Subcommand` enum and a `run` function
 //! writing its report to the given output; errors are `anyhow` errors naming what was
 //! wrong, printed by [`main`] with a non-zero exit status. The operator API's groups
-//! (`zone`, `host`, `token`, `image`, `network`, `cluster`, `controller`) print through `render`
-//! (tables, `-o json`) and read files through `input`; `events` prints the fleet's
-//! events as they come.
+//! (`zone`, `host`, `fleet`, `token`, `image`, `network`, `cluster`, `controller`) print through
+//! `render` (tables, `-o json`) and read files through `input`; `events` prints the
+//! fleet's events as they come.
 
 mod agent;
 mod bench;
@@ -13,7 +13,9 @@ mod cluster;
 mod connect;
 mod controller;
 mod dev;
+mod drain;
 mod events;
+mod fleet;
 mod host;
 mod image;
 mod network;
@@ -68,9 +70,12 @@ pub enum Command {
     /// Zones: create, get, list, update, stop, start, reboot, delete.
     #[command(subcommand)]
     Zone(zone::ZoneCommand),
-    /// Hosts: list, get, cordon, uncordon.
+    /// Hosts: list, get, cordon, uncordon, drain (by id, rack or labels), set-inventory.
     #[command(subcommand)]
     Host(host::HostCommand),
+    /// The fleet: whether lost hosts' zones are moved automatically (status, resume).
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
     /// One-time join tokens with which hosts enroll: create, list, revoke.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -169,6 +174,10 @@ fn run_report(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Host(c) => {
             let (conn, rt) = session()?;
             rt.block_on(host::run(&conn, output, c, out))
+        }
+        Command::Fleet(c) => {
+            let (conn, rt) = session()?;
+            rt.block_on(fleet::run(&conn, output, c, out))
         }
         Command::Token(c) => {
             let (conn, rt) = session()?;

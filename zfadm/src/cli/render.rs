@@ -79,6 +79,102 @@ fn host_json(h: &pb::Host) -> Value {
     })
 }
 
+/// What the MESSAGE column says of a zone: why it waits for a place, that it is moving
+/// off a host, then its own message.
+fn zone_note(z: &pb::Zone) -> String {
+    let mut parts = Vec::new();
+    if !z.leaving_host_id.is_empty() {
+        parts.push(format!("moving off {}", z.leaving_host_id));
+    }
+    if !z.pending_reason.is_empty() {
+        parts.push(format!("pending: {}", z.pending_reason));
+    }
+    // A create's `pending: no host: …` message says the same as its reason.
+    let said_already = z.message.starts_with("pending") && !z.pending_reason.is_empty();
+    if !z.message.is_empty() && !said_already {
+        parts.push(z.message.clone());
+    }
+    parts.join("; ")
+}
+
+/// A host's status with how long it has had it and why (`draining 3m (operator)`).
+fn host_status_text(h: &pb::Host, now: i64) -> String {
+    let mut text = host_status_name(h.status);
+    if h.status_since_unix_ms > 0 {
+        let since = relative(h.status_since_unix_ms, now);
+        text = format!("{text} {}", since.trim_end_matches(" ago"));
+    }
+    if !h.status_reason.is_empty() {
+        text = format!("{text} ({})", h.status_reason);
+    }
+    text
+}
+
+/// Prints the line that says automatic rescheduling is paused (nothing when it is not).
+pub(super) fn print_reschedule_banner(
+    out: &mut dyn Write,
+    pause: Option<&pb::ReschedulePause>,
+) -> anyhow::Result<()> {
+    if let Some(p) = pause.filter(|p| p.paused) {
+        let reason = if p.reason.is_empty() {
+            "no reason given"
+        } else {
+            &p.reason
+        };
+        writeln!(
+            out,
+            "automatic rescheduling paused: {reason} (zfadm fleet resume)"
+        )?;
+    }
+    Ok(())
+}
+
+/// Prints the fleet's rescheduling pause.
+pub(super) fn print_reschedule(
+    out: &mut dyn Write,
+    output: Format,
+    pause: &pb::ReschedulePause,
+) -> anyhow::Result<()> {
+    if output == Format::Json {
+        write_json(
+            out,
+            &json!({
+                "paused": pause.paused,
+                "reason": pause.reason,
+                "since_unix_ms": pause.since_unix_ms,
+                "overridden": pause.overridden,
+            }),
+        )?;
+        return Ok(());
+    }
+    let since = if pause.since_unix_ms > 0 {
+        format!(" since {}", utc(pause.since_unix_ms))
+    } else {
+        String::new()
+    };
+    if pause.paused {
+        print_reschedule_banner(out, Some(pause))?;
+        writeln!(out, "paused{since}")?;
+    } else {
+        writeln!(
+            out,
+            "automatic rescheduling: on{since}{}",
+            if pause.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", pause.reason)
+            }
+        )?;
+        if pause.overridden {
+            writeln!(
+                out,
+                "resumed by an operator: no new pause until the current loss ends"
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// How far `at` (Unix ms) is from `now` (Unix ms), as `3s ago` or `in 7s`.
 fn relative(at: i64, now: i64) -> String {
     let ms = at - now;
@@ -189,7 +285,7 @@ pub(super) fn print_zones(
                 } else {
                     z.host_id.clone()
                 },
-                z.message.clone(),
+                zone_note(z),
             ]
         })
         .collect();
@@ -223,7 +319,7 @@ pub(super) fn print_hosts(
             vec![
                 h.host_id.clone(),
                 h.rack.clone(),
-                host_status_name(h.status),
+                host_status_text(h, now),
                 format!("{}/{}", c.allocated_memory_mib, c.memory_mib),
                 format!("{}/{}", c.allocated_cpu_percent, c.cpu_percent),
                 format!("{}/{}", c.allocated_disk_gib, c.disk_gib),
@@ -540,6 +636,68 @@ pub(super) fn print_new_token(
 #[cfg(test)]
 mod revocation_tests {
     use super::relative;
+    use zonefleet_proto::pb;
+
+    #[test]
+    fn a_hosts_status_says_since_when_and_why() {
+        let h = pb::Host {
+            status: pb::HostStatus::Draining as i32,
+            status_since_unix_ms: 1_000,
+            status_reason: "operator".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            super::host_status_text(&h, 181_000),
+            "draining 3m (operator)"
+        );
+        let bare = pb::Host {
+            status: pb::HostStatus::Ready as i32,
+            ..Default::default()
+        };
+        assert_eq!(super::host_status_text(&bare, 181_000), "ready");
+    }
+
+    #[test]
+    fn a_zone_says_why_it_waits_or_that_it_moves() {
+        let moving = pb::Zone {
+            leaving_host_id: "h1".into(),
+            ..Default::default()
+        };
+        assert_eq!(super::zone_note(&moving), "moving off h1");
+        let pending = pb::Zone {
+            pending_reason: "no host: 2 lack memory".into(),
+            message: "pending: no host: 2 lack memory".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            super::zone_note(&pending),
+            "pending: no host: 2 lack memory"
+        );
+        let failed = pb::Zone {
+            message: "init exited 1".into(),
+            ..Default::default()
+        };
+        assert_eq!(super::zone_note(&failed), "init exited 1");
+    }
+
+    #[test]
+    fn the_pause_is_a_banner_only_while_paused() {
+        let mut out = Vec::new();
+        let paused = pb::ReschedulePause {
+            paused: true,
+            reason: "rack r1 down".into(),
+            ..Default::default()
+        };
+        super::print_reschedule_banner(&mut out, Some(&paused)).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "automatic rescheduling paused: rack r1 down (zfadm fleet resume)\n"
+        );
+        let mut out = Vec::new();
+        super::print_reschedule_banner(&mut out, Some(&pb::ReschedulePause::default())).unwrap();
+        super::print_reschedule_banner(&mut out, None).unwrap();
+        assert!(out.is_empty());
+    }
 
     #[test]
     fn relative_times() {
