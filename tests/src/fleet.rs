@@ -237,9 +237,10 @@ impl Fleet {
 
     /// Every zone `zfadm zone list` shows through the controllers `via`, by alias.
     pub fn zones(&self, via: &[usize]) -> std::collections::BTreeMap<String, serde_json::Value> {
-        self.zfadm_json(via, &["zone", "list"])
+        let listed = self.zfadm_json(via, &["zone", "list"]);
+        listed
             .as_array()
-            .expect("a list")
+            .unwrap_or_else(|| panic!("zone list: not a list: {listed}"))
             .iter()
             .map(|z| {
                 (

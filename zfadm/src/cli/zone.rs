@@ -161,6 +161,9 @@ pub async fn run(
     command: ZoneCommand,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    // A listing is a JSON array whatever its length; the other commands name one zone
+    // (or a create's zones) and print an object when there is one.
+    let single = !matches!(command, ZoneCommand::List { .. });
     let zones = match command {
         ZoneCommand::Create {
             file,
@@ -281,5 +284,5 @@ pub async fn run(
             ]
         }
     };
-    print_zones(out, output, &zones, true)
+    print_zones(out, output, &zones, single)
 }
