@@ -7,6 +7,7 @@
 //! * [`netns`]: the switch and the hosts (a network namespace each, one veth to the
 //!   switch, an address in the run's subnet), links that tests cut and heal — the
 //!   `zonefleet-devfleet` crate's, which `zfadm dev up` builds its fleet with too;
+//! * [`ops`]: what the host-loss suites do to a fleet and read of it;
 //! * [`sampler`]: the double-run check (what each host really runs, sampled);
 //! * [`process`]: a binary run inside a host's network namespace, with its log kept,
 //!   stopped with bounded waits;
@@ -14,6 +15,7 @@
 
 pub mod fleet;
 pub mod names;
+pub mod ops;
 pub mod process;
 pub mod sampler;
 

@@ -8,117 +8,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use zonefleet_tests::fleet::Fleet;
+use serde_json::Value;
+use zonefleet_tests::fleet::{Fleet, Share};
+use zonefleet_tests::ops::eventually;
 use zonefleet_tests::privileged;
-use zonefleet_tests::process::run_in;
 use zonefleet_tests::sampler::{running, Sampler};
 
 /// How often the double-run check samples.
 const SAMPLE: Duration = Duration::from_millis(100);
-
-fn host_id(fleet: &Fleet, agent: usize) -> String {
-    std::fs::read_to_string(fleet.agents[agent].data_dir().join("host_id"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-fn hosts(fleet: &Fleet) -> BTreeMap<String, Value> {
-    fleet
-        .zfadm_json(&fleet.all(), &["host", "list"])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|h| (h["host_id"].as_str().unwrap_or_default().to_owned(), h))
-        .collect()
-}
-
-fn create(fleet: &Fleet, alias: &str, on_host_lost: &str) -> String {
-    let spec = json!({"alias": alias, "image": "busybox", "max_physical_memory": 32, "quota": 1,
-        "on_host_lost": on_host_lost,
-        "init": ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]});
-    let file = fleet.dir().join(format!("{alias}.json"));
-    std::fs::write(&file, spec.to_string()).unwrap();
-    let out = fleet
-        .zfadm(
-            &fleet.all(),
-            &["zone", "create", "-f", file.to_str().unwrap(), "-o", "json"],
-        )
-        .unwrap_or_else(|e| panic!("zone create {alias}: {e}"));
-    let created: Value = serde_json::from_str(&out).unwrap();
-    let zone = created.as_array().map_or(&created, |a| &a[0]);
-    zone["uuid"].as_str().unwrap().to_owned()
-}
-
-/// Waits up to `within` for `check`, failing with `what`.
-fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    started.elapsed()
-}
-
-fn status_of(fleet: &Fleet, host: &str) -> String {
-    hosts(fleet)
-        .get(host)
-        .and_then(|h| h["status"].as_str())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Where the controllers say `zone` is, and whether it runs there.
-fn placed(fleet: &Fleet, zone: &str) -> (String, bool) {
-    let zones = fleet.zones(&fleet.all());
-    let Some(z) = zones.values().find(|z| z["uuid"] == zone) else {
-        panic!("no zone {zone}: {zones:#?}");
-    };
-    (
-        z["host_id"].as_str().unwrap_or_default().to_owned(),
-        z["observed_state"] == "running" && z["leaving_host_id"].as_str().unwrap_or("").is_empty(),
-    )
-}
-
-/// init's pid of `zone` on agent `i`, from its CLI (absent when not running).
-fn init_pid(fleet: &Fleet, i: usize, zone: &str) -> Option<i64> {
-    fleet.agents[i]
-        .local_zones()
-        .into_iter()
-        .find(|z| z["uuid"] == zone)
-        .and_then(|z| z["init_pid"].as_i64())
-}
-
-/// Cuts (or, with `heal`, restores) agent `i`'s host from every controller with an
-/// nftables table in its namespace.
-fn partition(fleet: &Fleet, i: usize, heal: bool) {
-    let host = &fleet.agents[i].host;
-    let rules = if heal {
-        "delete table inet zftest_partition\n".to_owned()
-    } else {
-        let controllers: Vec<String> = fleet
-            .hosts
-            .iter()
-            .map(|h| h.address().to_string())
-            .collect();
-        let set = controllers.join(", ");
-        format!(
-            "table inet zftest_partition {{\n chain out {{ type filter hook output priority 0; policy accept; ip daddr {{ {set} }} drop; }}\n chain in {{ type filter hook input priority 0; policy accept; ip saddr {{ {set} }} drop; }}\n}}\n"
-        )
-    };
-    let file = fleet.dir().join(format!("partition-{i}-{heal}.nft"));
-    std::fs::write(&file, rules).unwrap();
-    let mut nft = std::process::Command::new("nft");
-    nft.arg("-f").arg(&file);
-    let out = run_in(Some(host), nft, Duration::from_secs(10));
-    assert!(
-        out.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn sampler(fleet: &Fleet) -> Sampler {
     Sampler::start(
@@ -155,9 +52,9 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
     for rack in ["r1", "r1", "r2"] {
         fleet.add_agent(rack).wait_ready(Duration::from_secs(30));
     }
-    let ids: Vec<String> = (0..3).map(|i| host_id(&fleet, i)).collect();
+    let ids: Vec<String> = (0..3).map(|i| fleet.host_id(i)).collect();
     eventually("three hosts ready", Duration::from_secs(30), || {
-        let h = hosts(&fleet);
+        let h = fleet.hosts_by_id();
         ids.iter()
             .all(|id| h.get(id).is_some_and(|h| h["status"] == "ready"))
     });
@@ -167,9 +64,9 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
         fleet.zfadm(&fleet.all(), &["host", "cordon", id]).unwrap();
     }
     let movers: Vec<String> = (0..3)
-        .map(|n| create(&fleet, &format!("mover-{n}"), "reschedule"))
+        .map(|n| fleet.create_zone(&format!("mover-{n}"), "reschedule"))
         .collect();
-    let stayer = create(&fleet, "stayer", "wait");
+    let stayer = fleet.create_zone("stayer", "wait");
     for id in &ids[1..] {
         fleet
             .zfadm(&fleet.all(), &["host", "uncordon", id])
@@ -182,10 +79,10 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
             movers
                 .iter()
                 .chain([&stayer])
-                .all(|z| placed(&fleet, z) == (ids[0].clone(), true))
+                .all(|z| fleet.placement(z) == (ids[0].clone(), true))
         },
     );
-    let stayer_pid = init_pid(&fleet, 0, &stayer).expect("the stayer runs");
+    let stayer_pid = fleet.init_pid(0, &stayer).expect("the stayer runs");
     eprintln!("{:?}: zones running on agent 0", started.elapsed());
     let check = sampler(&fleet);
 
@@ -195,7 +92,7 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
     let killed = Instant::now();
     fleet.agents[0].kill();
     eventually("agent 0's host down", Duration::from_secs(5), || {
-        status_of(&fleet, &ids[0]) == "down"
+        fleet.host_status(&ids[0]) == "down"
     });
     let down_after = killed.elapsed();
     eventually(
@@ -203,7 +100,7 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
         Duration::from_secs(20),
         || {
             movers.iter().all(|z| {
-                let (host, running) = placed(&fleet, z);
+                let (host, running) = fleet.placement(z);
                 host != ids[0] && running
             })
         },
@@ -212,7 +109,7 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
     eprintln!("agent 0 killed: down after {down_after:?}, its zones running elsewhere after {moved_after:?}");
     assert!(down_after < Duration::from_secs(4), "{down_after:?}");
     assert_eq!(
-        placed(&fleet, &stayer).0,
+        fleet.placement(&stayer).0,
         ids[0],
         "the wait zone stays assigned"
     );
@@ -229,7 +126,7 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
     fleet.agents[0].start();
     fleet.agents[0].wait_ready(Duration::from_secs(30));
     eventually("agent 0 back", Duration::from_secs(10), || {
-        status_of(&fleet, &ids[0]) == "ready"
+        fleet.host_status(&ids[0]) == "ready"
     });
     eventually(
         "the moved zones gone from agent 0",
@@ -241,30 +138,30 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
                 .all(|m| !local.iter().any(|z| z["uuid"] == *m))
         },
     );
-    assert_eq!(init_pid(&fleet, 0, &stayer), Some(stayer_pid), "same init");
+    assert_eq!(fleet.init_pid(0, &stayer), Some(stayer_pid), "same init");
     eprintln!("{:?}: agent 0 back", started.elapsed());
 
     // 2. Partition the host that runs mover-0 from every controller: its reschedule
     //    zones halt there before they start elsewhere (the sampler); its wait zones
     //    (none here) would keep running. Heal: nothing runs twice, the moved ones go.
-    let (host_of_0, _) = placed(&fleet, &movers[0]);
+    let (host_of_0, _) = fleet.placement(&movers[0]);
     let cut = ids.iter().position(|id| *id == host_of_0).unwrap();
     let cut_movers: Vec<String> = movers
         .iter()
-        .filter(|z| placed(&fleet, z).0 == host_of_0)
+        .filter(|z| fleet.placement(z).0 == host_of_0)
         .cloned()
         .collect();
-    partition(&fleet, cut, false);
+    fleet.partition(cut, false);
     let partitioned = Instant::now();
     eventually("the partitioned host down", Duration::from_secs(6), || {
-        status_of(&fleet, &host_of_0) == "down"
+        fleet.host_status(&host_of_0) == "down"
     });
     eventually(
         "its zones running elsewhere",
         Duration::from_secs(20),
         || {
             cut_movers.iter().all(|z| {
-                let (host, running) = placed(&fleet, z);
+                let (host, running) = fleet.placement(z);
                 host != host_of_0 && running
             })
         },
@@ -277,9 +174,9 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
     for z in &cut_movers {
         assert!(!on_cut.contains(z), "{z} fenced on the partitioned host");
     }
-    partition(&fleet, cut, true);
+    fleet.partition(cut, true);
     eventually("the partitioned host back", Duration::from_secs(10), || {
-        status_of(&fleet, &host_of_0) == "ready"
+        fleet.host_status(&host_of_0) == "ready"
     });
     eventually(
         "the moved zones gone from it",
@@ -294,7 +191,7 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
 
     // 3. Kill the controller leader while every host is judged: no live host goes down
     //    (a new leader grants a full TTL first): their status never changes.
-    let before: BTreeMap<String, Value> = hosts(&fleet);
+    let before: BTreeMap<String, Value> = fleet.hosts_by_id();
     let leader = fleet.leader(&fleet.all(), Duration::from_secs(10));
     let index = leader as usize - 1;
     if let Some(mut daemon) = fleet.controllers[index].take() {
@@ -355,7 +252,7 @@ fn without_fencing_the_double_run_check_fails() {
     fleet
         .add_agent_with(
             "r1",
-            zonefleet_tests::fleet::Share {
+            Share {
                 memory_mib: 2048,
                 cpu_percent: 200,
                 disk_gib: 32,
@@ -364,34 +261,34 @@ fn without_fencing_the_double_run_check_fails() {
         )
         .wait_ready(Duration::from_secs(30));
     fleet.add_agent("r1").wait_ready(Duration::from_secs(30));
-    let ids: Vec<String> = (0..2).map(|i| host_id(&fleet, i)).collect();
+    let ids: Vec<String> = (0..2).map(|i| fleet.host_id(i)).collect();
     eventually("both hosts ready", Duration::from_secs(30), || {
-        let h = hosts(&fleet);
+        let h = fleet.hosts_by_id();
         ids.iter()
             .all(|id| h.get(id).is_some_and(|h| h["status"] == "ready"))
     });
     fleet
         .zfadm(&fleet.all(), &["host", "cordon", &ids[1]])
         .unwrap();
-    let zone = create(&fleet, "unfenced", "reschedule");
+    let zone = fleet.create_zone("unfenced", "reschedule");
     fleet
         .zfadm(&fleet.all(), &["host", "uncordon", &ids[1]])
         .unwrap();
     eventually(
         "the zone running on the unfenced host",
         Duration::from_secs(60),
-        || placed(&fleet, &zone) == (ids[0].clone(), true),
+        || fleet.placement(&zone) == (ids[0].clone(), true),
     );
     let check = sampler(&fleet);
-    partition(&fleet, 0, false);
+    fleet.partition(0, false);
     eventually(
         "the zone running on the other host",
         Duration::from_secs(20),
-        || placed(&fleet, &zone) == (ids[1].clone(), true),
+        || fleet.placement(&zone) == (ids[1].clone(), true),
     );
     // Give the sampler a few samples of both running.
     std::thread::sleep(Duration::from_millis(500));
-    partition(&fleet, 0, true);
+    fleet.partition(0, true);
     let report = check.finish();
     assert!(
         report

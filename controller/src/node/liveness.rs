@@ -298,3 +298,51 @@ fn mass_loss(fleet: &FleetState, down: &[&str]) -> Option<String> {
         .find(|(rack, (hosts, lost))| !rack.is_empty() && *hosts >= 2 && hosts == lost)
         .map(|(rack, (hosts, _))| format!("rack {rack} down (all {hosts} hosts)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(racks: &[(&str, &str)]) -> FleetState {
+        let mut fleet = FleetState::default();
+        for (id, rack) in racks {
+            fleet.hosts.insert(
+                (*id).to_owned(),
+                pb::Host {
+                    host_id: (*id).to_owned(),
+                    rack: (*rack).to_owned(),
+                    ..Default::default()
+                },
+            );
+        }
+        fleet
+    }
+
+    #[test]
+    fn a_mass_loss_is_more_than_the_share_or_a_whole_rack() {
+        let f = fleet(&[("a", "r1"), ("b", "r1"), ("c", "r2"), ("d", "r2"), ("e", "r3")]);
+        assert_eq!(mass_loss(&f, &[]), None);
+        // One host, or one of each of two racks: an ordinary loss.
+        assert_eq!(mass_loss(&f, &["a"]), None);
+        assert_eq!(mass_loss(&f, &["a", "c"]), None);
+        // A whole rack of two.
+        assert_eq!(
+            mass_loss(&f, &["c", "d"]).as_deref(),
+            Some("rack r2 down (all 2 hosts)")
+        );
+        // A rack of one host is just that host.
+        assert_eq!(mass_loss(&f, &["e"]), None);
+        // Three of five: more than half.
+        assert_eq!(
+            mass_loss(&f, &["a", "c", "e"]).as_deref(),
+            Some("3 of 5 hosts down (more than 50%)")
+        );
+        // The share is a setting.
+        let mut f = f;
+        f.settings.mass_loss_percent = Some(30);
+        assert!(mass_loss(&f, &["a", "c"]).is_some());
+        // One rack only: losing it all is the share's to judge.
+        let one = fleet(&[("a", "r1"), ("b", "r1"), ("c", "r1")]);
+        assert_eq!(mass_loss(&one, &["a"]), None);
+    }
+}

@@ -1,0 +1,146 @@
+//! What the host-loss and chaos suites do to a [`Fleet`] and read of it, through
+//! `zfadm` and the hosts themselves: hosts by id, zones created and placed, a host cut
+//! from every controller with nftables in its namespace.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::fleet::Fleet;
+use crate::process::run_in;
+
+/// Waits up to `within` for `check` (polled every 50 ms), failing with `what`; how long
+/// it took.
+pub fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+impl Fleet {
+    /// Agent `i`'s host id (from its data dir).
+    pub fn host_id(&self, i: usize) -> String {
+        std::fs::read_to_string(self.agents[i].data_dir().join("host_id"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
+    /// `zfadm host list`, by host id.
+    pub fn hosts_by_id(&self) -> BTreeMap<String, Value> {
+        self.zfadm_json(&self.all(), &["host", "list"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| (h["host_id"].as_str().unwrap_or_default().to_owned(), h))
+            .collect()
+    }
+
+    /// Host `id`'s status as the controllers list it ("" when not listed).
+    pub fn host_status(&self, id: &str) -> String {
+        self.hosts_by_id()
+            .get(id)
+            .and_then(|h| h["status"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Creates a small busybox zone `alias` (init a shell loop) with `on_host_lost`;
+    /// its uuid.
+    pub fn create_zone(&self, alias: &str, on_host_lost: &str) -> String {
+        let spec = json!({"alias": alias, "image": "busybox", "max_physical_memory": 32,
+            "quota": 1, "on_host_lost": on_host_lost,
+            "init": ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]});
+        let file = self.dir().join(format!("{alias}.json"));
+        std::fs::write(&file, spec.to_string()).unwrap();
+        let out = self
+            .zfadm(
+                &self.all(),
+                &["zone", "create", "-f", file.to_str().unwrap(), "-o", "json"],
+            )
+            .unwrap_or_else(|e| panic!("zone create {alias}: {e}"));
+        let created: Value = serde_json::from_str(&out).unwrap();
+        let zone = created.as_array().map_or(&created, |a| &a[0]);
+        zone["uuid"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Where the controllers say every zone is, by uuid: (host id, whether it runs
+    /// there and has landed — not moving off another host).
+    pub fn placements(&self) -> BTreeMap<String, (String, bool)> {
+        self.zones(&self.all())
+            .into_values()
+            .map(|z| {
+                let landed = z["leaving_host_id"].as_str().unwrap_or("").is_empty();
+                (
+                    z["uuid"].as_str().unwrap_or_default().to_owned(),
+                    (
+                        z["host_id"].as_str().unwrap_or_default().to_owned(),
+                        z["observed_state"] == "running" && landed,
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// [`Fleet::placements`] of one zone.
+    pub fn placement(&self, zone: &str) -> (String, bool) {
+        self.placements()
+            .remove(zone)
+            .unwrap_or_else(|| panic!("no zone {zone}"))
+    }
+
+    /// init's pid of `zone` on agent `i`, from its CLI (absent when not running).
+    pub fn init_pid(&self, i: usize, zone: &str) -> Option<i64> {
+        self.agents[i]
+            .local_zones()
+            .into_iter()
+            .find(|z| z["uuid"] == zone)
+            .and_then(|z| z["init_pid"].as_i64())
+    }
+
+    /// Cuts (or, with `heal`, restores) agent `i`'s host from every controller: an
+    /// nftables table in its namespace drops what goes to or comes from them.
+    pub fn partition(&self, i: usize, heal: bool) {
+        let rules = if heal {
+            "delete table inet zftest_partition\n".to_owned()
+        } else {
+            let set: Vec<String> = self.hosts.iter().map(|h| h.address().to_string()).collect();
+            let set = set.join(", ");
+            format!(
+                "table inet zftest_partition {{\n chain out {{ type filter hook output priority 0; policy accept; ip daddr {{ {set} }} drop; }}\n chain in {{ type filter hook input priority 0; policy accept; ip saddr {{ {set} }} drop; }}\n}}\n"
+            )
+        };
+        let file = self.dir().join(format!("partition-{i}-{heal}.nft"));
+        std::fs::write(&file, rules).unwrap();
+        let mut nft = std::process::Command::new("nft");
+        nft.arg("-f").arg(&file);
+        let out = run_in(Some(&self.agents[i].host), nft, Duration::from_secs(10));
+        assert!(
+            out.status.success(),
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Imports the busybox image as `busybox@1`.
+    pub fn import_busybox(&self) {
+        let archive = crate::busybox_archive();
+        self.zfadm_json(
+            &self.all(),
+            &[
+                "image",
+                "import",
+                archive.to_str().unwrap_or_default(),
+                "--name",
+                "busybox",
+                "--version",
+                "1",
+            ],
+        );
+    }
+}
