@@ -320,7 +320,13 @@ mod tests {
 
     #[test]
     fn a_mass_loss_is_more_than_the_share_or_a_whole_rack() {
-        let f = fleet(&[("a", "r1"), ("b", "r1"), ("c", "r2"), ("d", "r2"), ("e", "r3")]);
+        let f = fleet(&[
+            ("a", "r1"),
+            ("b", "r1"),
+            ("c", "r2"),
+            ("d", "r2"),
+            ("e", "r3"),
+        ]);
         assert_eq!(mass_loss(&f, &[]), None);
         // One host, or one of each of two racks: an ordinary loss.
         assert_eq!(mass_loss(&f, &["a"]), None);
