@@ -7,8 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use zonefleet_tests::fleet::Fleet;
-use zonefleet_tests::ops::eventually;
+use zonefleet_tests::ops::{eventually, fleet_with_agents};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -26,18 +25,7 @@ fn main() {
         .collect();
     let kills = args.first().copied().unwrap_or(20);
     let zones = args.get(1).copied().unwrap_or(10);
-    let mut fleet = Fleet::start(3);
-    fleet.leader(&fleet.all(), Duration::from_secs(30));
-    fleet.import_busybox();
-    for rack in ["r1", "r1", "r2"] {
-        fleet.add_agent(rack).wait_ready(Duration::from_secs(30));
-    }
-    let ids: Vec<String> = (0..3).map(|i| fleet.host_id(i)).collect();
-    eventually("three hosts ready", Duration::from_secs(30), || {
-        let h = fleet.hosts_by_id();
-        ids.iter()
-            .all(|id| h.get(id).is_some_and(|h| h["status"] == "ready"))
-    });
+    let (mut fleet, ids) = fleet_with_agents(3, &[("r1", true), ("r1", true), ("r2", true)]);
     let (mut down, mut moved) = (Vec::new(), Vec::new());
     for round in 0..kills {
         let victim = round % ids.len();

@@ -21,6 +21,13 @@ pub const CLUSTER: &str = "multi";
 /// How long one `zfadm` call may take.
 const ZFADM_LIMIT: Duration = Duration::from_secs(30);
 
+/// What an agent offers zones unless a test says otherwise.
+pub const DEFAULT_SHARE: Share = Share {
+    memory_mib: 2048,
+    cpu_percent: 200,
+    disk_gib: 32,
+};
+
 /// Controllers on hosts 1..=n of a switch, agents on hosts 101.., and an operator host
 /// (number 99).
 pub struct Fleet {
@@ -307,15 +314,7 @@ impl Fleet {
     /// second agent gets the controllers, token and CA pin from a kernel command line
     /// file (`--cmdline`), as a PXE-booted host does; the others from `agent.toml`.
     pub fn add_agent(&mut self, rack: &str) -> &mut Agent {
-        self.add_agent_with(
-            rack,
-            Share {
-                memory_mib: 2048,
-                cpu_percent: 200,
-                disk_gib: 32,
-            },
-            true,
-        )
+        self.add_agent_with(rack, DEFAULT_SHARE, true)
     }
 
     /// [`Self::add_agent`] with the capacity share `share` (of RAM, CPU and disk the

@@ -144,3 +144,23 @@ impl Fleet {
         );
     }
 }
+
+/// A fleet of `controllers` controllers with the busybox image imported and one agent
+/// per `(rack, fencing)` joined, every host `ready`; with the agents' host ids.
+pub fn fleet_with_agents(controllers: usize, agents: &[(&str, bool)]) -> (Fleet, Vec<String>) {
+    let mut fleet = Fleet::start(controllers);
+    fleet.leader(&fleet.all(), Duration::from_secs(30));
+    fleet.import_busybox();
+    for (rack, fencing) in agents {
+        fleet
+            .add_agent_with(rack, crate::fleet::DEFAULT_SHARE, *fencing)
+            .wait_ready(Duration::from_secs(30));
+    }
+    let ids: Vec<String> = (0..agents.len()).map(|i| fleet.host_id(i)).collect();
+    eventually("every host ready", Duration::from_secs(30), || {
+        let hosts = fleet.hosts_by_id();
+        ids.iter()
+            .all(|id| hosts.get(id).is_some_and(|h| h["status"] == "ready"))
+    });
+    (fleet, ids)
+}

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use zonefleet_tests::fleet::{Fleet, Share};
-use zonefleet_tests::ops::eventually;
+use zonefleet_tests::fleet::Fleet;
+use zonefleet_tests::ops::{eventually, fleet_with_agents};
 use zonefleet_tests::privileged;
 use zonefleet_tests::sampler::{running, Sampler};
 
@@ -34,30 +34,7 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
         return;
     }
     let started = Instant::now();
-    let mut fleet = Fleet::start(3);
-    fleet.leader(&fleet.all(), Duration::from_secs(30));
-    let archive = zonefleet_tests::busybox_archive();
-    fleet.zfadm_json(
-        &fleet.all(),
-        &[
-            "image",
-            "import",
-            archive.to_str().unwrap(),
-            "--name",
-            "busybox",
-            "--version",
-            "1",
-        ],
-    );
-    for rack in ["r1", "r1", "r2"] {
-        fleet.add_agent(rack).wait_ready(Duration::from_secs(30));
-    }
-    let ids: Vec<String> = (0..3).map(|i| fleet.host_id(i)).collect();
-    eventually("three hosts ready", Duration::from_secs(30), || {
-        let h = fleet.hosts_by_id();
-        ids.iter()
-            .all(|id| h.get(id).is_some_and(|h| h["status"] == "ready"))
-    });
+    let (mut fleet, ids) = fleet_with_agents(3, &[("r1", true), ("r1", true), ("r2", true)]);
 
     // Every zone on agent 0 (the others cordoned while they are placed).
     for id in &ids[1..] {
@@ -284,39 +261,7 @@ fn without_fencing_the_double_run_check_fails() {
     if !privileged("without_fencing_the_double_run_check_fails") {
         return;
     }
-    let mut fleet = Fleet::start(1);
-    fleet.leader(&fleet.all(), Duration::from_secs(30));
-    let archive = zonefleet_tests::busybox_archive();
-    fleet.zfadm_json(
-        &fleet.all(),
-        &[
-            "image",
-            "import",
-            archive.to_str().unwrap(),
-            "--name",
-            "busybox",
-            "--version",
-            "1",
-        ],
-    );
-    fleet
-        .add_agent_with(
-            "r1",
-            Share {
-                memory_mib: 2048,
-                cpu_percent: 200,
-                disk_gib: 32,
-            },
-            false,
-        )
-        .wait_ready(Duration::from_secs(30));
-    fleet.add_agent("r1").wait_ready(Duration::from_secs(30));
-    let ids: Vec<String> = (0..2).map(|i| fleet.host_id(i)).collect();
-    eventually("both hosts ready", Duration::from_secs(30), || {
-        let h = fleet.hosts_by_id();
-        ids.iter()
-            .all(|id| h.get(id).is_some_and(|h| h["status"] == "ready"))
-    });
+    let (fleet, ids) = fleet_with_agents(1, &[("r1", false), ("r1", true)]);
     fleet
         .zfadm(&fleet.all(), &["host", "cordon", &ids[1]])
         .unwrap();

@@ -13,6 +13,7 @@
 
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::fleet_command::Kind;
+use zonefleet_proto::pb::host_status_name as status_name;
 
 use super::assignments::HostChange;
 use super::FleetState;
@@ -107,16 +108,6 @@ struct Before {
     hosts: Vec<(String, Option<HostFacts>)>,
     zones: Vec<(String, Option<ZoneFacts>)>,
     paused: bool,
-}
-
-fn status_name(status: i32) -> String {
-    pb::HostStatus::try_from(status)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("HOST_STATUS_")
-                .to_lowercase()
-        })
-        .unwrap_or_else(|_| status.to_string())
 }
 
 impl FleetState {

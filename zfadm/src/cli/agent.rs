@@ -72,13 +72,7 @@ pub async fn target(
         };
         bail!("zone {uuid} is not placed on any host yet{why}");
     }
-    let observed = pb::ZoneState::try_from(found.observed_state)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("ZONE_STATE_")
-                .to_lowercase()
-        })
-        .unwrap_or_else(|_| "unknown".to_owned());
+    let observed = pb::zone_state_name(found.observed_state);
     if running && found.observed_state != pb::ZoneState::Running as i32 {
         bail!(
             "zone {uuid} is {observed} on host {}, not running: nothing to exec in",

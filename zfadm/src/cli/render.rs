@@ -6,26 +6,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 use zonefleet_proto::cli::{table, write_json, Format};
 use zonefleet_proto::pb;
-
-fn state_name(state: i32) -> String {
-    pb::ZoneState::try_from(state)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("ZONE_STATE_")
-                .to_lowercase()
-        })
-        .unwrap_or_else(|_| state.to_string())
-}
-
-fn host_status_name(status: i32) -> String {
-    pb::HostStatus::try_from(status)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("HOST_STATUS_")
-                .to_lowercase()
-        })
-        .unwrap_or_else(|_| status.to_string())
-}
+use zonefleet_proto::pb::{host_status_name, zone_state_name as state_name};
 
 fn spec_json(spec: &pb::ZoneSpec) -> Value {
     match zonefleet_proto::spec::ZoneSpec::try_from(spec.clone()) {
