@@ -40,3 +40,7 @@ pub fn host_status_name(status: i32) -> String {
         })
         .unwrap_or_else(|_| status.to_string())
 }
+
+/// `FleetSettings.mass_loss_percent` when unset: more than half of the hosts down at
+/// once pauses automatic rescheduling.
+pub const DEFAULT_MASS_LOSS_PERCENT: u32 = 50;

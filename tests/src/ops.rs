@@ -106,13 +106,28 @@ impl Fleet {
     /// Cuts (or, with `heal`, restores) agent `i`'s host from every controller: an
     /// nftables table in its namespace drops what goes to or comes from them.
     pub fn partition(&self, i: usize, heal: bool) {
+        self.cut(i, heal, true)
+    }
+
+    /// Like [`Fleet::partition`], one way only: what agent `i`'s host sends to the
+    /// controllers is dropped, what they send arrives.
+    pub fn partition_outbound(&self, i: usize, heal: bool) {
+        self.cut(i, heal, false)
+    }
+
+    fn cut(&self, i: usize, heal: bool, both_ways: bool) {
         let rules = if heal {
             "delete table inet zftest_partition\n".to_owned()
         } else {
             let set: Vec<String> = self.hosts.iter().map(|h| h.address().to_string()).collect();
             let set = set.join(", ");
+            let inbound = if both_ways {
+                format!(" chain in {{ type filter hook input priority 0; policy accept; ip saddr {{ {set} }} drop; }}\n")
+            } else {
+                String::new()
+            };
             format!(
-                "table inet zftest_partition {{\n chain out {{ type filter hook output priority 0; policy accept; ip daddr {{ {set} }} drop; }}\n chain in {{ type filter hook input priority 0; policy accept; ip saddr {{ {set} }} drop; }}\n}}\n"
+                "table inet zftest_partition {{\n chain out {{ type filter hook output priority 0; policy accept; ip daddr {{ {set} }} drop; }}\n{inbound}}}\n"
             )
         };
         let file = self.dir().join(format!("partition-{i}-{heal}.nft"));

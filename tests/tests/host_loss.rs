@@ -245,6 +245,63 @@ fn lost_hosts_zones_move_without_ever_running_twice() {
         "the wait zone ran on"
     );
 
+    // 6. One-way loss: agent 2's host can no longer send to the controllers (what they
+    //    send still arrives). No heartbeat arrives, none is answered: down, fenced,
+    //    moved, exactly as a full partition.
+    fleet.partition_outbound(2, false);
+    eventually("the half-cut host down", Duration::from_secs(6), || {
+        fleet.host_status(&ids[2]) == "down"
+    });
+    eventually(
+        "its zones running elsewhere",
+        Duration::from_secs(20),
+        || {
+            movers.iter().all(|z| {
+                let (host, running) = fleet.placement(z);
+                host != ids[2] && running
+            })
+        },
+    );
+    fleet.partition_outbound(2, true);
+    eventually("the half-cut host back", Duration::from_secs(10), || {
+        fleet.host_status(&ids[2]) == "ready"
+    });
+
+    // 7. The controllers lose their quorum (two of three killed): no lease can be
+    //    renewed, so every host fences its reschedule zones; the wait zone runs on.
+    //    Back with a quorum, nothing moved and the fenced zones boot where they were.
+    let where_before: Vec<String> = movers.iter().map(|z| fleet.placement(z).0).collect();
+    let agent_of = |host: &str| ids.iter().position(|id| id == host).unwrap();
+    for index in [1, 2] {
+        if let Some(mut daemon) = fleet.controllers[index].take() {
+            daemon.kill();
+        }
+    }
+    eventually("every mover fenced", Duration::from_secs(5), || {
+        movers
+            .iter()
+            .zip(&where_before)
+            .all(|(z, host)| !running(fleet.agents[agent_of(host)].data_dir()).contains(z))
+    });
+    assert_eq!(
+        fleet.init_pid(0, &stayer),
+        Some(stayer_pid),
+        "the wait zone runs on"
+    );
+    for index in [1, 2] {
+        fleet.controllers[index] = Some(fleet.start_controller(index));
+    }
+    eventually(
+        "the movers running where they were",
+        Duration::from_secs(30),
+        || {
+            movers
+                .iter()
+                .zip(&where_before)
+                .all(|(z, host)| fleet.placement(z) == (host.clone(), true))
+        },
+    );
+
     let report = check.finish();
     eprintln!("double-run check: {} samples", report.samples);
     assert!(report.samples > 100, "{report:?}");

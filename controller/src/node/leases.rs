@@ -35,6 +35,10 @@ pub(super) struct Table {
     expiry: HashMap<String, Lease>,
     /// When a quorum round that confirmed this leadership started.
     confirmed: Option<Instant>,
+    /// The assignment revision at which each host was last found to have no zone
+    /// moving off it that its agent had already removed (so a heartbeat looks at the
+    /// zones only after the host's assignments changed).
+    released: HashMap<String, u64>,
 }
 
 /// One host's lease.
@@ -64,6 +68,7 @@ impl Leases {
                 since: Instant::now(),
                 expiry: HashMap::new(),
                 confirmed: None,
+                released: HashMap::new(),
             }),
             ttl,
             confirm_within: (ttl / 4).max(Duration::from_millis(50)),
@@ -85,6 +90,16 @@ impl Leases {
             table.confirmed = None;
         }
         table
+    }
+
+    /// Whether `host`, at assignment revision `latest`, may have zones to release.
+    fn release_pending(&self, host: &str, latest: u64) -> bool {
+        self.lock().released.get(host) != Some(&latest)
+    }
+
+    /// `host` had nothing to release at `latest`.
+    fn released(&self, host: &str, latest: u64) {
+        self.lock().released.insert(host.to_owned(), latest);
     }
 
     /// Whether a quorum confirmed leadership of `term` within the bound before `now`.
@@ -328,22 +343,27 @@ impl Controller {
         }
         // Zones moving off this host that its agent has removed (it applied every
         // change of its assignments, their removal among them) land on their new host.
+        // Looked for only after the host's assignments changed: not a scan of every
+        // zone per heartbeat.
         let latest = self.inner.assignments.latest(host_id);
-        if beat.applied_revision >= latest {
+        if beat.applied_revision >= latest && self.inner.leases.release_pending(host_id, latest) {
             let state = self.state().await;
-            commands.extend(
-                state
-                    .fleet
-                    .zones
-                    .values()
-                    .filter(|z| z.leaving_host_id == host_id)
-                    .map(|z| {
-                        crate::api::operator::command(Kind::ReleaseZone(pb::ReleaseZoneCommand {
-                            uuid: crate::state::zone_uuid(z).to_owned(),
-                            host_id: host_id.to_owned(),
-                        }))
-                    }),
-            );
+            let releases: Vec<pb::FleetCommand> = state
+                .fleet
+                .zones
+                .values()
+                .filter(|z| z.leaving_host_id == host_id)
+                .map(|z| {
+                    crate::api::operator::command(Kind::ReleaseZone(pb::ReleaseZoneCommand {
+                        uuid: crate::state::zone_uuid(z).to_owned(),
+                        host_id: host_id.to_owned(),
+                    }))
+                })
+                .collect();
+            if releases.is_empty() {
+                self.inner.leases.released(host_id, latest);
+            }
+            commands.extend(releases);
         }
         if let Some(capacity) = capacity {
             let known = host.capacity.unwrap_or_default();

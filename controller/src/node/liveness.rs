@@ -28,10 +28,6 @@ use super::{Controller, Inner};
 use crate::api::operator::command;
 use crate::state::{zone_uuid, FleetState};
 
-/// The share of hosts down at once that pauses rescheduling when the settings name
-/// none (percent).
-pub const DEFAULT_MASS_LOSS_PERCENT: u32 = 50;
-
 /// While this controller leads, confirms its leadership with a quorum round every half
 /// of the confirmation bound; leases are granted only within that bound of one.
 pub(super) async fn confirm_leadership(node: Weak<Inner>) {
@@ -275,7 +271,7 @@ fn mass_loss(fleet: &FleetState, down: &[&str]) -> Option<String> {
     let share = fleet
         .settings
         .mass_loss_percent
-        .unwrap_or(DEFAULT_MASS_LOSS_PERCENT) as usize;
+        .unwrap_or(pb::DEFAULT_MASS_LOSS_PERCENT) as usize;
     if down.len() * 100 > share * total {
         return Some(format!(
             "{} of {total} hosts down (more than {share}%)",

@@ -108,6 +108,15 @@ fn settings(settings: &pb::FleetSettings) -> Result<(), StateError> {
             ));
         }
     }
+    if let Some(p) = settings
+        .mass_loss_percent
+        .filter(|p| !(1..=100).contains(p))
+    {
+        return Err(invalid(
+            "mass_loss_percent",
+            format!("{p} is out of range; allowed 1..=100 (percent of the hosts)"),
+        ));
+    }
     if pb::PlacementStrategy::try_from(settings.default_strategy).is_err() {
         return Err(invalid(
             "default_strategy",

@@ -79,6 +79,28 @@ async fn open(path: &Path) -> Option<(tokio::fs::File, u64)> {
     Some((file, inode))
 }
 
+/// Sends what the held file has after its read position, to its end; false when the
+/// caller went away.
+async fn drain(
+    current: &mut Option<(tokio::fs::File, u64)>,
+    console: &Path,
+    buf: &mut [u8],
+    tx: &mpsc::Sender<Result<pb::LogChunk, Status>>,
+) -> Result<bool, Status> {
+    let Some((file, _)) = current.as_mut() else {
+        return Ok(true);
+    };
+    loop {
+        let n = file.read(buf).await.map_err(|e| io_status(console, e))?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if !send(tx, &buf[..n]).await {
+            return Ok(false);
+        }
+    }
+}
+
 async fn send_log(
     console: &Path,
     request: &pb::LogsRequest,
@@ -108,24 +130,18 @@ async fn send_log(
     let mut buf = vec![0u8; CHUNK];
     loop {
         // Everything appended to the file held, then whether it was rotated away.
-        if let Some((file, _)) = current.as_mut() {
-            loop {
-                let n = file
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| io_status(console, e))?;
-                if n == 0 {
-                    break;
-                }
-                if !send(tx, &buf[..n]).await {
-                    return Ok(());
-                }
-            }
+        if !drain(&mut current, console, &mut buf, tx).await? {
+            return Ok(());
         }
         let now = tokio::fs::metadata(console).await.ok().map(|m| m.ino());
         let held = current.as_ref().map(|(_, inode)| *inode);
         if now.is_some() && now != held {
-            // Rotated (or made): the held file is complete; read the new one from 0.
+            // Rotated (or made): the held file is complete now, but what was appended
+            // to it between the read above and the rotation is still unread: read it
+            // to its end, then the new file from 0.
+            if !drain(&mut current, console, &mut buf, tx).await? {
+                return Ok(());
+            }
             current = open(console).await;
             if let Some((file, _)) = current.as_mut() {
                 file.seek(std::io::SeekFrom::Start(0))
