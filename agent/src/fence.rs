@@ -43,7 +43,8 @@ pub struct LeaseRecord {
     /// When the agent fences its `reschedule` zones, in milliseconds of
     /// `CLOCK_BOOTTIME`.
     pub fence_at_boottime_ms: u64,
-    /// The host's assignment revision when the lease was granted.
+    /// The assignment revision the engine must have applied before it boots a
+    /// `reschedule` zone: the host's revision when a lapsed lease was granted again.
     pub assignments_revision: u64,
 }
 

@@ -219,6 +219,14 @@ async fn every_write(
             "DeleteImage",
             code(client.delete_image(pb::ImageRef::default()).await),
         ),
+        (
+            "ResumeRescheduling",
+            code(
+                client
+                    .resume_rescheduling(pb::ResumeReschedulingRequest::default())
+                    .await,
+            ),
+        ),
     ];
     let mut called: Vec<&str> = codes.iter().map(|(m, _)| *m).collect();
     called.sort_unstable();
@@ -289,6 +297,10 @@ async fn every_read(client: &mut OperatorClient<Channel>, zone: &str) -> Vec<(&'
                     .get_fleet_settings(pb::GetFleetSettingsRequest::default())
                     .await,
             ),
+        ),
+        (
+            "WatchEvents",
+            code(client.watch_events(pb::WatchEventsRequest::default()).await),
         ),
     ];
     for rule in RPC_RULES {

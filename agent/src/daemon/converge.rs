@@ -76,8 +76,11 @@ pub struct Engine {
     fenced: BTreeSet<String>,
 }
 
-/// What a fenced zone says.
+/// What a zone its zsched fenced says.
 const FENCED: &str = "fenced: the host's lease ran out; boots again once the controllers renew it";
+/// What a zone held before its boot says (no lease yet, or one granted after a loss
+/// whose revision the engine has not applied).
+const HELD: &str = "waiting for the host's lease before booting (docs/host-loss.md)";
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -497,10 +500,9 @@ impl Engine {
                 exit: None,
             },
             (None, Ok(status)) => {
-                let fenced = status.state == ZoneState::Installed
-                    && a.desired == Desired::Running
-                    && (self.fenced.contains(uuid)
-                        || status.last_exit.as_ref().is_some_and(|e| e.fenced));
+                let waits = status.state == ZoneState::Installed && a.desired == Desired::Running;
+                let fenced = waits && status.last_exit.as_ref().is_some_and(|e| e.fenced);
+                let held = waits && !fenced && self.fenced.contains(uuid);
                 if fenced {
                     self.fenced.insert(uuid.to_owned());
                 }
@@ -509,6 +511,8 @@ impl Engine {
                     generation,
                     message: if fenced {
                         FENCED.to_owned()
+                    } else if held {
+                        HELD.to_owned()
                     } else {
                         status.message.clone().unwrap_or_default()
                     },

@@ -38,11 +38,13 @@ pub struct Lease {
     pub fence_margin: Duration,
 }
 
-/// What the heartbeat loop keeps of the lease: the lease file it renews (`None`:
-/// fencing off), the engine's applied revision it reports, and whom it tells of a
-/// renewal.
+/// What the heartbeat loop keeps of the lease: the lease file it renews (`None`: no
+/// file, for simulated hosts), the engine's applied revision it reports, and whom it
+/// tells of a renewal.
 pub struct LeaseKeeper {
-    /// The lease file ([`crate::fence::lease_path`]).
+    /// The lease file ([`crate::fence::lease_path`]). Renewed whether or not this
+    /// agent fences new zones, so zones booted while it did are never fenced by a
+    /// lease nobody renews.
     pub file: Option<PathBuf>,
     /// The assignment revision the engine applied.
     pub applied_revision: Arc<AtomicU64>,
@@ -51,11 +53,20 @@ pub struct LeaseKeeper {
 }
 
 impl LeaseKeeper {
-    /// Records the lease an answer to a heartbeat sent at `sent` granted.
+    /// Records the lease an answer to a heartbeat sent at `sent` granted, at the
+    /// host's assignment revision `revision`. The revision the engine must reach
+    /// before it boots a `reschedule` zone is taken only when the lease had lapsed
+    /// (or there was none): then zones may have been moved away meanwhile. A renewal
+    /// in time keeps the one already required, so a zone booting while a heartbeat
+    /// races its own assignment is not held back.
     fn renewed(&self, lease: &Lease, sent: Duration, revision: u64) {
         if let Some(file) = &self.file {
+            let required = match crate::fence::LeaseRecord::load(file) {
+                Some(held) if held.live() => held.assignments_revision,
+                _ => revision,
+            };
             let record =
-                crate::fence::LeaseRecord::granted(sent, lease.ttl, lease.fence_margin, revision);
+                crate::fence::LeaseRecord::granted(sent, lease.ttl, lease.fence_margin, required);
             if let Err(e) = record.store(file) {
                 tracing::error!(error = %e, "cannot write the lease file: zones will be fenced");
             }
@@ -200,6 +211,45 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lapsed_lease_requires_the_revision_it_was_granted_at_and_a_timely_one_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::fence::lease_path(dir.path());
+        let renewals = Arc::new(AtomicU64::new(0));
+        let keeper = LeaseKeeper {
+            file: Some(file.clone()),
+            applied_revision: Default::default(),
+            on_renew: {
+                let renewals = renewals.clone();
+                Box::new(move || {
+                    renewals.fetch_add(1, Ordering::Relaxed);
+                })
+            },
+        };
+        let lease = Lease {
+            interval: DEFAULT_INTERVAL,
+            ttl: Duration::from_secs(2),
+            fence_margin: Duration::from_millis(500),
+        };
+        let required = || {
+            crate::fence::LeaseRecord::load(&file)
+                .unwrap()
+                .assignments_revision
+        };
+        let now = crate::fence::boottime_now();
+        // No lease before: the revision is required.
+        keeper.renewed(&lease, now, 5);
+        assert_eq!(required(), 5);
+        // Renewed in time: the requirement stays.
+        keeper.renewed(&lease, now, 9);
+        assert_eq!(required(), 5);
+        // Renewed after it lapsed: the new revision.
+        keeper.renewed(&lease, now.saturating_sub(Duration::from_secs(10)), 9);
+        keeper.renewed(&lease, now, 12);
+        assert_eq!(required(), 12);
+        assert_eq!(renewals.load(Ordering::Relaxed), 4);
+    }
 
     #[test]
     fn a_heartbeat_attempt_fits_well_within_the_lease() {

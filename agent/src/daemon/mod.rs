@@ -287,9 +287,7 @@ async fn serve(
     {
         let commands = engine.commands.clone();
         let keeper = heartbeat::LeaseKeeper {
-            file: config
-                .fencing
-                .then(|| crate::fence::lease_path(&config.data_dir)),
+            file: Some(crate::fence::lease_path(&config.data_dir)),
             applied_revision: engine.revision.clone(),
             on_renew: Box::new(move || {
                 let _ = commands.send(EngineCommand::LeaseRenewed);
