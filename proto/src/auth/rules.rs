@@ -298,6 +298,7 @@ mod tests {
             "ClusterStatus",
             "GetFleetSettings",
             "ListRevocations",
+            "WatchEvents",
             "ListJoinTokens",
         ];
         // Reads only admins may make.
