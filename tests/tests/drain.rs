@@ -7,7 +7,7 @@
 //! and stays; the `wait` zone stays and is listed; the status is non-zero because a
 //! zone could not move. With r1 back, draining that zone's host (text output) moves it
 //! to its rack-mate. Bad selectors are refused naming what was wrong.
-//! An ignored test times the drain of one host with 50 zones at `--max-parallel 10`.
+//! (The drain of one host with 50 zones at `--max-parallel 10` is timed by `benches/drain.rs`.)
 //! Needs root; fails under `CI=true` without it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -471,83 +471,4 @@ fn draining_a_rack_moves_its_zones_two_at_a_time_keeping_rack_spread() {
     let status = fleet.zfadm(&fleet.all(), &["fleet", "status"]).unwrap();
     assert!(status.contains("automatic rescheduling: on"), "{status}");
     eprintln!("{:?}: checked", started.elapsed());
-}
-
-/// The drain of one host with 50 small zones at `--max-parallel 10`, timed:
-/// `cargo test -p zonefleet-tests --test drain -- --ignored --nocapture`.
-#[test]
-#[ignore = "a measurement (a minute or more)"]
-fn drain_of_fifty_zones_timed() {
-    if !privileged("drain_of_fifty_zones_timed") {
-        return;
-    }
-    const ZONES: usize = 50;
-    let started = Instant::now();
-    let share = Share {
-        memory_mib: 4096,
-        cpu_percent: 200,
-        disk_gib: 64,
-    };
-    let fleet = fleet_with(&["r1", "r1"], share);
-    let ids = host_ids(&fleet);
-    fleet
-        .zfadm(&fleet.all(), &["host", "cordon", &ids[1]])
-        .unwrap();
-    let spec = json!({"alias": "small", "image": "busybox", "max_physical_memory": 16, "quota": 1,
-        "init": INIT, "on_host_lost": "reschedule"});
-    create(&fleet, &spec, ZONES as u32);
-    until(&fleet, "50 zones running", Duration::from_secs(300), |z| {
-        z.len() == ZONES && z.values().all(|z| z["observed_state"] == "running")
-    });
-    fleet
-        .zfadm(&fleet.all(), &["host", "uncordon", &ids[1]])
-        .unwrap();
-    eprintln!("{:?}: {ZONES} zones running on one host", started.elapsed());
-    let said = watched(
-        &fleet,
-        &[
-            "host",
-            "drain",
-            &ids[0],
-            "--max-parallel",
-            "10",
-            "--deadline",
-            "10m",
-            "-o",
-            "json",
-        ],
-        Duration::from_secs(660),
-        || {},
-    );
-    assert!(said.success, "{}{}", said.stdout, said.stderr);
-    // Each zone's move, from the controllers' placement to running on the new host.
-    let mut began = BTreeMap::new();
-    let mut took = Vec::new();
-    for line in said.stdout.lines() {
-        let e: Value = serde_json::from_str(line).unwrap();
-        let (uuid, at) = (
-            e["uuid"].as_str().unwrap_or_default().to_owned(),
-            e["elapsed_ms"].as_u64().unwrap(),
-        );
-        match e["event"].as_str().unwrap() {
-            "zone.moving" => {
-                began.insert(uuid, at);
-            }
-            "zone.moved" => took.push(at - began[&uuid]),
-            _ => {}
-        }
-    }
-    assert_eq!(took.len(), ZONES, "{}", said.stdout);
-    took.sort_unstable();
-    let after = fleet.zones(&fleet.all());
-    assert!(after
-        .values()
-        .all(|z| z["host_id"] == ids[1].as_str() && z["observed_state"] == "running"));
-    eprintln!(
-        "drain of one host with {ZONES} zones at --max-parallel 10: {:.1}s ({:.1} zones/s); one move {} ms median, {} ms max",
-        said.took.as_secs_f64(),
-        ZONES as f64 / said.took.as_secs_f64(),
-        took[ZONES / 2],
-        took[ZONES - 1]
-    );
 }
