@@ -87,6 +87,7 @@ fn main() -> std::process::ExitCode {
         // Colours only for a person at a terminal, not in a log file or the journal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    zonefleet_proto::limits::raise_open_files_and_say();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

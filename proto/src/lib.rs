@@ -8,6 +8,7 @@ pub mod cli;
 pub mod feature;
 pub mod host;
 pub mod image;
+pub mod limits;
 pub mod modes;
 pub mod network;
 pub mod pb;

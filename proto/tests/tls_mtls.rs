@@ -842,3 +842,39 @@ async fn live_connections_of_one_identity_can_be_closed() {
     })
     .await;
 }
+
+/// One source holding thousands of idle connections (no TLS, no certificate) takes only
+/// its own share of the handshakes in progress: its connections beyond the per-source
+/// limit are closed at once, and a client from another address completes its handshake
+/// and call as if nothing happened.
+#[tokio::test]
+async fn one_source_flooding_idle_connections_does_not_lock_others_out() {
+    bounded(async {
+        zonefleet_proto::limits::raise_open_files().unwrap();
+        let f = fleet();
+        let addr = serve(&f, &f.controller("c1"), IncomingOptions::default()).await;
+        // The flood comes from 127.0.0.2 (loopback, another source address).
+        let mut flood = Vec::new();
+        for _ in 0..3000 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            flood.push(socket.connect(addr).await.unwrap());
+        }
+        let started = std::time::Instant::now();
+        let reply = cluster_status(addr, f.client(Some(&f.operator("admin"))))
+            .await
+            .unwrap();
+        assert_eq!(reply.cluster, "test-cluster-status");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "a good client waited {took:?}");
+        // The last of the flood was closed by the server at once (not after the
+        // handshake timeout).
+        let mut buf = [0u8; 1];
+        let last = flood.last_mut().unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(1), last.read(&mut buf))
+            .await
+            .expect("a connection beyond the source's share stays open");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    })
+    .await;
+}

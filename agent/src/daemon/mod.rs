@@ -154,6 +154,7 @@ pub fn spawn_engine(
 /// Runs the daemon with `config` until SIGTERM or SIGINT. Blocking: it opens the zone
 /// library and collects the sysinfo, then starts its own async runtime.
 pub fn run(config: AgentConfig) -> Result<(), DaemonError> {
+    zonefleet_proto::limits::raise_open_files_and_say();
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| DaemonError::Zone(crate::zone::ZoneError::io(&config.data_dir, e)))?;
     let host = ZoneHost::open(config.host_options())?;

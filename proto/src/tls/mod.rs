@@ -18,6 +18,7 @@
 //! nothing here depends on a process-wide default provider being installed.
 
 mod connect;
+pub mod pending;
 mod pinned;
 mod reload;
 mod revocations;
@@ -44,7 +45,7 @@ pub use revocations::{
 };
 pub use serve::{
     IncomingOptions, LiveConnections, TlsConnection, TlsIncoming, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_PENDING_HANDSHAKES,
+    DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_PER_SOURCE,
 };
 pub use verify::{FleetClientVerifier, FleetServerVerifier};
 

@@ -14,29 +14,35 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::Stream;
 use tonic::transport::server::Connected;
 
+use super::pending::{Admission, Pending};
 use super::RevocationSet;
 use crate::pki::{identity_from_cert_der, serial_from_cert_der, Identity};
 
-/// How long a client may take to complete the TLS handshake.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many handshakes may be in progress at once before accepting pauses.
+/// How long a client may take to complete the TLS handshake (a fleet peer on the
+/// management network takes milliseconds).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How many handshakes may be in progress at once in all.
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
+/// How many handshakes one source address may have in progress at once.
+pub const DEFAULT_MAX_PENDING_PER_SOURCE: usize = 64;
 
 /// Tuning of [`TlsIncoming`].
 #[derive(Debug, Clone, Copy)]
 pub struct IncomingOptions {
     /// A handshake not finished in this time is dropped.
     pub handshake_timeout: Duration,
-    /// At most this many handshakes run at once; further connections wait in the
-    /// kernel's accept backlog.
+    /// At most this many handshakes run at once; when full, the oldest handshake of the
+    /// source with the most in progress is dropped for a new one ([`super::pending`]).
     pub max_pending_handshakes: usize,
+    /// At most this many per source address; a connection beyond it is closed at once.
+    pub max_pending_per_source: usize,
 }
 
 impl Default for IncomingOptions {
@@ -44,9 +50,13 @@ impl Default for IncomingOptions {
         IncomingOptions {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            max_pending_per_source: DEFAULT_MAX_PENDING_PER_SOURCE,
         }
     }
 }
+
+/// How often an accept loop that keeps failing (out of file descriptors) says so.
+const ACCEPT_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A stream of established TLS connections, for
 /// `Server::builder()...serve_with_incoming(incoming)`.
@@ -145,25 +155,44 @@ async fn accept_loop(
     live: LiveConnections,
     tx: mpsc::Sender<io::Result<TlsConnection>>,
 ) {
-    let pending = Arc::new(Semaphore::new(options.max_pending_handshakes.max(1)));
+    let pending = Pending::new(options.max_pending_per_source, options.max_pending_handshakes);
+    // Accept failures (EMFILE, ENFILE, ECONNABORTED…) never stop the loop: it backs
+    // off (10 ms doubling to 1 s), says so once per interval, and established
+    // connections keep being served meanwhile.
+    let mut backoff = Duration::from_millis(10);
+    let mut failures: u64 = 0;
+    let mut last_said: Option<std::time::Instant> = None;
+    let mut refused: u64 = 0;
     loop {
-        let permit = tokio::select! {
-            permit = pending.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-            () = tx.closed() => return,
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = tx.closed() => return,
         };
         let (tcp, peer) = match accepted {
-            Ok(conn) => conn,
+            Ok(conn) => {
+                backoff = Duration::from_millis(10);
+                conn
+            }
             Err(error) => {
-                // EMFILE, ECONNABORTED…: keep serving, but do not spin.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                failures += 1;
+                if last_said.is_none_or(|at| at.elapsed() >= ACCEPT_FAILURE_LOG_EVERY) {
+                    tracing::warn!(%error, failures, "accept failed; backing off, still serving open connections");
+                    last_said = Some(std::time::Instant::now());
+                    failures = 0;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let ticket = match pending.admit(peer.ip()) {
+            Admission::Admitted(ticket) => ticket,
+            Admission::SourceFull => {
+                refused += 1;
+                if refused.is_power_of_two() {
+                    tracing::warn!(%peer, refused, "too many handshakes in progress from one source: connection closed");
+                }
+                drop(tcp);
                 continue;
             }
         };
@@ -173,16 +202,22 @@ async fn accept_loop(
         let live = live.clone();
         let timeout = options.handshake_timeout;
         tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send(Ok(live.register(tls))).await;
-                }
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "TLS handshake refused");
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, ?timeout, "TLS handshake timed out");
+            // Held until the handshake ends: its slot in `pending`.
+            let mut ticket = ticket;
+            tokio::select! {
+                handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)) => match handshake {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(live.register(tls))).await;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "TLS handshake refused");
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, ?timeout, "TLS handshake timed out");
+                    }
+                },
+                _ = &mut ticket.cancelled => {
+                    tracing::debug!(%peer, "TLS handshake pushed out by newer ones (the listener is full)");
                 }
             }
         });
