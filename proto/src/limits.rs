@@ -16,7 +16,11 @@ pub fn raise_open_files() -> Result<(u64, u64), nix::Error> {
 pub fn raise_open_files_and_say() {
     match raise_open_files() {
         Ok((before, after)) if before < after => {
-            tracing::info!(before, after, "raised the open-file soft limit to the hard limit")
+            tracing::info!(
+                before,
+                after,
+                "raised the open-file soft limit to the hard limit"
+            )
         }
         Ok((_, limit)) => tracing::info!(limit, "open-file limit already at its hard limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),

@@ -866,7 +866,10 @@ async fn one_source_flooding_idle_connections_does_not_lock_others_out() {
             .unwrap();
         assert_eq!(reply.cluster, "test-cluster-status");
         let took = started.elapsed();
-        assert!(took < Duration::from_secs(2), "a good client waited {took:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "a good client waited {took:?}"
+        );
         // The last of the flood was closed by the server at once (not after the
         // handshake timeout).
         let mut buf = [0u8; 1];

@@ -100,7 +100,11 @@ impl Pending {
         table.next += 1;
         table.total += 1;
         let (tx, rx) = oneshot::channel();
-        table.by_source.entry(source).or_default().push_back((id, tx));
+        table
+            .by_source
+            .entry(source)
+            .or_default()
+            .push_back((id, tx));
         Admission::Admitted(Ticket {
             table: self.clone(),
             source,
@@ -129,7 +133,11 @@ impl Pending {
         let table = self.lock();
         (
             table.total,
-            table.by_source.iter().map(|(ip, q)| (*ip, q.len())).collect(),
+            table
+                .by_source
+                .iter()
+                .map(|(ip, q)| (*ip, q.len()))
+                .collect(),
         )
     }
 }

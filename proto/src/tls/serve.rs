@@ -155,7 +155,10 @@ async fn accept_loop(
     live: LiveConnections,
     tx: mpsc::Sender<io::Result<TlsConnection>>,
 ) {
-    let pending = Pending::new(options.max_pending_per_source, options.max_pending_handshakes);
+    let pending = Pending::new(
+        options.max_pending_per_source,
+        options.max_pending_handshakes,
+    );
     // Accept failures (EMFILE, ENFILE, ECONNABORTED…) never stop the loop: it backs
     // off (10 ms doubling to 1 s), says so once per interval, and established
     // connections keep being served meanwhile.
