@@ -28,22 +28,7 @@ fn main() {
     let spec = json!({"alias": "small", "image": "busybox", "max_physical_memory": 16,
         "quota": 1, "on_host_lost": "reschedule",
         "init": ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]});
-    let file = fleet.dir().join("small.json");
-    std::fs::write(&file, spec.to_string()).unwrap();
-    let count = zones.to_string();
-    fleet
-        .zfadm(
-            &fleet.all(),
-            &[
-                "zone",
-                "create",
-                "-f",
-                file.to_str().unwrap(),
-                "--count",
-                &count,
-            ],
-        )
-        .unwrap();
+    fleet.create_zones(&spec, zones as u32);
     eventually("the zones running", Duration::from_secs(300), || {
         let p = fleet.placements();
         p.len() == zones

@@ -56,17 +56,55 @@ impl Fleet {
         let spec = json!({"alias": alias, "image": "busybox", "max_physical_memory": 32,
             "quota": 1, "on_host_lost": on_host_lost,
             "init": ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]});
+        self.create_zones(&spec, 1).remove(0)
+    }
+
+    /// `zfadm zone create` of `count` zones from `spec` (written to a file named by its
+    /// alias); their uuids.
+    pub fn create_zones(&self, spec: &Value, count: u32) -> Vec<String> {
+        let alias = spec["alias"].as_str().unwrap_or("zone");
         let file = self.dir().join(format!("{alias}.json"));
         std::fs::write(&file, spec.to_string()).unwrap();
+        let count = count.to_string();
+        let path = file.to_str().unwrap_or_default();
         let out = self
             .zfadm(
                 &self.all(),
-                &["zone", "create", "-f", file.to_str().unwrap(), "-o", "json"],
+                &[
+                    "zone", "create", "-f", path, "--count", &count, "-o", "json",
+                ],
             )
-            .unwrap_or_else(|e| panic!("zone create {alias}: {e}"));
+            .unwrap_or_else(|e| panic!("zone create {spec}: {e}"));
         let created: Value = serde_json::from_str(&out).unwrap();
-        let zone = created.as_array().map_or(&created, |a| &a[0]);
-        zone["uuid"].as_str().unwrap_or_default().to_owned()
+        let zones = created.as_array().cloned().unwrap_or_else(|| vec![created]);
+        zones
+            .iter()
+            .map(|z| z["uuid"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Waits until `check` holds of the zone list (by alias), or fails after `within`
+    /// showing the last one; that list.
+    pub fn zones_until(
+        &self,
+        what: &str,
+        within: Duration,
+        check: impl Fn(&BTreeMap<String, Value>) -> bool,
+    ) -> BTreeMap<String, Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let seen = self.zones(&self.all());
+            if check(&seen) {
+                return seen;
+            }
+            assert!(Instant::now() < deadline, "{what}: {seen:#?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every agent's host id, by agent index.
+    pub fn host_ids(&self) -> Vec<String> {
+        (0..self.agents.len()).map(|i| self.host_id(i)).collect()
     }
 
     /// Where the controllers say every zone is, by uuid: (host id, whether it runs
@@ -163,12 +201,21 @@ impl Fleet {
 /// A fleet of `controllers` controllers with the busybox image imported and one agent
 /// per `(rack, fencing)` joined, every host `ready`; with the agents' host ids.
 pub fn fleet_with_agents(controllers: usize, agents: &[(&str, bool)]) -> (Fleet, Vec<String>) {
+    fleet_with_shares(controllers, agents, crate::fleet::DEFAULT_SHARE)
+}
+
+/// [`fleet_with_agents`], each agent offering zones `share`.
+pub fn fleet_with_shares(
+    controllers: usize,
+    agents: &[(&str, bool)],
+    share: crate::fleet::Share,
+) -> (Fleet, Vec<String>) {
     let mut fleet = Fleet::start(controllers);
     fleet.leader(&fleet.all(), Duration::from_secs(30));
     fleet.import_busybox();
     for (rack, fencing) in agents {
         fleet
-            .add_agent_with(rack, crate::fleet::DEFAULT_SHARE, *fencing)
+            .add_agent_with(rack, share, *fencing)
             .wait_ready(Duration::from_secs(30));
     }
     let ids: Vec<String> = (0..agents.len()).map(|i| fleet.host_id(i)).collect();

@@ -17,28 +17,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use zonefleet_tests::fleet::{Fleet, Share};
+use zonefleet_tests::ops::fleet_with_shares;
 use zonefleet_tests::privileged;
 
 /// An init that exits at once on SIGTERM, so a halt takes no grace period.
 const INIT: [&str; 3] = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"];
-
-/// Waits until `check` holds of the zone list, or fails showing the last one.
-fn until(
-    fleet: &Fleet,
-    what: &str,
-    within: Duration,
-    check: impl Fn(&BTreeMap<String, Value>) -> bool,
-) -> BTreeMap<String, Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = fleet.zones(&fleet.all());
-        if check(&seen) {
-            return seen;
-        }
-        assert!(Instant::now() < deadline, "{what}: {seen:#?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn hosts(fleet: &Fleet) -> Vec<Value> {
     fleet
@@ -48,77 +31,10 @@ fn hosts(fleet: &Fleet) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn create(fleet: &Fleet, spec: &Value, count: u32) {
-    let file = fleet
-        .dir()
-        .join(format!("{}.json", spec["alias"].as_str().unwrap()));
-    std::fs::write(&file, spec.to_string()).unwrap();
-    fleet
-        .zfadm(
-            &fleet.all(),
-            &[
-                "zone",
-                "create",
-                "-f",
-                file.to_str().unwrap(),
-                "--count",
-                &count.to_string(),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("zone create {spec}: {e}"));
-}
-
-/// Each agent's host id, by agent index.
-fn host_ids(fleet: &Fleet) -> Vec<String> {
-    fleet
-        .agents
-        .iter()
-        .map(|a| {
-            std::fs::read_to_string(a.data_dir().join("host_id"))
-                .unwrap()
-                .trim()
-                .to_owned()
-        })
-        .collect()
-}
-
 /// A controller, the busybox image, and agents in `racks` (with `share`), all ready.
 fn fleet_with(racks: &[&str], share: Share) -> Fleet {
-    let mut fleet = Fleet::start(1);
-    fleet.leader(&fleet.all(), Duration::from_secs(30));
-    let archive = zonefleet_tests::busybox_archive();
-    fleet.zfadm_json(
-        &fleet.all(),
-        &[
-            "image",
-            "import",
-            archive.to_str().unwrap(),
-            "--name",
-            "busybox",
-            "--version",
-            "1",
-        ],
-    );
-    for rack in racks {
-        fleet
-            .add_agent_with(rack, share, true)
-            .wait_ready(Duration::from_secs(30));
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while hosts(&fleet)
-        .iter()
-        .filter(|h| h["status"] == "ready")
-        .count()
-        < racks.len()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "agents did not join: {:#?}",
-            hosts(&fleet)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    fleet
+    let agents: Vec<(&str, bool)> = racks.iter().map(|r| (*r, true)).collect();
+    fleet_with_shares(1, &agents, share).0
 }
 
 /// A `zfadm` run, killed if it outlives the test.
@@ -225,7 +141,7 @@ fn draining_a_rack_moves_its_zones_two_at_a_time_keeping_rack_spread() {
     };
     // Agents 0 and 1 in r1, 2 and 3 in r2.
     let fleet = fleet_with(&["r1", "r1", "r2", "r2"], share);
-    let ids = host_ids(&fleet);
+    let ids = fleet.host_ids();
     let (r1, r2): (BTreeSet<&str>, BTreeSet<&str>) = (
         ids[..2].iter().map(String::as_str).collect(),
         ids[2..].iter().map(String::as_str).collect(),
@@ -265,29 +181,26 @@ fn draining_a_rack_moves_its_zones_two_at_a_time_keeping_rack_spread() {
     assert_eq!(cordoned, r2);
     let app = json!({"alias": "app", "image": "busybox", "max_physical_memory": 32, "quota": 1,
         "init": INIT, "on_host_lost": "reschedule"});
-    create(&fleet, &app, 4);
+    fleet.create_zones(&app, 4);
     // web: at most two a rack (hard).
     let web = json!({"alias": "web", "image": "busybox", "max_physical_memory": 32, "quota": 1,
         "init": INIT, "on_host_lost": "reschedule",
         "placement": {"spread": {"by": "rack", "group": "web", "max_per_domain": 2, "mode": "hard"}}});
-    create(&fleet, &web, 2);
+    fleet.create_zones(&web, 2);
     let keep = json!({"alias": "keep", "image": "busybox", "max_physical_memory": 32, "quota": 1,
         "init": INIT, "on_host_lost": "wait"});
-    create(&fleet, &keep, 1);
-    until(
-        &fleet,
-        "r1's zones running",
-        Duration::from_secs(120),
-        |z| z.len() == 7 && z.values().all(|z| z["observed_state"] == "running"),
-    );
+    fleet.create_zones(&keep, 1);
+    fleet.zones_until("r1's zones running", Duration::from_secs(120), |z| {
+        z.len() == 7 && z.values().all(|z| z["observed_state"] == "running")
+    });
     fleet
         .zfadm(&fleet.all(), &["host", "uncordon", "--rack", "r2"])
         .unwrap();
     // A third web zone: r1 holds two, so it goes to r2.
     let mut third = web.clone();
     third["alias"] = json!("web-2");
-    create(&fleet, &third, 1);
-    let before = until(&fleet, "all running", Duration::from_secs(60), |z| {
+    fleet.create_zones(&third, 1);
+    let before = fleet.zones_until("all running", Duration::from_secs(60), |z| {
         z.len() == 8 && z.values().all(|z| z["observed_state"] == "running")
     });
     let host_of = |z: &Value| z["host_id"].as_str().unwrap().to_owned();

@@ -20,43 +20,12 @@ use zonefleet_tests::privileged;
 
 const ZONES: usize = 20;
 
-/// Waits until `check` holds of the zone list, or fails showing the last one.
-fn until(
-    fleet: &Fleet,
-    what: &str,
-    within: Duration,
-    check: impl Fn(&BTreeMap<String, Value>) -> bool,
-) -> BTreeMap<String, Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = fleet.zones(&fleet.all());
-        if check(&seen) {
-            return seen;
-        }
-        assert!(Instant::now() < deadline, "{what}: {seen:#?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn hosts(fleet: &Fleet) -> Vec<Value> {
     fleet
         .zfadm_json(&fleet.all(), &["host", "list"])
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-fn create(fleet: &Fleet, spec: Value) {
-    let file = fleet
-        .dir()
-        .join(format!("{}.json", spec["alias"].as_str().unwrap()));
-    std::fs::write(&file, spec.to_string()).unwrap();
-    fleet
-        .zfadm(
-            &fleet.all(),
-            &["zone", "create", "-f", file.to_str().unwrap()],
-        )
-        .unwrap_or_else(|e| panic!("zone create {spec}: {e}"));
 }
 
 /// The index of the agent whose host runs `zone` (by the host id in its data dir).
@@ -430,28 +399,28 @@ fn zones_run_where_the_scheduler_placed_them() {
     eprintln!("{:?}: hosts ready", started.elapsed());
     // Two zones with addresses from the network, one per host; the rest spread by rack.
     for alias in ["a", "b"] {
-        create(
-            &fleet,
-            json!({
+        fleet.create_zones(
+            &json!({
                 "alias": alias, "image": "busybox", "max_physical_memory": 32, "quota": 1,
                 "init": ["/bin/sh", "-c", "exec sleep 100000"],
                 "placement": {"spread": {"by": "host", "group": "pair", "max_per_domain": 1}},
                 "nics": [{"network": "lan", "primary": true}],
             }),
+            1,
         );
     }
     for i in 2..ZONES {
-        create(
-            &fleet,
-            json!({
+        fleet.create_zones(
+            &json!({
                 "alias": format!("z{i}"), "image": "busybox", "max_physical_memory": 32, "quota": 1,
                 "init": ["/bin/sh", "-c", "echo booted $(hostname); exec sleep 100000"],
                 "placement": {"spread": {"by": "rack", "group": "spread", "max_per_domain": (ZONES - 2) / 2}},
             }),
+            1,
         );
     }
     eprintln!("{:?}: zones created", started.elapsed());
-    let seen = until(&fleet, "all running", Duration::from_secs(120), |z| {
+    let seen = fleet.zones_until("all running", Duration::from_secs(120), |z| {
         z.len() == ZONES && z.values().all(|z| z["observed_state"] == "running")
     });
     let per_rack = seen
@@ -556,8 +525,7 @@ fn zones_run_where_the_scheduler_placed_them() {
         })
         .collect();
     assert_eq!(after, before, "adopted with the same init pids");
-    until(
-        &fleet,
+    fleet.zones_until(
         "running after the agent's restart",
         Duration::from_secs(30),
         |z| z.values().all(|z| z["observed_state"] == "running"),
@@ -596,12 +564,9 @@ fn zones_run_where_the_scheduler_placed_them() {
     fleet
         .zfadm(&fleet.all(), &["zone", "delete", &uuid])
         .unwrap();
-    until(
-        &fleet,
-        "z3 gone from the fleet",
-        Duration::from_secs(30),
-        |z| !z.contains_key("z3"),
-    );
+    fleet.zones_until("z3 gone from the fleet", Duration::from_secs(30), |z| {
+        !z.contains_key("z3")
+    });
     eventually("z3 gone from its host", || {
         fleet.agents[on]
             .local_zones()
@@ -653,7 +618,7 @@ fn zones_run_where_the_scheduler_placed_them() {
         after_kill > 0,
         "the burst spanned the kill: all {BURST} acknowledged before it"
     );
-    let seen = until(&fleet, "the burst running", Duration::from_secs(60), |z| {
+    let seen = fleet.zones_until("the burst running", Duration::from_secs(60), |z| {
         z.iter()
             .filter(|(a, z)| a.starts_with("burst") && z["observed_state"] == "running")
             .count()

@@ -152,6 +152,8 @@ fn decide(node: &Controller, fleet: &FleetState, term: u64, retry_pending: bool)
         let lapses_at = leases.lapses_at(&table, &host.host_id);
         let live = now < lapses_at;
         let down = host.status == pb::HostStatus::Down as i32;
+        // A down host returns only on a heartbeat to this leader, never because the
+        // new leader's grace has not ended.
         match (down, live) {
             (false, false) => {
                 tracing::warn!(host = %host.host_id, "lease lapsed: host down");
@@ -160,7 +162,7 @@ fn decide(node: &Controller, fleet: &FleetState, term: u64, retry_pending: bool)
                     .push(status_command(&host.host_id, pb::HostStatus::Down, from));
                 down_now.push(host.host_id.as_str());
             }
-            (true, true) if table_has(leases, &table, &host.host_id) => {
+            (true, true) if leases.renewed(&table, &host.host_id) => {
                 out.commands.push(return_command(host));
             }
             (true, _) => {
@@ -252,12 +254,6 @@ fn decide(node: &Controller, fleet: &FleetState, term: u64, retry_pending: bool)
         out.push(Kind::Batch(pb::BatchCommand { commands }));
     }
     out
-}
-
-/// Whether this leader holds a lease for `host` (a heartbeat reached it): a down host
-/// returns only on a heartbeat, never because the new leader's grace has not ended.
-fn table_has(leases: &super::leases::Leases, table: &super::leases::Table, host: &str) -> bool {
-    leases.renewed(table, host)
 }
 
 /// Why the hosts down now are a mass loss, if they are: more than the settings' share
