@@ -24,6 +24,9 @@ pub enum DetectError {
     NoCgroups,
 }
 
+/// The mount option naming systemd's v1 hierarchy.
+pub const NAMED_SYSTEMD: &str = "name=systemd";
+
 /// One mounted v1 hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V1Hierarchy {
@@ -45,6 +48,9 @@ pub struct Layout {
     pub unified: Option<PathBuf>,
     /// The controllers enabled in the kernel (`/proc/cgroups`), sorted.
     pub enabled: Vec<String>,
+    /// systemd's named v1 hierarchy (`name=systemd`, no controller), if mounted:
+    /// what a zone running systemd on a v1 host is given a subtree of.
+    pub systemd: Option<V1Hierarchy>,
 }
 
 impl Layout {
@@ -166,6 +172,13 @@ pub fn detect_from(mountinfo: &str, proc_cgroups: &str) -> Layout {
                     .map(str::to_owned)
                     .collect();
                 controllers.sort();
+                if post[2].split(',').any(|o| o == NAMED_SYSTEMD) && layout.systemd.is_none() {
+                    layout.systemd = Some(V1Hierarchy {
+                        mount: mount.clone(),
+                        root: root.clone(),
+                        controllers: vec![NAMED_SYSTEMD.to_owned()],
+                    });
+                }
                 let dup = layout.v1.iter().any(|h| h.controllers == controllers);
                 if !controllers.is_empty() && !dup {
                     layout.v1.push(V1Hierarchy {
@@ -223,6 +236,11 @@ mod tests {
         assert_eq!(l.version(), Some(CgroupVersion::V1));
         assert!(l.is_hybrid());
         assert_eq!(l.v1.len(), 3, "name=systemd carries no controller");
+        assert_eq!(
+            l.systemd.as_ref().map(|h| h.mount.as_path()),
+            Some(Path::new("/sys/fs/cgroup/systemd")),
+            "but it is the hierarchy a systemd zone is given"
+        );
         assert_eq!(
             l.v1_hierarchy("cpuacct").unwrap().mount,
             Path::new("/sys/fs/cgroup/cpuacct")

@@ -16,7 +16,12 @@ pub fn create_manager(
     parent: &str,
 ) -> Result<Box<dyn CgroupManager>, CgroupError> {
     match layout.version() {
-        Some(CgroupVersion::V1) => Ok(Box::new(V1Manager::new(layout.v1.clone(), parent)?)),
+        Some(CgroupVersion::V1) => {
+            // systemd's named hierarchy too: zones are grouped there as well, so
+            // an init like systemd can be given its subtree (see `delegate`).
+            let hierarchies = layout.v1.iter().chain(&layout.systemd).cloned().collect();
+            Ok(Box::new(V1Manager::new(hierarchies, parent)?))
+        }
         Some(CgroupVersion::V2) => {
             let root = layout.unified.clone().ok_or(DetectError::NoCgroups)?;
             Ok(Box::new(V2Manager::new(root, parent)?))

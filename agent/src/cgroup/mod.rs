@@ -37,6 +37,20 @@ pub use zonefleet_proto::host::CgroupVersion;
 /// The parent cgroup under which a real agent puts its zones (`zonefleet/<uuid>`).
 pub const DEFAULT_PARENT: &str = "zonefleet";
 
+/// What a zone mounts at `/sys/fs/cgroup` (inside its cgroup namespace, so it
+/// sees its own cgroup as the root).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delegation {
+    /// A tmpfs holding systemd's named v1 hierarchy at `systemd/`.
+    V1NamedSystemd,
+    /// The unified hierarchy.
+    V2,
+    /// Nothing: the host has no hierarchy to delegate (v1 without
+    /// `name=systemd`); an init that needs cgroups will say so.
+    None,
+}
+
 /// What a zone has used so far, read from its cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
@@ -76,6 +90,15 @@ pub trait CgroupManager: std::fmt::Debug + Send + Sync {
 
     /// Whether the zone's cgroup exists (in any hierarchy, for v1).
     fn exists(&self, zone: &str) -> Result<bool, CgroupError>;
+
+    /// Hands the zone's root `owner` (host uid, gid) a subtree it may manage,
+    /// for an init such as systemd that groups its services in cgroups: under v1
+    /// the zone's cgroup in systemd's named hierarchy (no controller: grouping
+    /// only), under v2 the zone's own cgroup (its limits stay the host's: only
+    /// `cgroup.procs`, `cgroup.threads` and `cgroup.subtree_control` are handed
+    /// over, so the zone can divide its limits, never raise them). Says what the
+    /// zone mounts at `/sys/fs/cgroup`. Call after [`create`](Self::create).
+    fn delegate(&self, zone: &str, owner: (u32, u32)) -> Result<Delegation, CgroupError>;
 
     /// Moves process `pid` (all its threads) into the zone.
     fn add_pid(&self, zone: &str, pid: u32) -> Result<(), CgroupError>;

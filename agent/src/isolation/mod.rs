@@ -13,6 +13,8 @@ pub mod namespaces;
 pub mod proc_mask;
 pub mod rootfs;
 pub mod seccomp;
+pub mod tree;
+pub mod userns;
 
 use std::path::PathBuf;
 
@@ -55,3 +57,15 @@ impl IsolationError {
 
 /// Result of an isolation step.
 pub type Result<T> = std::result::Result<T, IsolationError>;
+
+/// The last step before `execve` of anything in a zone (its init or a `zone
+/// exec`): the seccomp filter, then the capability sets cut to `keep`. In that
+/// order because loading a filter without `no_new_privs` needs `CAP_SYS_ADMIN`
+/// (in the caller's user namespace), which `keep` rarely holds. `no_new_privs`
+/// is not set: setuid programs (`su`, `passwd`, `ping`'s file capability) work
+/// as in any system, and what they can gain is bounded by the bounding set,
+/// which is `keep`.
+pub fn confine(keep: &::caps::CapsHashSet, seccomp: &[seccompiler::BpfProgram]) -> Result<()> {
+    seccomp::apply(seccomp)?;
+    caps::restrict_to(keep)
+}

@@ -45,6 +45,10 @@ pub fn bind(step: &'static str, source: &Path, target: &Path, read_only: bool) -
     )
     .map_err(|e| IsolationError::sys(step, target, e))?;
     if read_only {
+        // Keep the flags the mount already has: in a user namespace those of
+        // a mount inherited from the host's side are locked, and a remount that
+        // drops one is refused.
+        let kept = current_flags(target).map_err(|e| IsolationError::sys(step, target, e))?;
         mount(
             None::<&str>,
             target,
@@ -53,12 +57,33 @@ pub fn bind(step: &'static str, source: &Path, target: &Path, read_only: bool) -
                 | MsFlags::MS_REMOUNT
                 | MsFlags::MS_RDONLY
                 | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV,
+                | MsFlags::MS_NODEV
+                | kept,
             None::<&str>,
         )
         .map_err(|e| IsolationError::sys(step, target, e))?;
     }
     Ok(())
+}
+
+/// The per-mount flags of the mount at `path` (nosuid, nodev, noexec, atime).
+pub fn current_flags(path: &Path) -> nix::Result<MsFlags> {
+    use nix::sys::statvfs::FsFlags;
+    let have = nix::sys::statvfs::statvfs(path)?.flags();
+    let mut flags = MsFlags::empty();
+    for (st, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if have.contains(st) {
+            flags |= ms;
+        }
+    }
+    Ok(flags)
 }
 
 /// A failed file operation of `step` on `path`, as the kernel's errno.

@@ -1,37 +1,35 @@
-//! The namespaces a zone gets. PID comes from zsched's `unshare(CLONE_NEWPID)`
-//! before it forks init (a process cannot change its own PID namespace). init
-//! unshares mount, UTS, IPC and network first and mounts the zone's disk and
-//! root while it is still outside the zone's cgroup (whose device rules deny
-//! the loop device); it unshares the cgroup namespace only after zsched has
-//! moved it into the zone's cgroup, so that namespace is rooted there.
+//! The namespaces a zone gets. zsched's stager (with the host's privileges)
+//! unshares a private mount namespace to build the zone's root in, joins the
+//! zone's user namespace (when it has one), then unshares mount, UTS, IPC,
+//! network, cgroup and PID namespaces at once: each is then owned by the zone's
+//! user namespace, so root in the zone may set its own hostname, configure its
+//! own network and end its own PID namespace, and nothing else. The cgroup
+//! namespace is unshared after zsched moved the stager into the zone's cgroup,
+//! so it is rooted there. The stager's next child, init, is PID 1.
 
 use nix::sched::{unshare, CloneFlags};
 
 use super::{IsolationError, Result};
 
-/// Namespaces unshared by the zone's init before it joins the zone's cgroup.
+/// The namespaces unshared for the zone after its user namespace is joined.
 pub fn zone_flags() -> CloneFlags {
     CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWCGROUP
+        | CloneFlags::CLONE_NEWPID
 }
 
-/// Unshares the zone's mount, UTS, IPC and network namespaces.
-pub fn enter_new() -> Result<()> {
-    unshare(zone_flags()).map_err(|e| IsolationError::sys("unshare namespaces", "self", e))
+/// Unshares the private mount namespace the zone's root is built in.
+pub fn private_mounts() -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| IsolationError::sys("unshare the mount namespace", "self", e))
 }
 
-/// Unshares the cgroup namespace (after joining the zone's cgroup).
-pub fn enter_cgroup_namespace() -> Result<()> {
-    unshare(CloneFlags::CLONE_NEWCGROUP)
-        .map_err(|e| IsolationError::sys("unshare cgroup namespace", "self", e))
-}
-
-/// Unshares a new PID namespace: the next child of the caller is its PID 1.
-pub fn new_pid_namespace() -> Result<()> {
-    unshare(CloneFlags::CLONE_NEWPID)
-        .map_err(|e| IsolationError::sys("unshare PID namespace", "self", e))
+/// Unshares the zone's namespaces ([`zone_flags`]).
+pub fn enter_zone() -> Result<()> {
+    unshare(zone_flags()).map_err(|e| IsolationError::sys("unshare the zone's namespaces", "self", e))
 }
 
 /// Sets the zone's hostname (in its own UTS namespace).

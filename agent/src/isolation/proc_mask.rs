@@ -27,6 +27,9 @@ pub const READ_ONLY: &[&str] = &[
     "proc/asound",
 ];
 
+/// The part of `/proc/sys` that stays writable: per network namespace.
+pub const PER_NETNS: &str = "proc/sys/net";
+
 /// Applies the masks under `root` (before `pivot_root`). Paths this kernel does
 /// not have are skipped: there is nothing to hide.
 pub fn apply(root: &Path) -> Result<()> {
@@ -42,6 +45,22 @@ pub fn apply(root: &Path) -> Result<()> {
         if target.exists() {
             bind("make /proc path read-only", &target, &target, true)?;
         }
+    }
+    // Except what belongs to the zone's own network namespace: its sysctls
+    // (forwarding, rp_filter…) are the zone's to set and reach nothing else.
+    let net = root.join(PER_NETNS);
+    if net.exists() {
+        bind("make /proc/sys/net writable", &net, &net, false)?;
+        let kept = super::mount::current_flags(&net)
+            .map_err(|e| super::IsolationError::sys("make /proc/sys/net writable", &net, e))?;
+        nix::mount::mount(
+            None::<&str>,
+            &net,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REMOUNT | kept,
+            None::<&str>,
+        )
+        .map_err(|e| super::IsolationError::sys("make /proc/sys/net writable", &net, e))?;
     }
     Ok(())
 }

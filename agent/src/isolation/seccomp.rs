@@ -1,6 +1,11 @@
 //! The zone's seccomp filter: a deny list of host-wide system calls (mount,
-//! namespaces, modules, kexec, reboot, swap, clocks, keys, bpf, perf…), applied
+//! namespaces, modules, kexec, swap, clocks, keys, bpf, perf…), applied
 //! last before `execve` so that it binds init and everything it starts.
+//!
+//! `reboot` is allowed: in a PID namespace other than the host's the kernel
+//! never reboots anything, it ends the namespace's init with SIGHUP (restart)
+//! or SIGINT (halt, power off), which is how `reboot` and `poweroff` inside a
+//! zone act on that zone alone (zsched reads it from how init ended).
 //!
 //! A deny list rather than an allow list, as Docker's default profile is in
 //! effect: the zone runs a whole OS whose syscall needs are open-ended, while the
@@ -33,7 +38,6 @@ pub const DENIED_SYSCALLS: &[(&str, i64)] = &[
     ("delete_module", libc::SYS_delete_module),
     ("kexec_load", libc::SYS_kexec_load),
     ("kexec_file_load", libc::SYS_kexec_file_load),
-    ("reboot", libc::SYS_reboot),
     ("swapon", libc::SYS_swapon),
     ("swapoff", libc::SYS_swapoff),
     ("settimeofday", libc::SYS_settimeofday),
@@ -126,12 +130,35 @@ pub fn build_programs() -> Result<Vec<BpfProgram>> {
         .collect()
 }
 
-/// Loads the programs into the calling thread. `no_new_privs` must be set first
-/// (see [`super::caps::set_no_new_privs`]), which is also what lets an
-/// unprivileged filter load at all.
+/// Loads the programs into the calling thread, without setting
+/// `no_new_privs` (seccompiler's loader would: a zone's setuid programs must
+/// keep working), so the caller must hold `CAP_SYS_ADMIN` in its user namespace
+/// (see [`super::confine`]).
 pub fn apply(programs: &[BpfProgram]) -> Result<()> {
     for program in programs {
-        seccompiler::apply_filter(program).map_err(|e| IsolationError::Seccomp(e.to_string()))?;
+        let len = u16::try_from(program.len())
+            .map_err(|_| IsolationError::Seccomp(format!("{} instructions", program.len())))?;
+        let prog = libc::sock_fprog {
+            len,
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: seccomp(SET_MODE_FILTER) reads `prog` and the `len`
+        // instructions it points to, both alive for the call; seccompiler's
+        // sock_filter has the kernel's layout.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(IsolationError::Seccomp(format!(
+                "load the filter: {}",
+                nix::Error::last()
+            )));
+        }
     }
     Ok(())
 }

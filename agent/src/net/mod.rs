@@ -86,9 +86,7 @@ fn attach_inner(plan: &NetPlan, pid: i32) -> Result<(), NetError> {
         host.set_up(index, Some(bridge))?;
     }
     let mut zone = Netlink::open_in(netns.as_fd())?;
-    if let Some(lo) = zone.link_index("lo")? {
-        zone.set_up(lo, None)?;
-    }
+    set_loopback_up(&mut zone)?;
     for nic in &plan.nics {
         let index = zone
             .link_index(&nic.zone_if)?
@@ -105,6 +103,24 @@ fn attach_inner(plan: &NetPlan, pid: i32) -> Result<(), NetError> {
         }
     }
     Ok(())
+}
+
+/// Brings `lo` up in the network namespace of process `pid`: every zone has a
+/// working `127.0.0.1`, NICs or not ([`attach`] does it for a zone with NICs).
+pub fn loopback_up(pid: i32) -> Result<(), NetError> {
+    let netns_path = format!("/proc/{pid}/ns/net");
+    let netns = std::fs::File::open(&netns_path).map_err(|e| NetError::Netlink {
+        what: format!("open {netns_path}"),
+        source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    })?;
+    set_loopback_up(&mut Netlink::open_in(netns.as_fd())?)
+}
+
+fn set_loopback_up(zone: &mut Netlink) -> Result<(), NetError> {
+    let lo = zone
+        .link_index("lo")?
+        .ok_or_else(|| NetError::Plan("the zone's network namespace has no lo".into()))?;
+    zone.set_up(lo, None)
 }
 
 /// Removes zone `plan`'s host links and rules. Idempotent: what is already

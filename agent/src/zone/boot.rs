@@ -51,8 +51,19 @@ impl ZoneHost {
         }
         self.cgroups
             .create(&uuid, &limits::from_spec(&record.spec))?;
+        let owner = record
+            .id_range
+            .map_or((0, 0), |r| (r.host_base, r.host_base));
+        let cgroup = match self.cgroups.delegate(&uuid, owner) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = self.cgroups.delete(&uuid);
+                return Err(e.into());
+            }
+        };
         let mut plan = self.boot_plan(&paths, &record, lower);
         plan.net = net;
+        plan.cgroup = cgroup;
         match crate::zsched::spawn(&self.agent_exe, &plan) {
             Ok(_) => {
                 // The record is fsync'd: write it only when it changes.
@@ -102,7 +113,10 @@ impl ZoneHost {
                 ("PATH".into(), INIT_PATH.into()),
                 ("HOME".into(), "/root".into()),
                 ("TERM".into(), "xterm".into()),
+                // What systemd and systemd-detect-virt read to know they run in a
+                // container, and the uuid it may take its machine id from.
                 ("container".into(), "zonefleet".into()),
+                ("container_uuid".into(), uuid.clone()),
                 ("ZONENAME".into(), uuid),
             ],
             limit_priv: spec
@@ -119,6 +133,8 @@ impl ZoneHost {
             fence: self.fence.clone().filter(|_| {
                 spec.on_host_lost == Some(zonefleet_proto::spec::OnHostLost::Reschedule)
             }),
+            userns: record.id_range,
+            cgroup: crate::cgroup::Delegation::None,
         }
     }
 }

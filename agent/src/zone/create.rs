@@ -39,6 +39,10 @@ impl ZoneHost {
         self.net_plan(&uuid, &spec)?;
         self.check_addresses(&uuid, &spec)?;
 
+        let id_range = match spec.user_namespace {
+            Some(true) => Some(self.free_id_range()?),
+            _ => None,
+        };
         let paths = self.paths(&uuid);
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -50,6 +54,7 @@ impl ZoneHost {
             state: LifecycleState::Configured,
             desired_running: false,
             created_at_unix_ms: now_unix_ms(),
+            id_range,
             message: None,
         };
         if let Err(e) = record.store(&paths).and_then(|()| install(&paths, &record)) {
@@ -66,6 +71,24 @@ impl ZoneHost {
             return self.boot(&uuid);
         }
         ZoneStatus::observe(record, &paths)
+    }
+
+    /// A host id range no zone of this host holds (caller holds the table lock).
+    fn free_id_range(&self) -> Result<crate::isolation::userns::IdRange> {
+        let mut taken = Vec::new();
+        for other in self.zone_uuids()? {
+            if let Some(range) = ZoneRecord::load(&self.paths(&other))?.id_range {
+                taken.push(range);
+            }
+        }
+        super::idmap::allocate(self.first_id, &taken).ok_or_else(|| ZoneError::MissingFeature {
+            feature: "a free id range for the zone's user namespace".into(),
+            detail: format!(
+                "all {} ranges of {} host ids are held by this host's zones",
+                super::idmap::SLOTS,
+                super::idmap::RANGE_SIZE
+            ),
+        })
     }
 
     fn check_unique(&self, uuid: &str, alias: Option<&str>) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `zone exec`: run a command inside a running zone, as `zlogin` does. The
-//! command joins the zone's cgroup and every namespace of its init, and is held
-//! to the same capability set, `no_new_privs` and seccomp filter as the zone's
-//! own processes. stdin, stdout and stderr are the caller's. With
+//! command joins the zone's cgroup and every namespace of its init (its user
+//! namespace too, as the zone's root), and is held to the same capability set
+//! and seccomp filter as the zone's own processes. stdin, stdout and stderr are the caller's. With
 //! [`ExecOptions::tty`] the command leads a session of its own whose controlling
 //! terminal is its stdin (a pty the caller made), so the terminal's signals (^C, a
 //! hangup when the pty closes) reach the command and not the processes between.
@@ -152,7 +152,15 @@ impl ZoneHost {
                         eprintln!("zone exec: join the zone's cgroup: {e}");
                         126
                     }
-                    Ok(()) => enter_and_run(&pidfd, &caps, &seccomp, &cargs, &cenv, tty),
+                    Ok(()) => enter_and_run(
+                        &pidfd,
+                        isolation::userns::has_own_userns(runtime.init_pid),
+                        &caps,
+                        &seccomp,
+                        &cargs,
+                        &cenv,
+                        tty,
+                    ),
                 };
                 // SAFETY: _exit in a forked child: no destructors may run.
                 unsafe { libc::_exit(code) }
@@ -166,21 +174,28 @@ impl ZoneHost {
 /// command is inside the zone's PID namespace, and relay its exit status.
 fn enter_and_run(
     pidfd: &OwnedFd,
+    userns: bool,
     caps: &caps::CapsHashSet,
     seccomp: &[seccompiler::BpfProgram],
     argv: &[CString],
     env: &[CString],
     tty: bool,
 ) -> i32 {
-    let flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWNET
-        | CloneFlags::CLONE_NEWCGROUP
-        | CloneFlags::CLONE_NEWPID;
+    let mut flags = isolation::namespaces::zone_flags();
+    if userns {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
     if let Err(e) = nix::sched::setns(pidfd, flags) {
         eprintln!("zone exec: enter the zone's namespaces: {e}");
         return 126;
+    }
+    if userns {
+        // Joined as the host's root, which the zone's namespace does not map:
+        // become the zone's root.
+        if let Err(e) = isolation::userns::become_root() {
+            eprintln!("zone exec: {e}");
+            return 126;
+        }
     }
     // SAFETY: this child is single-threaded (forked from a single-threaded caller).
     match unsafe { fork() } {
@@ -227,9 +242,7 @@ fn confine_and_exec(
     let steps = || -> std::result::Result<(), isolation::IsolationError> {
         nix::unistd::chdir("/").map_err(|e| isolation::IsolationError::sys("chdir", "/", e))?;
         isolation::fds::cloexec_from(3)?;
-        isolation::caps::restrict_to(caps)?;
-        isolation::caps::set_no_new_privs()?;
-        isolation::seccomp::apply(seccomp)
+        isolation::confine(caps, seccomp)
     };
     if let Err(e) = steps() {
         return e.to_string();

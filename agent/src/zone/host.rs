@@ -29,6 +29,9 @@ pub struct HostOptions {
     /// The host's lease file ([`crate::fence`]) that fences `on_host_lost:
     /// reschedule` zones; `None` (zones made by hand, fencing off): none is fenced.
     pub fence: Option<PathBuf>,
+    /// Where zones' id ranges start ([`super::idmap::FIRST_BASE`] unless
+    /// another pool of zones shares this host, as concurrent tests do).
+    pub first_id: u32,
 }
 
 impl HostOptions {
@@ -42,6 +45,7 @@ impl HostOptions {
             console_cap_bytes: crate::zsched::console::DEFAULT_CAP_BYTES,
             bridge: crate::net::BridgeOptions::default(),
             fence: None,
+            first_id: super::idmap::FIRST_BASE,
         }
     }
 }
@@ -69,6 +73,8 @@ pub struct ZoneHost {
     pub bridge: crate::net::BridgeOptions,
     /// The lease file that fences `reschedule` zones (see [`HostOptions::fence`]).
     pub fence: Option<PathBuf>,
+    /// Where zones' id ranges start (see [`HostOptions::first_id`]).
+    pub first_id: u32,
 }
 
 impl ZoneHost {
@@ -106,6 +112,7 @@ impl ZoneHost {
             features: Default::default(),
             bridge: options.bridge,
             fence: options.fence,
+            first_id: options.first_id,
         })
     }
 

@@ -33,3 +33,27 @@ pub fn exclusive(path: &Path) -> Result<Lock> {
         }
     }
 }
+
+/// Takes the exclusive lock on `path` if no one holds it; `Ok(None)` when
+/// someone does.
+pub fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| ZoneError::io(path, e))?;
+    loop {
+        // SAFETY: flock on a descriptor owned by `file`, alive for the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(Lock { _file: file }));
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(None),
+            Some(libc::EINTR) => continue,
+            _ => return Err(ZoneError::io(path, err)),
+        }
+    }
+}

@@ -16,6 +16,7 @@ pub mod exec;
 pub mod features;
 pub mod halt;
 pub mod host;
+pub mod idmap;
 pub mod limits;
 pub mod lock;
 pub mod logs;

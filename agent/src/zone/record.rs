@@ -39,6 +39,10 @@ pub struct ZoneRecord {
     pub desired_running: bool,
     /// When the zone was created (ms since the Unix epoch).
     pub created_at_unix_ms: u64,
+    /// The host ids of the zone's user namespace, given at create when the spec
+    /// asks for one (see [`super::idmap`]); absent, the zone has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_range: Option<crate::isolation::userns::IdRange>,
     /// The last error seen while installing or booting, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

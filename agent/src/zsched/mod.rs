@@ -31,6 +31,11 @@ use runtime::{ExitRecord, Runtime};
 
 use crate::zone::paths::ZSCHED_LOG;
 
+/// Where, in the zone's directory, the stager attaches the idmapped image
+/// layer (inside its private mount namespace only; the host sees an empty
+/// directory).
+pub const IDMAPPED_LOWER_DIR: &str = "lower";
+
 /// Why zsched could not boot or supervise a zone.
 #[derive(Debug, thiserror::Error)]
 pub enum ZschedError {
@@ -156,107 +161,236 @@ fn report_ready(line: &str) {
 
 fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
     let plan = BootPlan::load(plan_path)?;
+    // init is forked by the stager, which exits at once: as a subreaper zsched
+    // adopts it, so init's exit status comes here.
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(process("become a child subreaper")(nix::Error::last()));
+    }
     let setup = init::InitSetup::prepare(plan.clone())?;
+    // One user namespace for the zone's whole life under this zsched (reboots
+    // included), held by this descriptor.
+    let userns = plan
+        .userns
+        .as_ref()
+        .map(isolation::userns::create)
+        .transpose()?;
+    let mut booted = boot_once(&setup, userns.as_ref())?;
+    let mut record = booted.runtime();
+    record.store(&plan.zone_dir)?;
+    report_ready("ok");
+
+    loop {
+        let exit = supervise_init(&plan, booted.init, booted.console);
+        eprintln!(
+            "zsched: init exited with status {}{}",
+            exit.status,
+            exit.signal.map(|s| format!(" (signal {s})")).unwrap_or_default()
+        );
+        // SIGHUP is how the kernel ends a PID namespace's init that called
+        // reboot(2) with RESTART: the zone rebooted itself. Boot it again in
+        // place (same cgroup and limits, same user namespace), unless a verb
+        // is at work on the zone (a halt wins).
+        let rebooted = exit.signal == Some(libc::SIGHUP) && !exit.fenced;
+        if rebooted {
+            if let Some(next) = reboot(&setup, userns.as_ref(), &mut record, exit) {
+                booted = next;
+                continue;
+            }
+        }
+        record.exit = Some(exit);
+        record.store(&plan.zone_dir)?;
+        detach_network(&plan);
+        remove_cgroup(&plan);
+        return Ok(());
+    }
+}
+
+/// Boots the zone again after it rebooted itself, holding the zone's lock so
+/// no verb runs meanwhile. `None` when a verb holds the lock or is halting the
+/// zone, or the boot failed (logged): the zone then stays down.
+fn reboot(
+    setup: &init::InitSetup,
+    userns: Option<&OwnedFd>,
+    record: &mut Runtime,
+    exit: ExitRecord,
+) -> Option<Booted> {
+    let plan = &setup.plan;
+    let _lock = crate::zone::lock::try_exclusive(&plan.zone_dir.join(crate::zone::paths::LOCK_FILE))
+        .ok()
+        .flatten()?;
+    if plan.zone_dir.join(crate::zone::paths::HALTING_MARK).exists() {
+        return None;
+    }
+    eprintln!("zsched: the zone rebooted itself: booting it again");
+    record.exit = Some(exit);
+    let _ = record.store(&plan.zone_dir);
+    detach_network(plan);
+    if let Err(e) = cgroup_manager(plan).and_then(|m| {
+        m.kill_all(&plan.uuid, Duration::from_secs(10))
+            .map_err(|e| ZschedError::Cgroup(e.to_string()))
+    }) {
+        eprintln!("zsched: reboot: {e}");
+        return None;
+    }
+    match boot_once(setup, userns) {
+        Ok(booted) => {
+            *record = booted.runtime();
+            match record.store(&plan.zone_dir) {
+                Ok(()) => Some(booted),
+                Err(e) => {
+                    eprintln!("zsched: reboot: {e}");
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("zsched: reboot failed: {e}");
+            None
+        }
+    }
+}
+
+/// A booted zone: its init (zsched's child) and zsched's ends of the console.
+struct Booted {
+    init: Pid,
+    console: OwnedFd,
+    /// Kept open so the console stays a terminal while no zone process holds
+    /// it (systemd closes and reopens `/dev/console`).
+    _console_slave: OwnedFd,
+}
+
+impl Booted {
+    fn runtime(&self) -> Runtime {
+        let pid = self.init.as_raw();
+        Runtime {
+            zsched_pid: std::process::id() as i32,
+            init_pid: pid,
+            init_start_ticks: crate::proc_stat::process_start_ticks(pid).unwrap_or(0),
+            boot_id: crate::proc_stat::current_boot_id().unwrap_or_default(),
+            booted_at_unix_ms: crate::clock::now_unix_ms(),
+            exit: None,
+        }
+    }
+}
+
+/// One boot: the stager builds the root and forks init into the zone's
+/// namespaces; zsched puts the stager in the zone's cgroup and builds the
+/// zone's network before init may go on. Returns once init has exec'd.
+fn boot_once(setup: &init::InitSetup, userns: Option<&OwnedFd>) -> Result<Booted, ZschedError> {
+    let plan = &setup.plan;
+    let owner = plan.userns.map_or((0, 0), |r| (r.host_base, r.host_base));
+    let pty = console::Pty::open(owner)?;
     let (err_r, err_w) = pipe()?;
     let (staged_r, staged_w) = pipe()?;
+    let (joined_r, joined_w) = pipe()?;
+    let (pid_r, pid_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
-    let (con_r, con_w) = pipe()?;
-    // zsched's own PID namespace, to put its later children (nft) back in:
-    // after init exits, the zone's namespace accepts no new process.
-    let host_pid_ns = std::fs::File::open("/proc/self/ns/pid").map_err(|e| {
-        process("open /proc/self/ns/pid")(nix::Error::from_raw(
-            e.raw_os_error().unwrap_or(libc::EIO),
-        ))
-    })?;
 
-    isolation::namespaces::new_pid_namespace()?;
-    // SAFETY: zsched is single-threaded; the child only runs the setup steps
-    // and execve (or _exit), as init::InitSetup documents.
-    let child = match unsafe { fork() }.map_err(process("fork init"))? {
+    // SAFETY: zsched is single-threaded; the stager only runs the setup steps,
+    // forks init and _exits, as init::InitSetup documents.
+    let stager = match unsafe { fork() }.map_err(process("fork the stager"))? {
         ForkResult::Child => {
-            drop((err_r, staged_r, go_w, con_r));
+            drop((err_r, staged_r, joined_w, pid_r, go_w));
             let fail = |err: ZschedError| -> ! {
                 let _ = nix::unistd::write(&err_w, err.to_string().as_bytes());
                 // SAFETY: _exit in a forked child: no destructors may run.
                 unsafe { libc::_exit(127) }
             };
-            if let Err(e) = setup.stage_root(&con_w) {
+            if let Err(e) = setup.stage_root(&pty.slave, &pty.path, userns) {
                 fail(e);
             }
-            // Tell zsched the root is mounted, and wait to be placed in the
-            // zone's cgroup.
+            // The root is built: wait to be placed in the zone's cgroup.
             let _ = nix::unistd::write(&staged_w, b"s");
             drop(staged_w);
-            let mut byte = [0u8; 1];
-            if nix::unistd::read(&go_r, &mut byte) != Ok(1) {
+            if !read_byte(&joined_r) {
                 // SAFETY: _exit in a forked child: no destructors may run.
                 unsafe { libc::_exit(1) };
             }
-            fail(setup.finish_and_exec());
+            if let Err(e) = setup.enter_zone(userns) {
+                fail(e);
+            }
+            // SAFETY: the stager is single-threaded; init only runs the rest
+            // of the setup and execve (or _exit).
+            match unsafe { fork() } {
+                Err(e) => fail(process("fork init")(e)),
+                Ok(ForkResult::Child) => {
+                    drop(pid_w);
+                    if !read_byte(&go_r) {
+                        // SAFETY: _exit in a forked child.
+                        unsafe { libc::_exit(1) };
+                    }
+                    fail(setup.finish_and_exec());
+                }
+                Ok(ForkResult::Parent { child }) => {
+                    let _ = nix::unistd::write(&pid_w, &child.as_raw().to_le_bytes());
+                    // SAFETY: _exit in a forked child.
+                    unsafe { libc::_exit(0) }
+                }
+            }
         }
         ForkResult::Parent { child } => child,
     };
-    drop((go_r, err_w, con_w, staged_w));
-    // Init is forked: zsched's next children (the nft command) belong in the
-    // host's PID namespace, where they can be made whether init lives or not.
-    // This also lifts the kernel's ban on threads in zsched.
-    if let Err(e) = nix::sched::setns(&host_pid_ns, nix::sched::CloneFlags::CLONE_NEWPID) {
-        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(child, None);
-        return Err(process("setns back to the host's PID namespace")(e));
-    }
-    drop(host_pid_ns);
+    drop((err_w, staged_w, joined_r, pid_w, go_r));
 
-    let mut byte = [0u8; 1];
-    let staged = nix::unistd::read(&staged_r, &mut byte) == Ok(1);
+    let staged = read_byte(&staged_r);
     drop(staged_r);
     let joined = if staged {
-        join_cgroup(&plan, child.as_raw()).and_then(|()| attach_network(&plan, child.as_raw()))
+        join_cgroup(plan, stager.as_raw())
     } else {
         Ok(())
     };
-    if let Err(e) = joined {
-        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(child, None);
-        detach_network(&plan);
-        remove_cgroup(&plan);
-        return Err(e);
+    if joined.is_ok() && staged {
+        let _ = nix::unistd::write(&joined_w, b"j");
     }
-    if staged {
-        nix::unistd::write(&go_w, b"g").map_err(process("start init"))?;
+    drop(joined_w);
+    let mut pid_bytes = [0u8; 4];
+    let init = match std::io::Read::read_exact(&mut std::fs::File::from(pid_r), &mut pid_bytes) {
+        Ok(()) => Some(Pid::from_raw(i32::from_le_bytes(pid_bytes))),
+        Err(_) => None,
+    };
+    let _ = waitpid(stager, None);
+    let abort = |init: Option<Pid>, e: ZschedError| -> ZschedError {
+        if let Some(init) = init {
+            let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(init, None);
+        }
+        detach_network(plan);
+        e
+    };
+    joined.map_err(|e| abort(init, e))?;
+    if let Some(pid) = init {
+        if let Err(e) = attach_network(plan, pid.as_raw()) {
+            return Err(abort(init, e));
+        }
+        let _ = nix::unistd::write(&go_w, b"g");
     }
     drop(go_w);
 
-    // EOF on the error pipe means execve succeeded (the pipe is close-on-exec).
+    // EOF on the error pipe means init's execve succeeded (the pipe is
+    // close-on-exec) and the stager is gone.
     let mut failure = Vec::new();
     let _ = std::io::Read::read_to_end(&mut std::fs::File::from(err_r), &mut failure);
-    if !failure.is_empty() {
-        let _ = waitpid(child, None);
-        detach_network(&plan);
-        remove_cgroup(&plan);
-        return Err(ZschedError::Boot(
-            String::from_utf8_lossy(&failure).into_owned(),
-        ));
+    match init {
+        Some(init) if failure.is_empty() => Ok(Booted {
+            init,
+            console: pty.master,
+            _console_slave: pty.slave,
+        }),
+        _ => {
+            let why = if failure.is_empty() {
+                "the stager ended without forking init".to_string()
+            } else {
+                String::from_utf8_lossy(&failure).into_owned()
+            };
+            Err(abort(init, ZschedError::Boot(why)))
+        }
     }
+}
 
-    let mut record = Runtime {
-        zsched_pid: std::process::id() as i32,
-        init_pid: child.as_raw(),
-        init_start_ticks: crate::proc_stat::process_start_ticks(child.as_raw()).unwrap_or(0),
-        boot_id: crate::proc_stat::current_boot_id().unwrap_or_default(),
-        booted_at_unix_ms: crate::clock::now_unix_ms(),
-        exit: None,
-    };
-    record.store(&plan.zone_dir)?;
-    report_ready("ok");
-
-    let exit = supervise_init(&plan, child, con_r);
-    record.exit = Some(exit);
-    record.store(&plan.zone_dir)?;
-    eprintln!("zsched: init exited with status {}", exit.status);
-    detach_network(&plan);
-    remove_cgroup(&plan);
-    Ok(())
+fn read_byte(fd: &OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    nix::unistd::read(fd, &mut byte) == Ok(1)
 }
 
 /// Builds the zone's NICs from the host side while init waits for `go`: its
@@ -267,7 +401,7 @@ fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
 fn attach_network(plan: &BootPlan, pid: i32) -> Result<(), ZschedError> {
     match &plan.net {
         Some(net) => Ok(crate::net::attach(net, pid)?),
-        None => Ok(()),
+        None => Ok(crate::net::loopback_up(pid)?),
     }
 }
 
@@ -283,7 +417,7 @@ fn detach_network(plan: &BootPlan) {
 
 /// Copies init's console into the log until init exits, then reaps it. Single
 /// threaded on purpose (zsched stays one small process): the console and
-/// init's exit are waited for together with `poll` on the console pipe and a
+/// init's exit are waited for together with `poll` on the console pty and a
 /// pidfd.
 fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
     let path = plan.zone_dir.join(crate::zone::paths::CONSOLE_FILE);
@@ -361,9 +495,10 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
         }
         if !init_gone && (init_ready || (pidfd.is_none() && !alive(child))) {
             init_gone = true;
-            // Every process of the PID namespace dies with init, so the pipe
-            // closes soon; bound the wait in case a writer escaped.
-            drain_deadline = Some(std::time::Instant::now() + Duration::from_secs(2));
+            // Every process of the PID namespace dies with init; what they
+            // wrote is in the pty's buffer: read it, briefly (zsched holds the
+            // console's other end, so it never ends by itself).
+            drain_deadline = Some(std::time::Instant::now() + Duration::from_millis(200));
         }
     }
     ExitRecord {
@@ -428,15 +563,4 @@ fn remove_cgroup(plan: &BootPlan) {
     if let Err(e) = result {
         eprintln!("zsched: remove cgroup of {}: {e}", plan.uuid);
     }
-}
-
-/// Mounts the zone's disk and its overlay root, inside the zone's (private)
-/// mount namespace: both vanish with the namespace, and the disk's loop device
-/// (attached with autoclear) frees itself then.
-pub(crate) fn mount_zone_root(plan: &BootPlan) -> Result<(), ZschedError> {
-    let disk = |e: crate::disk::DiskError| ZschedError::Disk(e.to_string());
-    crate::disk::mount_image(&plan.disk_image, &plan.disk_mount).map_err(disk)?;
-    let dirs = crate::disk::prepare_overlay_dirs(&plan.disk_mount).map_err(disk)?;
-    crate::disk::mount_overlay(&plan.lower, &dirs, &plan.root).map_err(disk)?;
-    Ok(())
 }

@@ -55,6 +55,19 @@ pub struct BootPlan {
     /// agent with fencing on; absent, nothing fences the zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<std::path::PathBuf>,
+    /// The zone's host id range: zsched makes the zone's user namespace over it
+    /// and shows the image's layer idmapped into it. Absent: no user namespace
+    /// (the zone's root is the host's, bounded by `limit_priv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<crate::isolation::userns::IdRange>,
+    /// What the zone mounts at `/sys/fs/cgroup` (the subtree the boot verb
+    /// delegated to the zone's root).
+    #[serde(default = "no_delegation")]
+    pub cgroup: crate::cgroup::Delegation,
+}
+
+fn no_delegation() -> crate::cgroup::Delegation {
+    crate::cgroup::Delegation::None
 }
 
 /// A file the boot writes inside the zone.

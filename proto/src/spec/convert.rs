@@ -153,6 +153,7 @@ impl From<ZoneSpec> for pb::ZoneSpec {
             // An absent and an empty init are one on the wire; an empty one is invalid.
             init: s.init.unwrap_or_default(),
             autoboot: s.autoboot,
+            user_namespace: s.user_namespace,
             owner: s.owner,
             on_host_lost: enum_to_pb(s.on_host_lost, ON_HOST_LOST),
             placement: s.placement.map(Into::into),
@@ -218,6 +219,7 @@ impl TryFrom<pb::ZoneSpec> for ZoneSpec {
         spec.tags = m.tags.into_iter().collect();
         spec.init = (!m.init.is_empty()).then_some(m.init);
         spec.autoboot = m.autoboot;
+        spec.user_namespace = m.user_namespace;
         spec.owner = m.owner;
         spec.on_host_lost = on_host_lost;
         spec.placement = placement;

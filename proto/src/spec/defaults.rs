@@ -38,6 +38,10 @@ pub const DEFAULT_LIMIT_PRIV: &[Capability] = &[
     Capability::SysChroot,
     Capability::AuditWrite,
     Capability::Setfcap,
+    // reboot(2) from inside a zone only ends the zone's own PID namespace (the
+    // kernel turns it into SIGHUP or SIGINT for the zone's init: see zsched), so
+    // `reboot` and `poweroff` inside a zone act on that zone alone.
+    Capability::SysBoot,
 ];
 
 impl ZoneSpec {
@@ -70,6 +74,7 @@ impl ZoneSpec {
         self.init
             .get_or_insert_with(|| vec![DEFAULT_INIT.to_string()]);
         self.autoboot.get_or_insert(false);
+        self.user_namespace.get_or_insert(true);
         self.on_host_lost.get_or_insert(OnHostLost::Wait);
         let has_primary = self.nics.iter().any(|n| n.primary == Some(true));
         for (i, nic) in self.nics.iter_mut().enumerate() {

@@ -15,6 +15,10 @@ pub const IMMUTABLE: &[(&str, &str)] = &[
     ("brand", "the zone is installed for its brand"),
     ("image", "the image is the zone's root layer"),
     ("quota", "the zone's disk is made at install"),
+    (
+        "user_namespace",
+        "the zone's files are owned by its id range since install",
+    ),
 ];
 
 /// The properties a patch merges key by key instead of replacing.

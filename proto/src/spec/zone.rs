@@ -38,6 +38,7 @@ pub const FIELDS: &[&str] = &[
     "tags",
     "init",
     "autoboot",
+    "user_namespace",
     "owner",
     "on_host_lost",
     "placement",
@@ -160,6 +161,12 @@ pub struct ZoneSpec {
     /// Boot the zone again after its host reboots (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoboot: Option<bool>,
+    /// Give the zone its own user namespace, mapped to a range of host ids no
+    /// other zone on the host holds, so root in the zone is not root on the host
+    /// (default true). `false` runs the zone's root as the host's root, held only
+    /// by `limit_priv`, seccomp and the namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_namespace: Option<bool>,
     /// Who owns the zone (a short identifier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -196,6 +203,7 @@ impl ZoneSpec {
             tags: BTreeMap::new(),
             init: None,
             autoboot: None,
+            user_namespace: None,
             owner: None,
             on_host_lost: None,
             placement: None,

@@ -13,7 +13,7 @@ mod pids;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::detect::V1Hierarchy;
+use super::detect::{V1Hierarchy, NAMED_SYSTEMD};
 use super::killer::{self, Freezable};
 use super::{check_name, check_parent, fsutil, procfs};
 use super::{CgroupError, CgroupManager, CgroupVersion, Limits, Usage};
@@ -41,7 +41,7 @@ impl V1Manager {
             .filter(|h| {
                 h.controllers
                     .iter()
-                    .any(|c| CONTROLLERS.contains(&c.as_str()))
+                    .any(|c| CONTROLLERS.contains(&c.as_str()) || c == NAMED_SYSTEMD)
             })
             .map(|mut h| {
                 // zone_of_pid compares sorted controller lists.
@@ -213,6 +213,21 @@ impl CgroupManager for V1Manager {
     fn exists(&self, zone: &str) -> Result<bool, CgroupError> {
         check_name(zone)?;
         Ok(self.zone_dirs(zone).iter().any(|d| d.exists()))
+    }
+
+    fn delegate(&self, zone: &str, owner: (u32, u32)) -> Result<super::Delegation, CgroupError> {
+        self.existing(zone)?;
+        match self.zone_dir(zone, NAMED_SYSTEMD) {
+            None => Ok(super::Delegation::None),
+            Some(dir) => {
+                fsutil::chown_delegated(
+                    &dir,
+                    &["cgroup.procs", "tasks", "cgroup.clone_children", "notify_on_release"],
+                    owner,
+                )?;
+                Ok(super::Delegation::V1NamedSystemd)
+            }
+        }
     }
 
     fn add_pid(&self, zone: &str, pid: u32) -> Result<(), CgroupError> {

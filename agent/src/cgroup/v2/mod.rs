@@ -190,6 +190,16 @@ impl CgroupManager for V2Manager {
         Ok(self.zone_dir(zone).is_dir())
     }
 
+    fn delegate(&self, zone: &str, owner: (u32, u32)) -> Result<super::Delegation, CgroupError> {
+        let dir = self.existing(zone)?;
+        fsutil::chown_delegated(
+            &dir,
+            &["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"],
+            owner,
+        )?;
+        Ok(super::Delegation::V2)
+    }
+
     fn add_pid(&self, zone: &str, pid: u32) -> Result<(), CgroupError> {
         let dir = self.existing(zone)?;
         fsutil::write(&dir.join("cgroup.procs"), &pid.to_string())
