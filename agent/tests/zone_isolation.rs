@@ -242,7 +242,10 @@ fn no_descriptor_of_the_agent_leaks_into_a_zone() {
     let (_, out, _) = t.sh("fds", "for f in 0 1 2; do readlink /proc/1/fd/$f; done");
     let links: Vec<&str> = out.lines().collect();
     assert!(
-        links.len() == 3 && links.iter().all(|l| *l == links[0] && l.starts_with("/dev/pts/")),
+        links.len() == 3
+            && links
+                .iter()
+                .all(|l| *l == links[0] && l.starts_with("/dev/pts/")),
         "stdio is the console pty: {links:?}"
     );
     // The exec'd shell: stdio plus the directory `ls` itself opens.

@@ -9,6 +9,9 @@ use crate::spec::ZoneSpec;
 pub const SECCOMP: &str = "seccomp";
 /// Unprivileged user namespaces.
 pub const USER_NAMESPACES: &str = "user_namespaces";
+/// Idmapped mounts on the filesystem of the agent's data dir (a zone with its
+/// own user namespace sees the image's layer through one).
+pub const IDMAPPED_MOUNTS: &str = "idmapped_mounts";
 /// The overlay filesystem (a zone's root).
 pub const OVERLAYFS: &str = "overlayfs";
 /// ext4 (a zone's writable layer).
@@ -44,6 +47,7 @@ pub const NFTABLES: &str = "nftables";
 pub const ALL: &[&str] = &[
     SECCOMP,
     USER_NAMESPACES,
+    IDMAPPED_MOUNTS,
     OVERLAYFS,
     EXT4,
     LOOP_DEVICES,
@@ -85,6 +89,8 @@ pub struct Demand {
     pub nics: bool,
     /// The first NIC on a VLAN (its own `vlan_id`, or its network's).
     pub vlan_nic: Option<usize>,
+    /// The zone has its own user namespace (`user_namespace`, default true).
+    pub user_namespace: bool,
 }
 
 impl Demand {
@@ -92,6 +98,7 @@ impl Demand {
     /// network tags its ports (a host without networks: always false).
     pub fn of_spec(spec: &ZoneSpec, network_has_vlan: impl Fn(&str) -> bool) -> Self {
         Self::from_parts(
+            spec.user_namespace.unwrap_or(true),
             spec.max_swap,
             spec.max_physical_memory,
             spec.nics
@@ -104,6 +111,7 @@ impl Demand {
     /// The demand of a wire-form spec (the scheduler's), as [`Demand::of_spec`].
     pub fn of_pb(spec: &pb::ZoneSpec, network_has_vlan: impl Fn(&str) -> bool) -> Self {
         Self::from_parts(
+            spec.user_namespace.unwrap_or(true),
             spec.max_swap_mib,
             spec.max_physical_memory_mib,
             spec.nics
@@ -114,6 +122,7 @@ impl Demand {
     }
 
     fn from_parts<'a>(
+        user_namespace: bool,
         swap: Option<u64>,
         memory: Option<u64>,
         nics: impl Iterator<Item = (bool, Option<&'a str>)>,
@@ -121,6 +130,7 @@ impl Demand {
     ) -> Self {
         let mut demand = Demand {
             swap_beyond_memory: matches!((swap, memory), (Some(s), Some(m)) if s > m),
+            user_namespace,
             ..Demand::default()
         };
         for (i, (own_vlan, network)) in nics.enumerate() {
@@ -133,9 +143,13 @@ impl Demand {
     }
 
     /// The features a zone of this demand needs, in the order the agent checks
-    /// them: [`EVERY_ZONE`], swap accounting, [`EVERY_NIC`], VLAN filtering.
+    /// them: [`EVERY_ZONE`], user namespaces and idmapped mounts, swap
+    /// accounting, [`EVERY_NIC`], VLAN filtering.
     pub fn required(&self) -> Vec<&'static str> {
         let mut needs = EVERY_ZONE.to_vec();
+        if self.user_namespace {
+            needs.extend([USER_NAMESPACES, IDMAPPED_MOUNTS]);
+        }
         if self.swap_beyond_memory {
             needs.push(MEMORY_SWAP_ACCOUNTING);
         }
@@ -159,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_plain_zone_needs_the_baseline_only() {
-        let s = spec(r#"{"image":"base@1"}"#);
+        let s = spec(r#"{"image":"base@1","user_namespace":false}"#);
         let d = Demand::of_spec(&s, |_| true);
         assert_eq!(d, Demand::default());
         assert_eq!(d.required(), EVERY_ZONE);
@@ -167,9 +181,20 @@ mod tests {
     }
 
     #[test]
+    fn a_zone_has_its_own_user_namespace_unless_it_says_not() {
+        let s = spec(r#"{"image":"base@1"}"#);
+        let d = Demand::of_spec(&s, |_| true);
+        assert!(d.user_namespace);
+        assert_eq!(Demand::of_pb(&pb::ZoneSpec::from(s), |_| true), d);
+        let mut want = EVERY_ZONE.to_vec();
+        want.extend([USER_NAMESPACES, IDMAPPED_MOUNTS]);
+        assert_eq!(d.required(), want);
+    }
+
+    #[test]
     fn swap_nics_and_vlans_add_their_features() {
         let s = spec(
-            r#"{"image":"base@1","max_physical_memory":256,"max_swap":512,
+            r#"{"image":"base@1","max_physical_memory":256,"max_swap":512,"user_namespace":false,
                 "nics":[{"ip":"10.0.0.5/24"},{"ip":"10.0.1.5/24","vlan_id":7}]}"#,
         );
         let d = Demand::of_spec(&s, |_| false);
@@ -179,6 +204,7 @@ mod tests {
                 swap_beyond_memory: true,
                 nics: true,
                 vlan_nic: Some(1),
+                user_namespace: false,
             }
         );
         assert_eq!(

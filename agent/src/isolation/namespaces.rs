@@ -29,7 +29,8 @@ pub fn private_mounts() -> Result<()> {
 
 /// Unshares the zone's namespaces ([`zone_flags`]).
 pub fn enter_zone() -> Result<()> {
-    unshare(zone_flags()).map_err(|e| IsolationError::sys("unshare the zone's namespaces", "self", e))
+    unshare(zone_flags())
+        .map_err(|e| IsolationError::sys("unshare the zone's namespaces", "self", e))
 }
 
 /// Sets the zone's hostname (in its own UTS namespace).

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::mount::{bind, ensure_dir, io_error, mount_fs};
-use crate::cgroup::Delegation;
 use super::{dev, proc_mask, IsolationError, Result};
+use crate::cgroup::Delegation;
 
 /// Where the zone's metadata appears inside it (read-only).
 pub const ZONECONTROL_DIR: &str = ".zonecontrol";
@@ -137,7 +137,14 @@ fn cgroup_fs(dir: &Path, delegation: Delegation) -> Result<()> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     match delegation {
         Delegation::None => Ok(()),
-        Delegation::V2 => mount_fs("mount /sys/fs/cgroup", "cgroup2", dir, "cgroup2", flags, None),
+        Delegation::V2 => mount_fs(
+            "mount /sys/fs/cgroup",
+            "cgroup2",
+            dir,
+            "cgroup2",
+            flags,
+            None,
+        ),
         Delegation::V1NamedSystemd => {
             mount_fs(
                 "mount /sys/fs/cgroup",

@@ -80,13 +80,7 @@ pub fn create(range: &IdRange) -> Result<OwnedFd> {
         let mut byte = [0u8; 1];
         match nix::unistd::read(&ready_r, &mut byte) {
             Ok(1) if byte[0] == b'u' => {}
-            _ => {
-                return Err(sys(
-                    "unshare a user namespace",
-                    "self",
-                    nix::Error::EPERM,
-                ))
-            }
+            _ => return Err(sys("unshare a user namespace", "self", nix::Error::EPERM)),
         }
         let proc = format!("/proc/{child}");
         for (file, text) in [("uid_map", range.map_line()), ("gid_map", range.map_line())] {

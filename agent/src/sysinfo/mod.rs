@@ -72,7 +72,7 @@ pub fn collect(data_dir: &Path) -> Result<HostSysinfo, SysinfoError> {
         kernel,
         cgroup_version,
         cgroup_controllers,
-        features: probe_all(&layout),
+        features: probe_all(&layout, data_dir),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         agent_address: None,
     })

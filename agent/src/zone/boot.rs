@@ -61,7 +61,9 @@ impl ZoneHost {
                 return Err(e.into());
             }
         };
+        let image_machine_id = image_machine_id(&lower);
         let mut plan = self.boot_plan(&paths, &record, lower);
+        plan.image_machine_id = image_machine_id;
         plan.net = net;
         plan.cgroup = cgroup;
         match crate::zsched::spawn(&self.agent_exe, &plan) {
@@ -135,8 +137,23 @@ impl ZoneHost {
             }),
             userns: record.id_range,
             cgroup: crate::cgroup::Delegation::None,
+            image_machine_id: None,
         }
     }
+}
+
+/// The image's `/etc/machine-id`, read without following a symlink the image
+/// may hold (it points into the host here, not into a zone).
+fn image_machine_id(lower: &std::path::Path) -> Option<String> {
+    let etc = lower.join("etc");
+    let file = etc.join("machine-id");
+    let plain = |p: &std::path::Path| std::fs::symlink_metadata(p).is_ok_and(|m| !m.is_symlink());
+    if !(plain(&etc) && plain(&file)) {
+        return None;
+    }
+    let text = std::fs::read_to_string(&file).ok()?;
+    let id = text.trim();
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
 }
 
 /// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` of a zone.

@@ -27,13 +27,13 @@ pub struct FeatureCache {
 }
 
 impl FeatureCache {
-    /// The feature `name`, probed on first use.
-    pub fn get(&self, name: &str) -> Feature {
+    /// The feature `name`, probed on first use (idmapped mounts on `data_dir`).
+    pub fn get(&self, name: &str, data_dir: &std::path::Path) -> Feature {
         let mut known = self.known.lock().expect("feature cache lock");
         if let Some(f) = known.get(name) {
             return f.clone();
         }
-        let probed = run_probe(name);
+        let probed = run_probe(name, data_dir);
         for f in probed {
             known.insert(f.name.clone(), f);
         }
@@ -47,11 +47,12 @@ impl FeatureCache {
 
 /// Runs the probe that answers `name` (the network probe answers all
 /// network features at once).
-fn run_probe(name: &str) -> Vec<Feature> {
+fn run_probe(name: &str, data_dir: &std::path::Path) -> Vec<Feature> {
     let mounts = || Layout::read().unwrap_or_default();
     match name {
         names::SECCOMP => vec![probe::seccomp()],
         names::USER_NAMESPACES => vec![probe::user_namespaces()],
+        names::IDMAPPED_MOUNTS => vec![probe::idmapped_mounts(data_dir)],
         names::OVERLAYFS => vec![probe::overlayfs()],
         names::EXT4 => vec![probe::ext4()],
         names::LOOP_DEVICES => vec![probe::loop_devices()],
@@ -69,7 +70,7 @@ impl ZoneHost {
     pub fn check_features(&self, spec: &ZoneSpec) -> Result<()> {
         let demand = demand(spec);
         for need in demand.required() {
-            let f = self.features.get(need);
+            let f = self.features.get(need, &self.data_dir);
             if !f.available {
                 let detail = match demand.vlan_nic {
                     // Name the property that asked for it.

@@ -28,8 +28,14 @@ pub fn allocate(first: u32, taken: &[IdRange]) -> Option<IdRange> {
 }
 
 fn overlaps(a: &IdRange, b: &IdRange) -> bool {
-    let (a0, a1) = (u64::from(a.host_base), u64::from(a.host_base) + u64::from(a.count));
-    let (b0, b1) = (u64::from(b.host_base), u64::from(b.host_base) + u64::from(b.count));
+    let (a0, a1) = (
+        u64::from(a.host_base),
+        u64::from(a.host_base) + u64::from(a.count),
+    );
+    let (b0, b1) = (
+        u64::from(b.host_base),
+        u64::from(b.host_base) + u64::from(b.count),
+    );
     a0 < b1 && b0 < a1
 }
 

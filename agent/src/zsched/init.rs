@@ -167,7 +167,7 @@ impl InitSetup {
         for file in &plan.files {
             write_zone_file(&file.path, &file.contents)?;
         }
-        write_identity(&plan.uuid)?;
+        write_identity(&plan.uuid, plan.image_machine_id.as_deref())?;
         isolation::fds::cloexec_from(3)?;
         // Last: from here on the process is as confined as the zone will be.
         isolation::confine(&self.caps, &self.seccomp)?;
@@ -200,7 +200,11 @@ fn stage_dir() -> Result<(), ZschedError> {
 fn chown_upper_root(upper: &Path, lower: &Path, owner: (u32, u32)) -> Result<(), ZschedError> {
     use std::os::unix::fs::MetadataExt;
     let fail = |e: std::io::Error| {
-        ZschedError::Isolation(isolation::mount::io_error("chown the zone's root", upper, e))
+        ZschedError::Isolation(isolation::mount::io_error(
+            "chown the zone's root",
+            upper,
+            e,
+        ))
     };
     let image_root = std::fs::metadata(lower).map_err(fail)?;
     let uid = owner.0.saturating_add(image_root.uid());
@@ -249,15 +253,18 @@ fn write_zone_file(path: &str, contents: &str) -> Result<(), ZschedError> {
 /// What a booted system reads to know where it runs and who it is:
 /// `/run/systemd/container` names the container manager (systemd's
 /// `ConditionVirtualization=container` and `systemd-detect-virt` read it), and
-/// `/etc/machine-id` is the zone's uuid when the image ships none (an empty or
-/// `uninitialized` one, as debootstrap leaves it), so each zone is its own
-/// machine to journald and D-Bus.
-fn write_identity(uuid: &str) -> Result<(), ZschedError> {
+/// `/etc/machine-id` becomes the zone's uuid while it is still the image's
+/// (`image_machine_id`: every zone of the image would share it), empty or
+/// `uninitialized`, so each zone is its own machine to journald and D-Bus. A
+/// machine id the zone set itself is kept.
+fn write_identity(uuid: &str, image_machine_id: Option<&str>) -> Result<(), ZschedError> {
     write_zone_file("/run/systemd/container", "zonefleet\n")?;
-    let machine_id = Path::new("/etc/machine-id");
-    let current = std::fs::read_to_string(machine_id).unwrap_or_default();
+    let current = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
     let current = current.trim();
-    if (current.is_empty() || current == "uninitialized") && Path::new("/etc").is_dir() {
+    let not_own = current.is_empty()
+        || current == "uninitialized"
+        || image_machine_id.is_some_and(|image| image.trim() == current);
+    if not_own && Path::new("/etc").is_dir() {
         write_zone_file("/etc/machine-id", &format!("{}\n", uuid.replace('-', "")))?;
     }
     Ok(())

@@ -185,7 +185,9 @@ fn supervise(plan_path: &Path) -> Result<(), ZschedError> {
         eprintln!(
             "zsched: init exited with status {}{}",
             exit.status,
-            exit.signal.map(|s| format!(" (signal {s})")).unwrap_or_default()
+            exit.signal
+                .map(|s| format!(" (signal {s})"))
+                .unwrap_or_default()
         );
         // SIGHUP is how the kernel ends a PID namespace's init that called
         // reboot(2) with RESTART: the zone rebooted itself. Boot it again in
@@ -216,10 +218,15 @@ fn reboot(
     exit: ExitRecord,
 ) -> Option<Booted> {
     let plan = &setup.plan;
-    let _lock = crate::zone::lock::try_exclusive(&plan.zone_dir.join(crate::zone::paths::LOCK_FILE))
-        .ok()
-        .flatten()?;
-    if plan.zone_dir.join(crate::zone::paths::HALTING_MARK).exists() {
+    let _lock =
+        crate::zone::lock::try_exclusive(&plan.zone_dir.join(crate::zone::paths::LOCK_FILE))
+            .ok()
+            .flatten()?;
+    if plan
+        .zone_dir
+        .join(crate::zone::paths::HALTING_MARK)
+        .exists()
+    {
         return None;
     }
     eprintln!("zsched: the zone rebooted itself: booting it again");

@@ -64,6 +64,10 @@ pub struct BootPlan {
     /// delegated to the zone's root).
     #[serde(default = "no_delegation")]
     pub cgroup: crate::cgroup::Delegation,
+    /// The image's own `/etc/machine-id`, if it ships one: the zone gets a
+    /// machine id of its own instead while its copy is still this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_machine_id: Option<String>,
 }
 
 fn no_delegation() -> crate::cgroup::Delegation {

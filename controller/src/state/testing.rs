@@ -20,9 +20,11 @@ pub(super) fn host(id: &str, memory: u64) -> Kind {
 
 pub(super) fn create(uuids: &[&str], memory: u64, key: &str) -> Kind {
     Kind::CreateZones(pb::CreateZonesCommand {
+        // Without a user namespace: the test hosts report no kernel features.
         spec: Some(pb::ZoneSpec {
             image: "base@1".to_owned(),
             max_physical_memory_mib: Some(memory),
+            user_namespace: Some(false),
             ..Default::default()
         }),
         uuids: uuids.iter().map(|s| id(s)).collect(),

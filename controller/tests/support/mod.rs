@@ -124,6 +124,18 @@ pub fn sysinfo(host: Uuid) -> pb::HostSysinfo {
         kernel: "6.1.0".to_owned(),
         cgroup_version: pb::CgroupVersion::V1 as i32,
         agent_version: "0.1.0".to_owned(),
+        // What a default zone (its own user namespace) needs of its host.
+        features: [
+            zonefleet_proto::feature::USER_NAMESPACES,
+            zonefleet_proto::feature::IDMAPPED_MOUNTS,
+        ]
+        .into_iter()
+        .map(|name| pb::Feature {
+            name: name.to_owned(),
+            available: true,
+            detail: String::new(),
+        })
+        .collect(),
         ..Default::default()
     }
 }

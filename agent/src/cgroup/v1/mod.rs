@@ -222,7 +222,12 @@ impl CgroupManager for V1Manager {
             Some(dir) => {
                 fsutil::chown_delegated(
                     &dir,
-                    &["cgroup.procs", "tasks", "cgroup.clone_children", "notify_on_release"],
+                    &[
+                        "cgroup.procs",
+                        "tasks",
+                        "cgroup.clone_children",
+                        "notify_on_release",
+                    ],
                     owner,
                 )?;
                 Ok(super::Delegation::V1NamedSystemd)

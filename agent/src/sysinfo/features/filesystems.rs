@@ -75,3 +75,29 @@ pub fn loop_devices() -> Feature {
         Err(e) => found(names::LOOP_DEVICES, false, e.to_string()),
     }
 }
+
+/// `idmapped_mounts`: the filesystem holding `dir` (the agent's data dir, where
+/// images are unpacked) can be idmapped here: a throwaway user namespace and an
+/// idmapped, never attached, copy of `dir` are made. Needs root.
+pub fn idmapped_mounts(dir: &Path) -> Feature {
+    const NAME: &str = names::IDMAPPED_MOUNTS;
+    if !dir.is_dir() {
+        return found(NAME, false, format!("{} is not a directory", dir.display()));
+    }
+    match crate::isolation::tree::probe(dir) {
+        Ok(()) => found(
+            NAME,
+            true,
+            format!("an idmapped mount of {} was made", dir.display()),
+        ),
+        Err(e) => found(
+            NAME,
+            false,
+            format!(
+                "{e}: this kernel or the filesystem of {} cannot idmap (Linux 5.12+ with ext4, \
+                 xfs or btrfs; tmpfs from 6.3); zones need `user_namespace: false` here",
+                dir.display()
+            ),
+        ),
+    }
+}

@@ -26,7 +26,7 @@ pub mod network;
 pub mod process;
 
 pub use cgroups::{cgroup_kill, cgroup_v1, cgroup_v2, memory_swap_accounting};
-pub use filesystems::{ext4, loop_devices, overlayfs};
+pub use filesystems::{ext4, idmapped_mounts, loop_devices, overlayfs};
 pub use network::network;
 pub use process::{pidfd, seccomp, user_namespaces};
 
@@ -39,11 +39,13 @@ fn found(name: &str, available: bool, detail: impl Into<String>) -> Feature {
     }
 }
 
-/// Probes every feature of [`names::ALL`] (cgroup ones against `mounts`).
-pub fn probe_all(mounts: &Layout) -> Vec<Feature> {
+/// Probes every feature of [`names::ALL`] (cgroup ones against `mounts`,
+/// idmapped mounts on the data dir `data_dir`).
+pub fn probe_all(mounts: &Layout, data_dir: &std::path::Path) -> Vec<Feature> {
     let mut out = vec![
         seccomp(),
         user_namespaces(),
+        idmapped_mounts(data_dir),
         overlayfs(),
         ext4(),
         loop_devices(),
