@@ -1,14 +1,16 @@
 //! Privileged tests of what a zone's processes can and cannot do, seen from
 //! inside the zone (through `zonefleet-agent zone exec`) and from the host.
+//! Every probe runs twice: against busybox zones (a shell loop as init) and
+//! against whole-system zones (a stock Debian image booting systemd), both
+//! with the defaults, their own user namespace included.
 
 mod support;
 
-use support::host::TestHost;
+use support::host::{Image, TestHost};
 use zonefleet_proto::spec::{Capability, DEFAULT_LIMIT_PRIV};
 
-#[test]
-fn a_zone_sees_only_its_own_processes_and_its_init_is_pid_1() {
-    let Some(t) = TestHost::new("a_zone_sees_only_its_own_processes") else {
+fn a_zone_sees_only_its_own_processes_and_its_init_is_pid_1(image: Image) {
+    let Some(t) = TestHost::with_image("a_zone_sees_only_its_own_processes", image) else {
         return;
     };
     let z = t.running(r#"{"alias": "pids"}"#);
@@ -23,8 +25,10 @@ fn a_zone_sees_only_its_own_processes_and_its_init_is_pid_1() {
         init.contains("/sbin/init"),
         "PID 1 is the zone's init: {out}"
     );
-    // init, its sleep, the exec'd shell and ps: nothing of the host.
-    assert!(lines.len() <= 5, "only the zone's processes: {out}");
+    // busybox: init, its sleep, the exec'd shell and ps: nothing of the host.
+    if image == Image::Busybox {
+        assert!(lines.len() <= 5, "only the zone's processes: {out}");
+    }
     assert!(!out.contains("zonefleet-agent"), "no host process: {out}");
 
     // The host's pids are not there to signal.
@@ -35,9 +39,9 @@ fn a_zone_sees_only_its_own_processes_and_its_init_is_pid_1() {
     assert!(z.init_pid.is_some());
 }
 
-#[test]
-fn processes_of_one_zone_cannot_see_or_signal_another() {
-    let Some(t) = TestHost::new("processes_of_one_zone_cannot_see_or_signal_another") else {
+fn processes_of_one_zone_cannot_see_or_signal_another(image: Image) {
+    let Some(t) = TestHost::with_image("processes_of_one_zone_cannot_see_or_signal_another", image)
+    else {
         return;
     };
     let a = t.running(r#"{"alias": "za"}"#);
@@ -60,9 +64,8 @@ fn processes_of_one_zone_cannot_see_or_signal_another() {
     assert_ne!(a.uuid, b.uuid);
 }
 
-#[test]
-fn the_hostname_is_the_zones_own_and_setting_it_leaves_the_hosts() {
-    let Some(t) = TestHost::new("the_hostname_is_the_zones_own") else {
+fn the_hostname_is_the_zones_own_and_setting_it_leaves_the_hosts(image: Image) {
+    let Some(t) = TestHost::with_image("the_hostname_is_the_zones_own", image) else {
         return;
     };
     // CAP_SYS_ADMIN lets root in the zone set its hostname (its own UTS namespace).
@@ -83,18 +86,20 @@ fn the_hostname_is_the_zones_own_and_setting_it_leaves_the_hosts() {
     );
 }
 
-/// What busybox `mount` says when mount(2) fails with EPERM, and only then
-/// (any other errno is printed as "mounting … failed: <strerror>").
-const MOUNT_EPERM: &str = "permission denied (are you root?)";
+/// What `mount` says when mount(2) fails with EPERM, and only then: busybox
+/// "permission denied (are you root?)" (any other errno is printed as
+/// "mounting … failed: <strerror>"), util-linux "…: permission denied."
+fn mount_eperm(err: &str) -> bool {
+    err.to_lowercase().contains("permission denied")
+}
 
 /// Mounts a tmpfs on a directory made first, so a missing mount point cannot be
 /// why the mount fails.
 const MOUNT_ON_A_DIRECTORY: &str =
     "mkdir -p /tmp/mnt && test -d /tmp/mnt && mount -t tmpfs none /tmp/mnt";
 
-#[test]
-fn metadata_json_inside_the_zone_holds_its_identity_metadata_and_tags() {
-    let Some(t) = TestHost::new("metadata_json_inside_the_zone") else {
+fn metadata_json_inside_the_zone_holds_its_identity_metadata_and_tags(image: Image) {
+    let Some(t) = TestHost::with_image("metadata_json_inside_the_zone", image) else {
         return;
     };
     let zone = t.running(
@@ -120,9 +125,8 @@ fn metadata_json_inside_the_zone_holds_its_identity_metadata_and_tags() {
     assert_ne!(code, 0, "metadata.json must not be writable: {err}");
 }
 
-#[test]
-fn mount_mknod_and_namespaces_are_refused_even_with_capabilities() {
-    let Some(t) = TestHost::new("mount_mknod_and_namespaces_are_refused") else {
+fn mount_mknod_and_namespaces_are_refused_even_with_capabilities(image: Image) {
+    let Some(t) = TestHost::with_image("mount_mknod_and_namespaces_are_refused", image) else {
         return;
     };
     t.running(r#"{"alias": "plain"}"#);
@@ -130,7 +134,7 @@ fn mount_mknod_and_namespaces_are_refused_even_with_capabilities() {
     // reason left for the refusal is the kernel's answer: seccomp's EPERM.
     let (code, _, err) = t.sh("plain", MOUNT_ON_A_DIRECTORY);
     assert_ne!(code, 0, "mount must fail: {err}");
-    assert!(err.contains(MOUNT_EPERM), "EPERM: {err}");
+    assert!(mount_eperm(&err), "EPERM: {err}");
     let (code, _, err) = t.sh("plain", "mknod /tmp/sda b 8 0");
     assert_ne!(code, 0, "mknod must fail: {err}");
     assert!(err.contains("Operation not permitted"), "{err}");
@@ -140,7 +144,7 @@ fn mount_mknod_and_namespaces_are_refused_even_with_capabilities() {
     t.running(r#"{"alias": "capable", "limit_priv": ["CAP_SYS_ADMIN", "CAP_MKNOD"]}"#);
     let (code, _, err) = t.sh("capable", MOUNT_ON_A_DIRECTORY);
     assert_ne!(code, 0, "seccomp must refuse mount: {err}");
-    assert!(err.contains(MOUNT_EPERM), "EPERM: {err}");
+    assert!(mount_eperm(&err), "EPERM: {err}");
     let (code, _, err) = t.sh("capable", "unshare -n true");
     assert_ne!(code, 0, "seccomp must refuse new namespaces: {err}");
     assert!(err.contains("Operation not permitted"), "EPERM: {err}");
@@ -148,9 +152,8 @@ fn mount_mknod_and_namespaces_are_refused_even_with_capabilities() {
     assert_ne!(code, 0, "a block device must not open: {err}");
 }
 
-#[test]
-fn dev_holds_only_the_allowed_nodes_and_sys_is_read_only() {
-    let Some(t) = TestHost::new("dev_holds_only_the_allowed_nodes") else {
+fn dev_holds_only_the_allowed_nodes_and_sys_is_read_only(image: Image) {
+    let Some(t) = TestHost::with_image("dev_holds_only_the_allowed_nodes", image) else {
         return;
     };
     t.running(r#"{"alias": "devs"}"#);
@@ -158,13 +161,29 @@ fn dev_holds_only_the_allowed_nodes_and_sys_is_read_only() {
     assert_eq!(code, 0, "{err}");
     let mut names: Vec<&str> = out.split_whitespace().collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "console", "fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
-            "stdout", "tty", "urandom", "zero"
-        ]
+    if image == Image::Busybox {
+        assert_eq!(
+            names,
+            [
+                "console", "fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
+                "stdout", "tty", "urandom", "zero"
+            ]
+        );
+    }
+    // Whatever the zone's init added (systemd: /dev/log…), every device node
+    // is one of the allowed ones: memory devices, tty, the ptys.
+    let (code, out, err) = t.sh(
+        "devs",
+        "find /dev -xdev \\( -type c -o -type b \\) -exec stat -c '%F %t:%T %n' {} +",
     );
+    assert_eq!(code, 0, "{err}");
+    for line in out.lines() {
+        let allowed = line.starts_with("character special file")
+            && ["1:3 ", "1:5 ", "1:7 ", "1:8 ", "1:9 ", "5:0 ", "88:"]
+                .iter()
+                .any(|id| line.contains(&format!(" {id}")));
+        assert!(allowed, "a device node the zone must not have: {line}");
+    }
     let (code, _, _) = t.sh(
         "devs",
         "head -c 8 /dev/urandom > /dev/null && echo ok > /dev/null",
@@ -175,9 +194,8 @@ fn dev_holds_only_the_allowed_nodes_and_sys_is_read_only() {
     assert!(err.contains("Read-only file system"), "{err}");
 }
 
-#[test]
-fn sensitive_proc_paths_cannot_be_written() {
-    let Some(t) = TestHost::new("sensitive_proc_paths_cannot_be_written") else {
+fn sensitive_proc_paths_cannot_be_written(image: Image) {
+    let Some(t) = TestHost::with_image("sensitive_proc_paths_cannot_be_written", image) else {
         return;
     };
     // Even a zone whose limit_priv holds CAP_SYS_ADMIN.
@@ -195,9 +213,9 @@ fn sensitive_proc_paths_cannot_be_written() {
     assert!(code != 0 || out.trim() == "0", "kcore is masked: {out}");
 }
 
-#[test]
-fn the_capability_bounding_set_equals_limit_priv() {
-    let Some(t) = TestHost::new("the_capability_bounding_set_equals_limit_priv") else {
+fn the_capability_bounding_set_equals_limit_priv(image: Image) {
+    let Some(t) = TestHost::with_image("the_capability_bounding_set_equals_limit_priv", image)
+    else {
         return;
     };
     let mask = |caps: &[Capability]| caps.iter().fold(0u64, |m, c| m | 1u64 << c.number());
@@ -227,9 +245,9 @@ fn the_capability_bounding_set_equals_limit_priv() {
     }
 }
 
-#[test]
-fn no_descriptor_of_the_agent_leaks_into_a_zone() {
-    let Some(t) = TestHost::new("no_descriptor_of_the_agent_leaks_into_a_zone") else {
+fn no_descriptor_of_the_agent_leaks_into_a_zone(image: Image) {
+    let Some(t) = TestHost::with_image("no_descriptor_of_the_agent_leaks_into_a_zone", image)
+    else {
         return;
     };
     // An init that opens nothing itself (a shell init holds its script open).
@@ -257,9 +275,8 @@ fn no_descriptor_of_the_agent_leaks_into_a_zone() {
     );
 }
 
-#[test]
-fn zone_ps_names_the_zone_of_each_process() {
-    let Some(t) = TestHost::new("zone_ps_names_the_zone_of_each_process") else {
+fn zone_ps_names_the_zone_of_each_process(image: Image) {
+    let Some(t) = TestHost::with_image("zone_ps_names_the_zone_of_each_process", image) else {
         return;
     };
     let a = t.running(r#"{"alias": "psa"}"#);
@@ -284,3 +301,30 @@ fn zone_ps_names_the_zone_of_each_process() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().skip(1).all(|l| l.contains("psb")), "{text}");
 }
+
+/// Each probe above, against both kinds of zone.
+macro_rules! against_both_images {
+    ($($name:ident),* $(,)?) => {
+        mod busybox {
+            use super::*;
+            $( #[test] fn $name() { super::$name(Image::Busybox) } )*
+        }
+        mod systemd {
+            use super::*;
+            $( #[test] fn $name() { super::$name(Image::Debian) } )*
+        }
+    };
+}
+
+against_both_images!(
+    a_zone_sees_only_its_own_processes_and_its_init_is_pid_1,
+    processes_of_one_zone_cannot_see_or_signal_another,
+    the_hostname_is_the_zones_own_and_setting_it_leaves_the_hosts,
+    metadata_json_inside_the_zone_holds_its_identity_metadata_and_tags,
+    mount_mknod_and_namespaces_are_refused_even_with_capabilities,
+    dev_holds_only_the_allowed_nodes_and_sys_is_read_only,
+    sensitive_proc_paths_cannot_be_written,
+    the_capability_bounding_set_equals_limit_priv,
+    no_descriptor_of_the_agent_leaks_into_a_zone,
+    zone_ps_names_the_zone_of_each_process,
+);

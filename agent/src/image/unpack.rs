@@ -142,6 +142,34 @@ pub(crate) struct Unpacker {
     chown: bool,
 }
 
+/// The nodes a distribution's root filesystem carries in `/dev` (debootstrap
+/// makes them): `dev/<name>` with its usual number. They are skipped, not
+/// refused: a zone's `/dev` is a tmpfs of its own holding these same devices,
+/// so the image's would never be seen (and its disk is mounted `nodev`). Any
+/// other device node is refused.
+const STANDARD_DEV_NODES: &[(&str, u32, u32)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+    ("console", 5, 1),
+    ("ptmx", 5, 2),
+];
+
+fn is_standard_dev_node<R: Read>(entry: &tar::Entry<'_, R>) -> bool {
+    let header = entry.header();
+    let (Ok(Some(major)), Ok(Some(minor))) = (header.device_major(), header.device_minor()) else {
+        return false;
+    };
+    let path = entry.path_bytes();
+    let path = path.strip_prefix(b"./").unwrap_or(&path);
+    STANDARD_DEV_NODES.iter().any(|&(name, ma, mi)| {
+        path.strip_prefix(b"dev/") == Some(name.as_bytes()) && (major, minor) == (ma, mi)
+    })
+}
+
 impl Unpacker {
     /// Starts unpacking into `rootfs`, an existing directory.
     pub(crate) fn new(rootfs: &Path) -> io::Result<Unpacker> {
@@ -164,6 +192,7 @@ impl Unpacker {
     pub(crate) fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), Fail> {
         let kind = entry.header().entry_type();
         match kind {
+            EntryType::Char if is_standard_dev_node(entry) => return Ok(()),
             EntryType::Char => return Err(Refusal::CharDevice.into()),
             EntryType::Block => return Err(Refusal::BlockDevice.into()),
             EntryType::Fifo => return Err(Refusal::Fifo.into()),

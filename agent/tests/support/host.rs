@@ -19,6 +19,8 @@ use super::{busybox_archive, cgroup, privileged, unique_parent, AGENT};
 pub struct TestHost {
     /// The zone library under test.
     pub host: ZoneHost,
+    /// The image zones are made of unless their spec names one.
+    pub image: Image,
     /// The data dir (inside `_dir`).
     pub data: PathBuf,
     _dir: tempfile::TempDir,
@@ -28,6 +30,12 @@ impl TestHost {
     /// A fresh host with the busybox image imported as `busybox`; `None` when
     /// the test must skip (not root, outside CI).
     pub fn new(test: &str) -> Option<TestHost> {
+        Self::with_image(test, Image::Busybox)
+    }
+
+    /// A fresh host whose zones are of `image` by default (busybox is always
+    /// imported; Debian is built or taken from the cache and imported).
+    pub fn with_image(test: &str, image: Image) -> Option<TestHost> {
         if !privileged(test) {
             return None;
         }
@@ -38,8 +46,12 @@ impl TestHost {
             .expect("tempdir");
         let data = dir.path().join("data");
         let host = open_host(&data, Duration::from_secs(5), |_| {});
+        if image == Image::Debian {
+            super::debian::import(&host);
+        }
         Some(TestHost {
             host,
+            image,
             data,
             _dir: dir,
         })
@@ -56,8 +68,11 @@ impl TestHost {
         let mut value: serde_json::Value = serde_json::from_str(json).expect("test spec is JSON");
         let obj = value.as_object_mut().expect("test spec is an object");
         for (k, v) in [
-            ("image", serde_json::json!("busybox")),
-            ("max_physical_memory", serde_json::json!(64)),
+            ("image", serde_json::json!(self.image.name())),
+            (
+                "max_physical_memory",
+                serde_json::json!(self.image.memory_mib()),
+            ),
             ("quota", serde_json::json!(1)),
             ("tmpfs", serde_json::json!(16)),
         ] {
@@ -67,12 +82,38 @@ impl TestHost {
         self.host.create(spec)
     }
 
-    /// Creates and boots a zone.
+    /// Creates and boots a zone; a zone of the Debian image with the default
+    /// init and privileges once systemd has finished booting (so probes do not
+    /// race its start-up; with a narrower `limit_priv` some services never
+    /// start, and systemd may stay `starting`).
     pub fn running(&self, json: &str) -> ZoneStatus {
         let zone = self.create(json);
         let status = self.host.boot(&zone.uuid).expect("boot zone");
         assert_eq!(status.state, ZoneState::Running);
+        let spec: serde_json::Value = serde_json::from_str(json).expect("test spec is JSON");
+        let defaults = spec.get("init").is_none() && spec.get("limit_priv").is_none();
+        if self.image == Image::Debian && defaults {
+            self.wait_booted(&zone.uuid);
+        }
         status
+    }
+
+    /// Waits (at most 90 s) until systemd in `zone` says `running` or
+    /// `degraded`; returns which.
+    pub fn wait_booted(&self, zone: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (_, out, _) = self.sh(zone, "systemctl is-system-running");
+            let state = out.trim().to_string();
+            if state == "running" || state == "degraded" {
+                return state;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "systemd in {zone} is still {state:?} after 90 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The `zonefleet-agent` command with this host's data dir.
@@ -124,6 +165,33 @@ impl Drop for TestHost {
     }
 }
 
+/// The images a [`TestHost`] makes zones of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image {
+    /// The busybox image (a shell loop as init).
+    Busybox,
+    /// A stock Debian 12 made with debootstrap (systemd as init).
+    Debian,
+}
+
+impl Image {
+    /// Its name in the test host's store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Image::Busybox => "busybox",
+            Image::Debian => super::debian::IMAGE,
+        }
+    }
+
+    /// The memory its zones get by default, MiB.
+    pub fn memory_mib(self) -> u64 {
+        match self {
+            Image::Busybox => 64,
+            Image::Debian => 256,
+        }
+    }
+}
+
 /// Waits for a child at most `limit`, killing it if it overstays.
 pub fn wait_output(mut child: std::process::Child, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
@@ -153,6 +221,14 @@ pub fn open_host(
 ) -> ZoneHost {
     let mut options = HostOptions::new(data);
     options.cgroup_parent = Some(unique_parent());
+    // Test hosts run side by side on one machine: each hands out id ranges
+    // from a block of its own (collisions are unlikely and change no outcome).
+    let block = (std::process::id()
+        .wrapping_mul(31)
+        .wrapping_add(super::next()))
+        % 4000;
+    options.first_id = zonefleet_agent::zone::idmap::FIRST_BASE
+        + block * 8 * zonefleet_agent::zone::idmap::RANGE_SIZE;
     options.agent_exe = Some(PathBuf::from(AGENT));
     options.halt_grace = halt_grace;
     adjust(&mut options);

@@ -10,11 +10,13 @@
 //!   commands in zones through the agent binary
 //! - [`net`]: a [`net::NetLab`], a test host with a bridge of its own
 //! - [`control`]: an in-test `Control` service for the fleet daemon's tests
+//! - [`debian`]: the stock Debian image (debootstrap, cached) of whole-system zones
 #![allow(dead_code, unused_imports)] // each test binary uses a different part
 
 pub mod busybox;
 pub mod cgroup;
 pub mod control;
+pub mod debian;
 pub mod host;
 pub mod net;
 pub mod skip;

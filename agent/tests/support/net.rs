@@ -68,16 +68,19 @@ impl NetLab {
         }
     }
 
-    /// Creates and boots a zone from a JSON spec (image busybox is added).
+    /// Creates and boots a zone from a JSON spec (image busybox unless named).
     pub fn zone(&mut self, json: serde_json::Value) -> String {
         let uuid = self.create(json).expect("create zone");
         self.host.boot(&uuid).expect("boot zone");
         uuid
     }
 
-    /// Creates a zone (not booted); the lab deletes it at the end.
+    /// Creates a zone (not booted; image busybox unless the spec names one);
+    /// the lab deletes it at the end.
     pub fn create(&mut self, mut json: serde_json::Value) -> zonefleet_agent::zone::Result<String> {
-        json["image"] = "busybox".into();
+        if json.get("image").is_none() {
+            json["image"] = "busybox".into();
+        }
         let spec = ZoneSpec::from_json(&json.to_string()).expect("spec parses");
         let status = self.host.create(spec)?;
         self.zones.push(status.uuid.clone());
