@@ -412,3 +412,43 @@ fn v1_host_layout_gives_a_v1_manager() {
         assert!(layout.v1_hierarchy(c).is_some(), "{c} mounted");
     }
 }
+
+#[test]
+fn v1_delegation_hands_the_zone_root_its_cgroup_in_systemds_named_hierarchy() {
+    use std::os::unix::fs::MetadataExt;
+    let Some((layout, _, _guard)) = setup("v1_delegation") else {
+        return;
+    };
+    let Some(systemd) = layout.systemd.clone() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI hosts mount systemd's named hierarchy"
+        );
+        eprintln!("skip: no name=systemd hierarchy on this host");
+        return;
+    };
+    let parent = unique_parent();
+    let hierarchies = layout.v1.iter().chain([&systemd]).cloned().collect();
+    let mgr = V1Manager::new(hierarchies, &parent).unwrap();
+    let _named = Guard::new(Box::new(mgr.clone()));
+    mgr.create("z", &Limits::default()).unwrap();
+    let owner = (0x8000_0000_u32, 0x8000_0000_u32);
+    assert_eq!(
+        mgr.delegate("z", owner).unwrap(),
+        zonefleet_agent::cgroup::Delegation::V1NamedSystemd
+    );
+    let named = systemd.mount.join(&parent).join("z");
+    for name in ["", "cgroup.procs", "tasks"] {
+        let m = std::fs::metadata(named.join(name)).unwrap();
+        assert_eq!((m.uid(), m.gid()), owner, "{name:?} is the zone root's");
+    }
+    // Controllers' files stay the host's: the zone may group, never raise limits.
+    let memory = mgr.zone_dir("z", "memory").unwrap();
+    let m = std::fs::metadata(memory.join("memory.limit_in_bytes")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0));
+    // A process moved there is the zone's; delete removes the named cgroup too.
+    assert!(mgr.pids("z").unwrap().is_empty());
+    mgr.delete("z").unwrap();
+    assert!(!named.exists());
+    mgr.delete_parent().unwrap();
+}

@@ -269,3 +269,44 @@ fn v2_fake_usage_pids_and_zones() {
         Err(CgroupError::NotFound { .. })
     ));
 }
+
+#[test]
+fn v2_fake_delegation_hands_the_zone_root_its_process_files_and_never_its_limits() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skip: chown to another id needs root");
+        assert!(std::env::var("CI").is_err(), "CI runs as root");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let root = fake_root();
+    let mgr = V2Manager::new(root.path(), "zonefleet").unwrap();
+    let dir = fake_zone(root.path(), "z", "io.weight");
+    lay(
+        &dir,
+        &[("cgroup.subtree_control", "\n"), ("cgroup.threads", "")],
+    );
+    let owner = (0x8000_0000_u32, 0x8000_0000_u32);
+    assert_eq!(
+        mgr.delegate("z", owner).unwrap(),
+        zonefleet_agent::cgroup::Delegation::V2
+    );
+    let owned = |name: &str| {
+        let m = fs::metadata(if name.is_empty() {
+            dir.clone()
+        } else {
+            dir.join(name)
+        })
+        .unwrap();
+        (m.uid(), m.gid())
+    };
+    for name in ["", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+        assert_eq!(owned(name), owner, "{name:?} is the zone root's");
+    }
+    for name in ["memory.max", "cpu.max", "pids.max"] {
+        if dir.join(name).exists() {
+            assert_eq!(owned(name), (0, 0), "{name} stays the host's");
+        }
+    }
+    // A zone that does not exist is an error, not a no-op.
+    assert!(mgr.delegate("nope", owner).is_err());
+}

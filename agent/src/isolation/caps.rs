@@ -1,5 +1,6 @@
 //! Capabilities: the zone's bounding set is exactly `limit_priv`, so root in the
-//! zone never holds more, and `no_new_privs` keeps setuid binaries from adding any.
+//! zone never holds more, and nothing it executes (a setuid binary, a file
+//! capability) can gain more either.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -35,21 +36,5 @@ pub fn restrict_to(keep: &CapsHashSet) -> Result<()> {
     caps::set(None, CapSet::Permitted, &keep_known).map_err(|e| err("permitted", e))?;
     caps::set(None, CapSet::Inheritable, &keep_known).map_err(|e| err("inheritable", e))?;
     caps::clear(None, CapSet::Ambient).map_err(|e| err("ambient", e))?;
-    Ok(())
-}
-
-/// Sets `no_new_privs`: execve can never grant privileges again (setuid bits
-/// and file capabilities stop working), and seccomp filters may be loaded.
-pub fn set_no_new_privs() -> Result<()> {
-    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integer arguments only and touches
-    // no memory of ours.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if rc != 0 {
-        return Err(IsolationError::sys(
-            "set no_new_privs",
-            "prctl",
-            nix::Error::last(),
-        ));
-    }
     Ok(())
 }

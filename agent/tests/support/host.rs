@@ -253,6 +253,7 @@ pub fn sweep_stale_cgroups() {
     let mounts: Vec<PathBuf> = layout
         .v1
         .iter()
+        .chain(&layout.systemd)
         .map(|h| h.mount.clone())
         .chain(layout.unified.clone())
         .collect();
