@@ -129,37 +129,39 @@ pub(crate) fn unpack(archive: &Path, rootfs: &Path, limits: &UnpackLimits) -> Re
             Some(name) => EntryPos::After(name.clone()),
             None => EntryPos::Start,
         };
-        let refused = |name: &str, fail: Fail, classify: &dyn Fn(io::Error, EntryPos) -> ImageError| {
-            match fail {
-                Fail::Refuse(reason) => ImageError::Refused {
-                    entry: name.to_owned(),
-                    reason,
-                },
-                Fail::Read(e) => classify(e, EntryPos::In(name.to_owned())),
-                Fail::Short => ImageError::Truncated {
-                    at: EntryPos::In(name.to_owned()),
-                },
-                Fail::Write(e) => ImageError::io(rootfs.join(name), e),
-                Fail::Xattr(x) => ImageError::Xattr {
-                    entry: name.to_owned(),
-                    attribute: x.name,
-                    source: x.error,
-                },
-                Fail::TooLarge(unpacked, adds) => ImageError::UnpackedTooLarge {
-                    limit,
-                    unpacked,
-                    adds,
-                    entry: name.to_owned(),
-                },
-            }
-        };
+        let refused =
+            |name: &str, fail: Fail, classify: &dyn Fn(io::Error, EntryPos) -> ImageError| {
+                match fail {
+                    Fail::Refuse(reason) => ImageError::Refused {
+                        entry: name.to_owned(),
+                        reason,
+                    },
+                    Fail::Read(e) => classify(e, EntryPos::In(name.to_owned())),
+                    Fail::Short => ImageError::Truncated {
+                        at: EntryPos::In(name.to_owned()),
+                    },
+                    Fail::Write(e) => ImageError::io(rootfs.join(name), e),
+                    Fail::Xattr(x) => ImageError::Xattr {
+                        entry: name.to_owned(),
+                        attribute: x.name,
+                        source: x.error,
+                    },
+                    Fail::TooLarge(unpacked, adds) => ImageError::UnpackedTooLarge {
+                        limit,
+                        unpacked,
+                        adds,
+                        entry: name.to_owned(),
+                    },
+                }
+            };
         let mut count = 0u64;
         for entry in tar.entries().map_err(|e| classify(e, EntryPos::Start))? {
             let mut entry = entry.map_err(|e| classify(e, after(&last)))?;
             // The bytes since the previous entry's data: its padding, the extension
             // headers the parser consumed, this entry's header.
             let (start, region) = stream.take_recording();
-            let skip = usize::try_from(start.next_multiple_of(TAR_BLOCK as u64) - start).unwrap_or(0);
+            let skip =
+                usize::try_from(start.next_multiple_of(TAR_BLOCK as u64) - start).unwrap_or(0);
             let header_at = entry
                 .raw_header_position()
                 .checked_sub(start)

@@ -190,7 +190,10 @@ pub enum ImageError {
     },
     /// An extended attribute could not be set on the unpacked file (most often:
     /// the store's file system does not support that namespace).
-    #[error("archive entry {entry:?}: cannot set extended attribute {attribute:?}: {source}{}", unsupported_hint(source))]
+    #[error(
+        "archive entry {entry:?}: cannot set extended attribute {attribute:?}: {source}{}",
+        unsupported_hint(source)
+    )]
     Xattr {
         /// The entry's path in the archive.
         entry: String,
@@ -213,7 +216,9 @@ pub enum ImageError {
         entry: String,
     },
     /// The decompressed tar stream is larger than the unpacked-size limit.
-    #[error("archive exceeds the unpacked-size limit of {limit}: more than that decompressed ({at})")]
+    #[error(
+        "archive exceeds the unpacked-size limit of {limit}: more than that decompressed ({at})"
+    )]
     DecompressedTooLarge {
         /// The limit and how it was reached.
         limit: SizeLimit,

@@ -20,9 +20,7 @@ mod xattr;
 
 pub use archive::{detect_format, ArchiveFormat};
 pub use error::{EntryPos, ImageError, Refusal, Result};
-pub use limits::{
-    SizeLimit, UnpackLimits, DEFAULT_FLOOR_MIB, DEFAULT_MAX_ENTRIES, DEFAULT_RATIO,
-};
+pub use limits::{SizeLimit, UnpackLimits, DEFAULT_FLOOR_MIB, DEFAULT_MAX_ENTRIES, DEFAULT_RATIO};
 pub use manifest::{
     default_name, normalize_sha256, validate_name, validate_version, ImportOptions,
 };

@@ -189,9 +189,12 @@ impl Extensions {
     }
 }
 
+/// One pax record: (key, value).
+type Record<'a> = (&'a [u8], &'a [u8]);
+
 /// The records of a pax header: `<length> <key>=<value>\n`, each length counting
 /// the whole record, its own digits included, so values may hold any byte.
-fn records(mut data: &[u8]) -> Result<Vec<(&[u8], &[u8])>, Refusal> {
+fn records(mut data: &[u8]) -> Result<Vec<Record<'_>>, Refusal> {
     let mut out = Vec::new();
     // Some writers pad the header with NULs.
     while !data.is_empty() && data.iter().any(|b| *b != 0) {
@@ -238,7 +241,8 @@ mod tests {
     fn records_are_read_by_their_length() {
         // A capability value holding a newline byte, and a value that looks like a
         // record of its own once split on newlines.
-        let cap = b"\x01\x00\x00\x02\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+        let cap =
+            b"\x01\x00\x00\x02\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
         let data = [
             record("SCHILY.xattr.security.capability", cap),
             record("SCHILY.xattr.user.note", b"x\n22 linkpath=/etc/evil\n"),
@@ -247,7 +251,10 @@ mod tests {
         .concat();
         let mut ext = Extensions::default();
         ext.pax(&data).unwrap();
-        assert_eq!(ext.xattrs[0], (b"security.capability".to_vec(), cap.to_vec()));
+        assert_eq!(
+            ext.xattrs[0],
+            (b"security.capability".to_vec(), cap.to_vec())
+        );
         assert_eq!(ext.xattrs[1].1, b"x\n22 linkpath=/etc/evil\n");
         assert_eq!(ext.linkpath, None, "a value is never a record");
         assert_eq!(ext.path.as_deref(), Some(&b"a\nb"[..]));
@@ -256,11 +263,11 @@ mod tests {
     #[test]
     fn malformed_records_are_refused() {
         for data in [
-            &b"5 a=b\n"[..],       // length one short
-            b"x a=b\n",            // not a number
-            b"7 a=bc",             // no newline
-            b"6 ab\n\n",           // no `=`
-            b"99999 a=b\n",        // longer than the header
+            &b"5 a=b\n"[..], // length one short
+            b"x a=b\n",      // not a number
+            b"7 a=bc",       // no newline
+            b"6 ab\n\n",     // no `=`
+            b"99999 a=b\n",  // longer than the header
         ] {
             assert!(
                 matches!(records(data), Err(Refusal::BadExtendedHeader(_))),

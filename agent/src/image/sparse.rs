@@ -79,7 +79,7 @@ impl<'f> HoleWriter<'f> {
     }
 }
 
-/// Copies everything `from` yields into `to`; returns the number of bytes.
+/// Copies up to `limit` bytes of `from` into `to`; returns how many there were.
 pub(crate) fn copy<R: Read>(from: &mut R, to: &mut HoleWriter<'_>, limit: u64) -> io::Result<u64> {
     let mut buf = vec![0u8; 128 * 1024];
     let mut total = 0u64;
@@ -151,7 +151,9 @@ fn number(key: &str, v: &[u8]) -> Result<u64, Refusal> {
 
 impl PaxSparse {
     /// The sparse file the `GNU.sparse.*` records (in archive order) describe, if any.
-    pub(crate) fn from_records(records: &[(Vec<u8>, Vec<u8>)]) -> Result<Option<PaxSparse>, Refusal> {
+    pub(crate) fn from_records(
+        records: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Option<PaxSparse>, Refusal> {
         if records.is_empty() {
             return Ok(None);
         }
@@ -215,7 +217,11 @@ impl PaxSparse {
                 check_map(&map, size)?;
                 (size, Some(map))
             }
-            _ => return Err(bad("GNU.sparse.major without minor, or minor without major")),
+            _ => {
+                return Err(bad(
+                    "GNU.sparse.major without minor, or minor without major",
+                ))
+            }
         };
         Ok(Some(PaxSparse {
             name,
@@ -368,7 +374,10 @@ mod tests {
         ]))
         .unwrap()
         .unwrap();
-        assert_eq!((v1.real_size, v1.map, v1.name), (100, None, Some(b"./sp".to_vec())));
+        assert_eq!(
+            (v1.real_size, v1.map, v1.name),
+            (100, None, Some(b"./sp".to_vec()))
+        );
         let v01 = PaxSparse::from_records(&records(&[("size", "100"), ("map", "0,10,50,5")]))
             .unwrap()
             .unwrap();
@@ -397,7 +406,10 @@ mod tests {
             &[("major", "1")],
         ] {
             assert!(
-                matches!(PaxSparse::from_records(&records(bad)), Err(Refusal::BadSparse(_))),
+                matches!(
+                    PaxSparse::from_records(&records(bad)),
+                    Err(Refusal::BadSparse(_))
+                ),
                 "{bad:?}"
             );
         }
@@ -438,7 +450,9 @@ mod tests {
             map: None,
         };
         let mut w = HoleWriter::new(&file);
-        assert!(sparse.write(&mut &data[..], data.len() as u64, &mut w).unwrap());
+        assert!(sparse
+            .write(&mut &data[..], data.len() as u64, &mut w)
+            .unwrap());
         w.finish(200).unwrap();
         let read = std::fs::read(dir.path().join("f")).unwrap();
         assert_eq!(read.len(), 200);
@@ -449,7 +463,11 @@ mod tests {
         longer.push(b'f');
         let file2 = File::create_new(dir.path().join("g")).unwrap();
         assert!(matches!(
-            sparse.write(&mut &longer[..], longer.len() as u64, &mut HoleWriter::new(&file2)),
+            sparse.write(
+                &mut &longer[..],
+                longer.len() as u64,
+                &mut HoleWriter::new(&file2)
+            ),
             Err(SparseFail::Refuse(Refusal::BadSparse(_)))
         ));
     }

@@ -45,7 +45,10 @@ impl StreamState {
     /// Stops recording; returns where the recording started and what it holds.
     pub fn take_recording(&self) -> (u64, Vec<u8>) {
         self.recording.set(false);
-        (self.rec_start.get(), std::mem::take(&mut self.rec.borrow_mut()))
+        (
+            self.rec_start.get(),
+            std::mem::take(&mut self.rec.borrow_mut()),
+        )
     }
 }
 
@@ -67,7 +70,9 @@ impl<R: Read> Read for TarStream<R> {
         let pos = s.pos.get() + n as u64;
         if pos > s.limit {
             s.over.set(true);
-            return Err(io::Error::other("decompressed past the unpacked-size limit"));
+            return Err(io::Error::other(
+                "decompressed past the unpacked-size limit",
+            ));
         }
         s.pos.set(pos);
         if s.recording.get() {

@@ -242,7 +242,9 @@ impl Unpacker {
         )?;
         let pax_sparse = PaxSparse::from_records(&ext.sparse)?;
         if pax_sparse.is_some() && !matches!(kind, EntryType::Regular | EntryType::Continuous) {
-            return Err(Refusal::BadSparse("sparse records on an entry that is not a file".into()).into());
+            return Err(
+                Refusal::BadSparse("sparse records on an entry that is not a file".into()).into(),
+            );
         }
         let raw_path = match &pax_sparse {
             Some(PaxSparse { name: Some(n), .. }) => n.clone(),
@@ -315,7 +317,8 @@ impl Unpacker {
                 (shown, f)
             };
             let fd = walk(&self.root, &parts, false).map_err(named)?;
-            self.set_owner(&fd, meta).map_err(|e| named(Fail::Write(e)))?;
+            self.set_owner(&fd, meta)
+                .map_err(|e| named(Fail::Write(e)))?;
             // After chown (which clears security.capability), before chmod.
             xattr::set_fd(&fd, &xattrs).map_err(|e| named(e.into()))?;
             rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).map_err(|e| named(write_err(e)))?;

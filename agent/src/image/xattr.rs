@@ -84,12 +84,7 @@ fn check(name: &[u8], value: &[u8]) -> Result<(), Refusal> {
     if rest.is_empty() {
         return Err(Refusal::BadXattrName(shown()));
     }
-    let refuse = |why: &'static str| {
-        Err(Refusal::XattrNotImported {
-            name: shown(),
-            why,
-        })
-    };
+    let refuse = |why: &'static str| Err(Refusal::XattrNotImported { name: shown(), why });
     match namespace {
         b"user" | b"trusted" if rest.starts_with(b"overlay.") => refuse(
             "overlayfs's own metadata: an image is an overlayfs lower layer and does not steer how a zone's root is assembled",
@@ -135,9 +130,11 @@ pub(crate) fn set_symlink(dir: &OwnedFd, name: &OsStr, xattrs: &[Xattr]) -> Resu
     if xattrs.is_empty() {
         return Ok(());
     }
-    let fail = |name: String| move |e: rustix::io::Errno| SetFailed {
-        name,
-        error: e.into(),
+    let fail = |name: String| {
+        move |e: rustix::io::Errno| SetFailed {
+            name,
+            error: e.into(),
+        }
     };
     let first = xattrs[0].shown();
     let link = rfs::openat(
@@ -149,8 +146,13 @@ pub(crate) fn set_symlink(dir: &OwnedFd, name: &OsStr, xattrs: &[Xattr]) -> Resu
     .map_err(fail(first))?;
     let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&link));
     for x in xattrs {
-        rfs::setxattr(path.as_str(), x.name.as_slice(), &x.value, XattrFlags::empty())
-            .map_err(fail(x.shown()))?;
+        rfs::setxattr(
+            path.as_str(),
+            x.name.as_slice(),
+            &x.value,
+            XattrFlags::empty(),
+        )
+        .map_err(fail(x.shown()))?;
     }
     Ok(())
 }
@@ -177,7 +179,10 @@ mod tests {
             "other.x",
         ] {
             assert!(
-                matches!(check(refused.as_bytes(), b"v"), Err(Refusal::XattrNotImported { .. })),
+                matches!(
+                    check(refused.as_bytes(), b"v"),
+                    Err(Refusal::XattrNotImported { .. })
+                ),
                 "{refused}"
             );
         }
@@ -205,7 +210,10 @@ mod tests {
         .collect();
         let x = checked(&recs).unwrap();
         assert_eq!(x.len(), 2);
-        assert_eq!((x[0].name.as_slice(), x[0].value.as_slice()), (&b"user.a"[..], &b"2"[..]));
+        assert_eq!(
+            (x[0].name.as_slice(), x[0].value.as_slice()),
+            (&b"user.a"[..], &b"2"[..])
+        );
         assert_eq!(x[1].name, CAPABILITY);
     }
 }

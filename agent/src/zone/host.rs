@@ -29,6 +29,8 @@ pub struct HostOptions {
     /// The host's lease file ([`crate::fence`]) that fences `on_host_lost:
     /// reschedule` zones; `None` (zones made by hand, fencing off): none is fenced.
     pub fence: Option<PathBuf>,
+    /// Limits of image imports into the host's store (the agent's `[images]`).
+    pub image_limits: crate::image::UnpackLimits,
 }
 
 impl HostOptions {
@@ -42,6 +44,7 @@ impl HostOptions {
             console_cap_bytes: crate::zsched::console::DEFAULT_CAP_BYTES,
             bridge: crate::net::BridgeOptions::default(),
             fence: None,
+            image_limits: crate::image::UnpackLimits::default(),
         }
     }
 }
@@ -87,7 +90,7 @@ impl ZoneHost {
                 "tightened the zones directory: group and others had access"
             );
         }
-        let images = ImageStore::open(&options.data_dir)?;
+        let images = ImageStore::open(&options.data_dir)?.with_limits(options.image_limits);
         let cgroup_parent = cgroup_parent(&options.data_dir, options.cgroup_parent)?;
         let layout = crate::cgroup::detect::detect().map_err(crate::cgroup::CgroupError::from)?;
         let cgroups = crate::cgroup::create_manager(&layout, &cgroup_parent)?;
