@@ -6,7 +6,11 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use zonefleet_agent::image::{EntryPos, ImageError, ImageStore, ImportOptions, Refusal};
+mod support;
+
+use zonefleet_agent::image::{
+    EntryPos, ImageError, ImageStore, ImportOptions, Refusal, UnpackLimits,
+};
 
 /// One entry of a hand-made archive. Names and link targets are written into the
 /// header bytes directly: the `tar` crate's setters refuse `..` and absolute paths.
@@ -90,6 +94,53 @@ fn extended_name_tar(real_name: &str, pax: bool) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// A file `name` with `data` preceded by a pax header of `records`.
+fn pax_file(records: &[(&str, &[u8])], name: &str, data: &[u8]) -> Vec<u8> {
+    pax_entry(
+        records,
+        raw_header(tar::EntryType::Regular, name, "", data.len() as u64),
+        data,
+    )
+}
+
+fn pax_entry(records: &[(&str, &[u8])], header: tar::Header, data: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions(records.iter().copied()).unwrap();
+    b.append(&header, data).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// An old GNU sparse entry declaring `real_size` bytes, one 512-byte data block at
+/// its end: a few hundred bytes of archive.
+fn gnu_sparse(name: &str, real_size: u64) -> Vec<u8> {
+    let mut h = raw_header(tar::EntryType::GNUSparse, name, "", 512);
+    let gnu = h.as_gnu_mut().unwrap();
+    gnu.sparse[0].set_offset(real_size - 512);
+    gnu.sparse[0].set_length(512);
+    gnu.set_real_size(real_size);
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, &[1u8; 512][..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// A zstd archive whose tar holds one file `name` of `size` zero bytes, made of
+/// one frame repeated (multi-frame streams are valid): a few KiB for GiBs.
+fn zstd_zeros(name: &str, size: u64) -> Vec<u8> {
+    const MIB: u64 = 1 << 20;
+    assert_eq!(size % MIB, 0);
+    let mut head = tar::Builder::new(Vec::new());
+    let h = raw_header(tar::EntryType::Regular, name, "", size);
+    head.get_mut().extend_from_slice(h.as_bytes());
+    let mut out = zstd::encode_all(&head.into_inner().unwrap()[..], 19).unwrap();
+    let frame = zstd::encode_all(&vec![0u8; MIB as usize][..], 19).unwrap();
+    for _ in 0..size / MIB {
+        out.extend_from_slice(&frame);
+    }
+    out.extend_from_slice(&zstd::encode_all(&[0u8; 1024][..], 19).unwrap());
+    out
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(bytes).unwrap();
@@ -133,6 +184,8 @@ struct Case {
     names: &'static str,
     check: Check,
     expected_sha256: Option<String>,
+    /// Limits of this import (default: the store's).
+    limits: Option<UnpackLimits>,
     /// Absolute paths that an escape would have created.
     escapes: Vec<PathBuf>,
 }
@@ -161,6 +214,7 @@ fn hostile_archives_are_refused_and_leave_nothing() {
                 names: $names,
                 check: $check,
                 expected_sha256: None,
+                limits: None,
                 escapes: $escapes,
             }
         };
@@ -360,6 +414,131 @@ fn hostile_archives_are_refused_and_leave_nothing() {
             ImageError::UnknownFormat { .. }
         )),
         case!(
+            "zstd bomb: KiBs that expand to 4 GiB",
+            zstd_zeros("bomb", 4 << 30),
+            "before entry \"bomb\", which adds 4294967296 bytes",
+            |e| matches!(e, ImageError::UnpackedTooLarge { unpacked: 0, adds, limit, entry }
+                if *adds == 4 << 30 && limit.bytes == 256 << 20 && entry == "bomb")
+        ),
+        case!(
+            "old GNU sparse file declaring 1 TiB",
+            gnu_sparse("lastlog", 1 << 40),
+            "limit of 268435456 bytes",
+            |e| matches!(e, ImageError::UnpackedTooLarge { adds, .. } if *adds == 1 << 40)
+        ),
+        case!(
+            "pax sparse file declaring 1 TiB",
+            pax_file(
+                &[
+                    ("GNU.sparse.major", b"1"),
+                    ("GNU.sparse.minor", b"0"),
+                    ("GNU.sparse.name", b"var/huge"),
+                    ("GNU.sparse.realsize", b"1099511627776"),
+                ],
+                "GNUSparseFile.0/huge",
+                b"0\n",
+            ),
+            "entry \"var/huge\", which adds 1099511627776 bytes",
+            |e| matches!(e, ImageError::UnpackedTooLarge { .. })
+        ),
+        case!(
+            "security.selinux",
+            pax_file(
+                &[(
+                    "SCHILY.xattr.security.selinux",
+                    b"system_u:object_r:bin_t:s0"
+                )],
+                "bin/ls",
+                b"x"
+            ),
+            "\"bin/ls\" refused: extended attribute \"security.selinux\" is not imported",
+            |e| refused(
+                |r| matches!(r, Refusal::XattrNotImported { name, .. } if name == "security.selinux")
+            )(e)
+        ),
+        case!(
+            "trusted.overlay.redirect",
+            pax_file(
+                &[("SCHILY.xattr.trusted.overlay.redirect", b"/etc")],
+                "d",
+                b"x"
+            ),
+            "\"trusted.overlay.redirect\" is not imported: overlayfs",
+            |e| refused(|r| matches!(r, Refusal::XattrNotImported { .. }))(e)
+        ),
+        case!(
+            "system.posix_acl_access",
+            pax_file(
+                &[("SCHILY.xattr.system.posix_acl_access", b"\x02\0\0\0")],
+                "f",
+                b"x"
+            ),
+            "\"system.posix_acl_access\" is not imported",
+            |e| refused(|r| matches!(r, Refusal::XattrNotImported { .. }))(e)
+        ),
+        case!(
+            "xattr name with a NUL",
+            pax_file(&[("SCHILY.xattr.user.a\0b", b"v")], "f", b"x"),
+            "is not a valid name",
+            |e| refused(|r| matches!(r, Refusal::BadXattrName(n) if n == "user.a\0b"))(e)
+        ),
+        case!(
+            "xattr without a namespace",
+            pax_file(&[("SCHILY.xattr.capability", b"v")], "f", b"x"),
+            "\"capability\" is not a valid name",
+            |e| refused(|r| matches!(r, Refusal::BadXattrName(_)))(e)
+        ),
+        case!(
+            "a pax value that reads as a linkpath record",
+            pax_entry(
+                &[("SCHILY.xattr.user.note", b"x\n22 linkpath=/etc/evil\n")],
+                raw_header(tar::EntryType::Symlink, "harmless", "target", 0),
+                b"",
+            ),
+            "its link name reads differently",
+            |e| refused(|r| *r == Refusal::AmbiguousHeader("link name"))(e)
+        ),
+        case!(
+            "a pax header that does not frame",
+            pax_file(&[("path", b"a")], "f", b"x")
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| if i == 512 { b'7' } else { b })
+                .collect(),
+            "bad extension header",
+            |e| refused(|r| matches!(r, Refusal::BadExtendedHeader(_)))(e)
+        ),
+        case!(
+            "pax sparse map past the file",
+            pax_file(
+                &[
+                    ("GNU.sparse.major", b"1"),
+                    ("GNU.sparse.minor", b"0"),
+                    ("GNU.sparse.name", b"s"),
+                    ("GNU.sparse.realsize", b"10"),
+                ],
+                "GNUSparseFile.0/s",
+                &{
+                    let mut d = b"1\n8\n5\n".to_vec();
+                    d.resize(512, 0);
+                    d.extend_from_slice(b"abcde");
+                    d
+                },
+            ),
+            "bad sparse file map: a region ends past the file's size 10",
+            |e| refused(|r| matches!(r, Refusal::BadSparse(_)))(e)
+        ),
+        case!(
+            "pax sparse 2.0",
+            pax_file(
+                &[("GNU.sparse.major", b"2"), ("GNU.sparse.minor", b"0")],
+                "s",
+                b""
+            ),
+            "pax sparse format 2.0 is not supported",
+            |e| refused(|r| matches!(r, Refusal::UnsupportedSparse(_)))(e)
+        ),
+        case!(
             "gzip of no entries",
             gzip(&[0; 10240]),
             "no entries",
@@ -372,8 +551,64 @@ fn hostile_archives_are_refused_and_leave_nothing() {
         names: "sha256 mismatch",
         check: |e| matches!(e, ImageError::Sha256Mismatch { .. }),
         expected_sha256: Some("0".repeat(64)),
+        limits: None,
         escapes: vec![],
     });
+    // Limits a test can reach in little time: 1 MiB, 100 entries.
+    let small = UnpackLimits {
+        ratio: 20,
+        floor_bytes: 1 << 20,
+        max_entries: 100,
+    };
+    let zeros = vec![0u8; 400 << 10];
+    cases.extend([
+        Case {
+            label: "many files of zeros (gzip)",
+            archive: gzip(&tar_of(&[
+                E::File("f0", &zeros),
+                E::File("f1", &zeros),
+                E::File("f2", &zeros),
+            ])),
+            names: "819200 bytes unpacked before entry \"f2\", which adds 409600 bytes",
+            check: |e| matches!(e, ImageError::UnpackedTooLarge { unpacked: 819200, adds: 409600, entry, .. } if entry == "f2"),
+            expected_sha256: None,
+            limits: Some(small),
+            escapes: vec![],
+        },
+        Case {
+            label: "a huge GNU long name (memory)",
+            archive: zstd::encode_all(
+                &{
+                    let mut b = tar::Builder::new(Vec::new());
+                    let long = vec![b'a'; 4 << 20];
+                    let h = raw_header(tar::EntryType::GNULongName, "././@LongLink", "", long.len() as u64);
+                    b.append(&h, &long[..]).unwrap();
+                    b.append(&raw_header(tar::EntryType::Regular, "x", "", 0), &b""[..]).unwrap();
+                    b.into_inner().unwrap()
+                }[..],
+                3,
+            )
+            .unwrap(),
+            names: "more than that decompressed",
+            check: |e| matches!(e, ImageError::DecompressedTooLarge { limit, .. } if limit.bytes == 1 << 20),
+            expected_sha256: None,
+            limits: Some(small),
+            escapes: vec![],
+        },
+        Case {
+            label: "too many entries",
+            archive: {
+                let names: Vec<String> = (0..101).map(|i| format!("d/f{i}")).collect();
+                let entries: Vec<E> = names.iter().map(|n| E::File(n, b"")).collect();
+                gzip(&tar_of(&entries))
+            },
+            names: "more than 100 entries",
+            check: |e| matches!(e, ImageError::TooManyEntries { limit: 100, entry } if entry == "d/f100"),
+            expected_sha256: None,
+            limits: Some(small),
+            escapes: vec![],
+        },
+    ]);
 
     for case in cases {
         let td = tempfile::tempdir().unwrap();
@@ -387,6 +622,7 @@ fn hostile_archives_are_refused_and_leave_nothing() {
                 ImportOptions {
                     name: Some("hostile".into()),
                     expected_sha256: case.expected_sha256.clone(),
+                    limits: case.limits,
                     ..Default::default()
                 },
             )
@@ -422,4 +658,66 @@ fn hostile_archives_are_refused_and_leave_nothing() {
         }
     }
     assert!(fs::symlink_metadata("/etc/passwd-owned").is_err());
+}
+
+/// Unmounts a test mount when dropped.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// An attribute the store's file system cannot hold (ramfs has no extended
+/// attributes at all): an error naming the entry and the attribute, nothing left.
+#[test]
+fn an_xattr_the_file_system_lacks_fails_naming_it() {
+    const T: &str = "an_xattr_the_file_system_lacks_fails_naming_it";
+    if !support::privileged(T) {
+        return;
+    }
+    let td = tempfile::tempdir().unwrap();
+    let mnt = td.path().join("ramfs");
+    fs::create_dir(&mnt).unwrap();
+    nix::mount::mount(
+        Some("none"),
+        &mnt,
+        Some("ramfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount ramfs");
+    let _mounted = Mounted(mnt.clone());
+    let store = ImageStore::open(mnt.join("data")).unwrap();
+    let archive = td.path().join("xattrs.tar");
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(
+        &raw_header(tar::EntryType::Directory, "etc/", "", 0),
+        &b""[..],
+    )
+    .unwrap();
+    b.append_pax_extensions([("SCHILY.xattr.user.mime_type", &b"text/plain"[..])])
+        .unwrap();
+    b.append(
+        &raw_header(tar::EntryType::Regular, "etc/motd", "", 2),
+        &b"hi"[..],
+    )
+    .unwrap();
+    fs::write(&archive, b.into_inner().unwrap()).unwrap();
+    let err = store
+        .import(&archive, ImportOptions::default())
+        .expect_err("ramfs holds no attributes");
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, ImageError::Xattr { entry, attribute, .. } if entry == "etc/motd" && attribute == "user.mime_type"),
+        "{err:?}"
+    );
+    assert!(msg.contains("does not support this attribute"), "{msg}");
+    let left: BTreeSet<String> = tree(&mnt);
+    assert_eq!(
+        left,
+        BTreeSet::from(["data".to_owned(), "data/images".to_owned()]),
+        "nothing left behind"
+    );
 }

@@ -1,7 +1,11 @@
 //! The image store end to end: formats, content addressing, references, deletion
-//! and the busybox image.
+//! and the busybox image; what a distribution's archive carries kept exactly
+//! (ownership, modes, extended attributes, file capabilities, hard links, sparse
+//! files).
 
-use std::collections::BTreeMap;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -508,4 +512,409 @@ fn busybox_image_builds_reproducibly_and_imports() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// Everything about a tree that unpacking must keep, exactly: per path its type,
+/// full mode, owner, mtime, size, contents, link target, extended attributes and
+/// link count; and which paths share an inode.
+fn exact_snapshot(root: &Path) -> (BTreeMap<String, String>, BTreeSet<Vec<String>>) {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let rel = path.strip_prefix(root).unwrap().display().to_string();
+        let m = fs::symlink_metadata(&path).unwrap();
+        let mut names = vec![0u8; 4096];
+        let n = rustix::fs::llistxattr(&path, &mut names[..]).unwrap();
+        let mut xattrs: Vec<String> = names[..n]
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|name| {
+                let mut value = vec![0u8; 65536];
+                let len = rustix::fs::lgetxattr(&path, name, &mut value[..]).unwrap();
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(name),
+                    hex::encode(&value[..len])
+                )
+            })
+            .collect();
+        xattrs.sort();
+        let common = format!(
+            "mode={:o} owner={}:{} mtime={} xattrs=[{}]",
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            m.mtime(),
+            xattrs.join(",")
+        );
+        let desc = if m.is_dir() {
+            for e in fs::read_dir(&path).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+            format!("dir {common}")
+        } else if m.file_type().is_symlink() {
+            format!(
+                "symlink {common} -> {}",
+                fs::read_link(&path).unwrap().display()
+            )
+        } else {
+            inodes.entry(m.ino()).or_default().push(rel.clone());
+            let data = fs::read(&path).unwrap();
+            format!(
+                "file {common} size={} sha256={} nlink={}",
+                m.size(),
+                hex::encode(Sha256::digest(&data)),
+                m.nlink()
+            )
+        };
+        out.insert(rel, desc);
+    }
+    let shared = inodes
+        .into_values()
+        .filter(|paths| paths.len() > 1)
+        .map(|mut paths| {
+            paths.sort();
+            paths
+        })
+        .collect();
+    (out, shared)
+}
+
+fn set_mtime(path: &Path, secs: i64) {
+    let t = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &rustix::fs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty())
+        .unwrap_or_else(|e| panic!("{}: {name}: {e}", path.display()));
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--help")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// A 64 MiB file with three small data regions: what `tar -S` must keep sparse.
+const SPARSE_SIZE: u64 = 64 << 20;
+
+fn write_sparse(path: &Path, regions: &[u64]) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::create(path).unwrap();
+    f.set_len(SPARSE_SIZE).unwrap();
+    for (i, at) in regions.iter().enumerate() {
+        f.write_all_at(format!("region {i} at {at}\n").as_bytes(), *at)
+            .unwrap();
+    }
+}
+
+fn allocated(path: &Path) -> u64 {
+    fs::symlink_metadata(path).unwrap().blocks() * 512
+}
+
+/// A tree with what distributions ship — setuid/setgid binaries, file capabilities
+/// (one whose bytes hold a newline), user and trusted attributes on files and
+/// directories, hard links, a sparse file, odd modes and owners (one too large for
+/// a ustar header) — archived by GNU tar with `--xattrs` and unpacked exactly.
+#[test]
+fn a_gnu_tar_with_xattrs_round_trips_exactly() {
+    const T: &str = "a_gnu_tar_with_xattrs_round_trips_exactly";
+    if !support::privileged(T)
+        || !support::require(T, "GNU tar", have("tar"))
+        || !support::require(T, "setcap (libcap2-bin)", have("setcap"))
+    {
+        return;
+    }
+    let td = tempfile::tempdir().unwrap();
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let p = |rel: &str| src.join(rel);
+    let file = |rel: &str, data: &[u8], mode: u32, uid: u32, gid: u32| {
+        fs::write(p(rel), data).unwrap();
+        std::os::unix::fs::chown(p(rel), Some(uid), Some(gid)).unwrap();
+        fs::set_permissions(p(rel), fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let dir = |rel: &str, uid: u32, gid: u32| {
+        fs::create_dir_all(p(rel)).unwrap();
+        std::os::unix::fs::chown(p(rel), Some(uid), Some(gid)).unwrap();
+    };
+    for d in ["bin", "sbin", "usr/share/doc", "var/lib", "tmp", "data"] {
+        dir(d, 0, 0);
+    }
+    dir("home/user", 1000, 1000);
+    dir("srv/big-ids", 3_000_000, 3_000_001);
+    dir("ro", 7, 8);
+    file("bin/su", b"setuid root\n", 0o4755, 0, 0);
+    file("bin/crontab", b"setgid crontab\n", 0o2755, 0, 107);
+    file("bin/both", b"setuid and setgid\n", 0o6711, 1000, 50);
+    file("bin/ping", b"ping with cap_net_raw\n", 0o755, 0, 0);
+    file(
+        "sbin/tool",
+        b"a capability whose bytes hold 0x0a\n",
+        0o750,
+        0,
+        4,
+    );
+    file("home/user/.profile", b"# profile\n", 0o600, 1000, 1000);
+    file("home/user/odd", b"odd mode\n", 0o0070, 1001, 1002);
+    file("home/user/nothing", b"mode 0\n", 0, 1000, 1000);
+    file(
+        "srv/big-ids/f",
+        b"owner beyond 2097151\n",
+        0o640,
+        3_000_000,
+        3_000_001,
+    );
+    file("usr/share/doc/readme", b"attributes\n", 0o644, 0, 0);
+    file("data/a", b"three names, one inode\n", 0o4750, 0, 0);
+    fs::hard_link(p("data/a"), p("data/b")).unwrap();
+    fs::hard_link(p("data/a"), p("bin/a-too")).unwrap();
+    fs::hard_link(p("bin/su"), p("bin/su2")).unwrap();
+    file("ro/file", b"read-only\n", 0o444, 7, 8);
+    std::os::unix::fs::symlink("su", p("bin/sh")).unwrap();
+    std::os::unix::fs::lchown(p("bin/sh"), Some(5), Some(6)).unwrap();
+    std::os::unix::fs::symlink("/usr/share/doc", p("doc")).unwrap();
+    let regions = [1 << 20, 40 << 20, SPARSE_SIZE - 64];
+    write_sparse(&p("var/lib/sparse"), &regions);
+    std::os::unix::fs::chown(p("var/lib/sparse"), Some(0), Some(0)).unwrap();
+
+    run(Command::new("setcap")
+        .arg("cap_net_raw+ep")
+        .arg(p("bin/ping")));
+    // cap_dac_override (1) and cap_fowner (3): the permitted byte is 0x0a.
+    run(Command::new("setcap")
+        .arg("cap_dac_override,cap_fowner+eip")
+        .arg(p("sbin/tool")));
+    set_xattr(&p("usr/share/doc/readme"), "user.mime_type", b"text/plain");
+    set_xattr(
+        &p("usr/share/doc/readme"),
+        "user.binary",
+        b"\x00\x01\n\n\xff=x\n",
+    );
+    set_xattr(
+        &p("usr/share/doc/readme"),
+        "trusted.md5",
+        b"0123456789abcdef",
+    );
+    set_xattr(&p("usr/share/doc"), "user.dir-note", b"on a directory");
+    set_xattr(&p("data/a"), "user.linked", b"shared by three names");
+    set_xattr(&p("bin/sh"), "trusted.on-symlink", b"link itself");
+
+    // Fixed times, then directory modes (after their contents), deepest first.
+    for (i, rel) in [
+        "bin/su",
+        "bin/crontab",
+        "bin/both",
+        "bin/ping",
+        "sbin/tool",
+        "home/user/.profile",
+        "home/user/odd",
+        "home/user/nothing",
+        "srv/big-ids/f",
+        "usr/share/doc/readme",
+        "data/a",
+        "ro/file",
+        "var/lib/sparse",
+        "bin/sh",
+        "doc",
+    ]
+    .iter()
+    .enumerate()
+    {
+        set_mtime(&p(rel), 1_600_000_000 + i as i64 * 1000);
+    }
+    for (rel, mode) in [
+        ("ro", 0o555),
+        ("tmp", 0o1777),
+        ("home/user", 0o700),
+        ("srv/big-ids", 0o2770),
+        ("usr/share/doc", 0o755),
+        ("", 0o755),
+    ] {
+        fs::set_permissions(p(rel), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    for (i, rel) in [
+        "usr/share/doc",
+        "usr/share",
+        "usr",
+        "var/lib",
+        "var",
+        "home/user",
+        "home",
+        "srv/big-ids",
+        "srv",
+        "ro",
+        "tmp",
+        "bin",
+        "sbin",
+        "data",
+        "",
+    ]
+    .iter()
+    .enumerate()
+    {
+        set_mtime(&p(rel), 1_500_000_000 + i as i64 * 100);
+    }
+    assert!(
+        allocated(&p("var/lib/sparse")) < 1 << 20,
+        "the source is sparse"
+    );
+
+    let archive = td.path().join("distro.tar");
+    run(Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "-S", "-cpf"])
+        .arg(&archive)
+        .arg("-C")
+        .arg(&src)
+        .arg("."));
+    let store = ImageStore::open(td.path().join("data")).unwrap();
+    let rec = store.import(&archive, opts("distro", "1")).unwrap();
+    let rootfs = store.rootfs_path(&rec.sha256.to_string()).unwrap();
+
+    let (want, want_links) = exact_snapshot(&src);
+    let (got, got_links) = exact_snapshot(&rootfs);
+    for (path, desc) in &want {
+        assert_eq!(got.get(path), Some(desc), "{path:?}");
+    }
+    assert_eq!(got, want);
+    assert_eq!(got_links, want_links, "the same names share inodes");
+    assert_eq!(
+        got_links,
+        BTreeSet::from([
+            vec!["bin/a-too".to_owned(), "data/a".into(), "data/b".into()],
+            vec!["bin/su".to_owned(), "bin/su2".into()],
+        ])
+    );
+    // Spot checks of what the comparison covers, in the words of the tools.
+    let getcap = Command::new("getcap")
+        .arg(rootfs.join("bin/ping"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&getcap.stdout).contains("cap_net_raw=ep"),
+        "{getcap:?}"
+    );
+    assert_eq!(
+        fs::metadata(rootfs.join("bin/both")).unwrap().mode() & 0o7777,
+        0o6711
+    );
+    let sparse = rootfs.join("var/lib/sparse");
+    assert_eq!(fs::metadata(&sparse).unwrap().len(), SPARSE_SIZE);
+    assert!(
+        allocated(&sparse) < 1 << 20,
+        "the unpacked sparse file takes {} bytes on disk",
+        allocated(&sparse)
+    );
+}
+
+/// Every sparse format GNU tar writes (old GNU, pax 0.0, 0.1 and 1.0), with more
+/// regions than an old GNU header holds, unpacks to the same sparse file.
+#[test]
+fn every_gnu_sparse_format_stays_sparse() {
+    const T: &str = "every_gnu_sparse_format_stays_sparse";
+    if !support::privileged(T) || !support::require(T, "GNU tar", have("tar")) {
+        return;
+    }
+    let td = tempfile::tempdir().unwrap();
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let regions: Vec<u64> = (0..10).map(|i| i * (6 << 20) + 12345).collect();
+    write_sparse(&src.join("holes"), &regions);
+    let want = fs::read(src.join("holes")).unwrap();
+    let store = ImageStore::open(td.path().join("data")).unwrap();
+    for (label, args) in [
+        ("old GNU", &["--format=gnu"][..]),
+        ("pax 0.0", &["--format=posix", "--sparse-version=0.0"]),
+        ("pax 0.1", &["--format=posix", "--sparse-version=0.1"]),
+        ("pax 1.0", &["--format=posix", "--sparse-version=1.0"]),
+    ] {
+        let archive = td.path().join(format!("{}.tar", label.replace(' ', "-")));
+        run(Command::new("tar")
+            .args(args)
+            .arg("-Scf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&src)
+            .arg("holes"));
+        assert!(
+            fs::metadata(&archive).unwrap().len() < 1 << 20,
+            "{label}: the archive is sparse too"
+        );
+        let rec = store
+            .import(&archive, opts(&label.replace([' ', '.'], "-"), "1"))
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let rootfs = store.rootfs_path(&rec.sha256.to_string()).unwrap();
+        let names: Vec<_> = fs::read_dir(&rootfs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["holes"], "{label}: the real name");
+        let got = rootfs.join("holes");
+        assert!(fs::read(&got).unwrap() == want, "{label}: contents");
+        assert!(
+            allocated(&got) < 1 << 20,
+            "{label}: {} bytes on disk",
+            allocated(&got)
+        );
+    }
+}
+
+/// The store's limits apply to imports that give none; an import's own win.
+#[test]
+fn store_limits_apply_unless_the_import_gives_its_own() {
+    let td = tempfile::tempdir().unwrap();
+    let tiny = zonefleet_agent::image::UnpackLimits {
+        ratio: 0,
+        floor_bytes: 1000,
+        max_entries: 1_000,
+    };
+    let store = ImageStore::open(td.path().join("data"))
+        .unwrap()
+        .with_limits(tiny);
+    assert_eq!(store.limits(), &tiny);
+    let path = write(td.path(), "app.tar.zst", &zstd(&sample_tar("limits")));
+    let err = store.import(&path, opts("app", "1")).unwrap_err();
+    assert!(
+        matches!(err, ImageError::UnpackedTooLarge { limit, .. }
+            | ImageError::DecompressedTooLarge { limit, .. } if limit.bytes == 1000),
+        "{err}"
+    );
+    assert!(err.to_string().contains("limit of 1000 bytes"), "{err}");
+    assert_eq!(store_entries(&store), Vec::<String>::new(), "nothing left");
+    let rec = store
+        .import(
+            &path,
+            ImportOptions {
+                limits: Some(Default::default()),
+                ..opts("app", "1")
+            },
+        )
+        .unwrap();
+    assert_eq!(rec.name, "app");
 }

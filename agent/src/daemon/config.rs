@@ -23,6 +23,11 @@
 //! memory_mib = 4096           # explicit shares: override the host's size less the
 //! cpu_percent = 200           # reserve (several agents on one machine)
 //! disk_gib = 20
+//!
+//! [images]                    # limits of image imports (decompression bombs)
+//! unpacked_ratio = 20         # unpacked bytes per archive byte (default 20)
+//! unpacked_floor_mib = 256    # the byte limit is never below this (default 256)
+//! max_entries = 1000000       # files, directories and links (default 1,000,000)
 //! ```
 
 use std::fmt;
@@ -126,6 +131,9 @@ pub struct Settings {
     /// Capacity reserve and overrides (file only).
     #[serde(default)]
     pub capacity: CapacitySettings,
+    /// Limits of image imports (file only).
+    #[serde(default)]
+    pub images: ImageSettings,
     /// Whether `reschedule` zones are fenced when the host's lease runs out (file
     /// only; default true). Off, a partitioned host's zones keep running while the
     /// controllers start them elsewhere: only for zones that tolerate two copies.
@@ -160,6 +168,32 @@ pub struct CapacitySettings {
     pub cpu_percent: Option<u32>,
     /// Disk for zones, GiB, instead of the data dir's file system less the reserve.
     pub disk_gib: Option<u64>,
+}
+
+/// How much an image archive may unpack to (see docs/images.md, "Limits").
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSettings {
+    /// Unpacked bytes allowed per byte of archive (default 20).
+    pub unpacked_ratio: Option<u64>,
+    /// The byte limit is never below this, MiB (default 256).
+    pub unpacked_floor_mib: Option<u64>,
+    /// Entries an archive may hold (default 1,000,000).
+    pub max_entries: Option<u64>,
+}
+
+impl ImageSettings {
+    /// The import limits these settings give, defaults for what they leave out.
+    pub fn limits(&self) -> crate::image::UnpackLimits {
+        let d = crate::image::UnpackLimits::default();
+        crate::image::UnpackLimits {
+            ratio: self.unpacked_ratio.unwrap_or(d.ratio),
+            floor_bytes: self
+                .unpacked_floor_mib
+                .map_or(d.floor_bytes, |mib| mib.saturating_mul(1 << 20)),
+            max_entries: self.max_entries.unwrap_or(d.max_entries),
+        }
+    }
 }
 
 /// The default data dir.
@@ -269,6 +303,18 @@ impl Settings {
         if c.memory_mib == Some(0) {
             return Err(source.invalid("capacity.memory_mib", "must be at least 1".to_owned()));
         }
+        let i = &self.images;
+        if i.max_entries == Some(0) {
+            return Err(source.invalid("images.max_entries", "must be at least 1".to_owned()));
+        }
+        let limits = i.limits();
+        if limits.ratio == 0 && limits.floor_bytes == 0 {
+            return Err(source.invalid(
+                "images.unpacked_floor_mib",
+                "must be at least 1 when images.unpacked_ratio is 0 (no archive could be imported)"
+                    .to_owned(),
+            ));
+        }
         Ok(())
     }
 }
@@ -363,6 +409,8 @@ pub struct AgentConfig {
     pub resync: Duration,
     /// Capacity reserve and overrides.
     pub capacity: CapacitySettings,
+    /// Limits of image imports.
+    pub image_limits: crate::image::UnpackLimits,
     /// Where the `Agent` service is served.
     pub listen: SocketAddr,
     /// The address registered for it, when given (else see
@@ -419,6 +467,7 @@ impl AgentConfig {
                 .map(Duration::from_millis)
                 .unwrap_or(DEFAULT_RESYNC),
             capacity: file.capacity,
+            image_limits: file.images.limits(),
             fencing: file.fencing.unwrap_or(true),
             // Checked by `Settings::check` (the default is well formed).
             listen: parse_socket(
@@ -466,6 +515,7 @@ impl AgentConfig {
         options.fence = self
             .fencing
             .then(|| crate::fence::lease_path(&self.data_dir));
+        options.image_limits = self.image_limits;
         options
     }
 }
@@ -527,6 +577,11 @@ mod tests {
         );
         assert_eq!(c.data_dir, Path::new("/srv/zf"), "only the line has it");
         assert_eq!(c.capacity.memory_mib, Some(2048));
+        assert_eq!(
+            c.image_limits,
+            crate::image::UnpackLimits::default(),
+            "no [images]: the defaults"
+        );
         assert_eq!(c.resync, DEFAULT_RESYNC);
         assert_eq!(c.listen, "0.0.0.0:7444".parse().unwrap(), "the default");
         assert_eq!(c.advertise, None);
@@ -566,6 +621,31 @@ mod tests {
     }
 
     #[test]
+    fn image_limits_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = write(dir.path(), "cmdline", "");
+        let file = write(
+            dir.path(),
+            "agent.toml",
+            "[images]\nunpacked_ratio = 50\nmax_entries = 2000000\n",
+        );
+        let c = AgentConfig::load(Some(&file), &line).unwrap();
+        assert_eq!(
+            c.image_limits,
+            crate::image::UnpackLimits {
+                ratio: 50,
+                floor_bytes: 256 << 20,
+                max_entries: 2_000_000,
+            }
+        );
+        assert_eq!(
+            c.host_options().image_limits.ratio,
+            50,
+            "handed to the zone host"
+        );
+    }
+
+    #[test]
     fn bad_values_are_named_with_their_file() {
         let dir = tempfile::tempdir().unwrap();
         let line = write(dir.path(), "cmdline", "");
@@ -589,6 +669,15 @@ mod tests {
             ("cgroup_parent = \"a/b\"", "cgroup_parent:"),
             ("resync_ms = 0", "resync_ms: must be at least 1"),
             ("[capacity]\ncpu_percent = 0", "capacity.cpu_percent"),
+            (
+                "[images]\nmax_entries = 0",
+                "images.max_entries: must be at least 1",
+            ),
+            (
+                "[images]\nunpacked_ratio = 0\nunpacked_floor_mib = 0",
+                "images.unpacked_floor_mib: must be at least 1",
+            ),
+            ("[images]\nratio = 3", "unknown field `ratio`"),
             ("token = \"a b\"", "token: is empty or holds whitespace"),
             (
                 "token = \"a\"\ntoken_file = \"f\"",

@@ -290,6 +290,8 @@ fn verify_and_import(
             min_ram_mib: manifest.min_ram_mib,
             description: manifest.description.clone(),
             uuid: Some(uuid),
+            // The store's: the agent's `[images]` settings.
+            limits: None,
         },
     );
     // Imported or refused, the download is not needed again: a refused archive would

@@ -11,8 +11,11 @@ use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
-use super::error::{EntryPos, ImageError, Result};
-use super::unpack::{Fail, Unpacker};
+use super::error::{EntryPos, ImageError, Refusal, Result};
+use super::limits::{Budget, UnpackLimits};
+use super::pax::Extensions;
+use super::stream::{StreamState, TarStream};
+use super::unpack::{entry_name, Fail, Unpacker};
 use zonefleet_proto::image::TAR_BLOCK;
 pub use zonefleet_proto::image::{detect_format, ArchiveFormat};
 
@@ -33,24 +36,6 @@ impl<R: Read> Read for HashingReader<R> {
         }
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
-/// A reader that notes when its inner reader reported end of file. Under the tar
-/// parser it tells an archive that stops without its end-of-archive blocks (the
-/// `tar` crate takes end of file at a header boundary as a normal end).
-struct EofFlag<R> {
-    inner: R,
-    eof: Rc<Cell<bool>>,
-}
-
-impl<R: Read> Read for EofFlag<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.eof.set(true);
-        }
         Ok(n)
     }
 }
@@ -83,22 +68,29 @@ pub(crate) struct Unpacked {
 }
 
 /// Unpacks the archive at `archive` into the existing empty directory `rootfs`,
-/// hashing the very bytes it unpacks. Every entry goes through the [`Unpacker`]'s
-/// checks; the first refusal or read error stops the unpack (the caller throws the
-/// directory away).
-pub(crate) fn unpack(archive: &Path, rootfs: &Path) -> Result<Unpacked> {
+/// hashing the very bytes it unpacks, within `limits`. Every entry goes through the
+/// [`Unpacker`]'s checks; the first refusal or read error stops the unpack (the
+/// caller throws the directory away).
+pub(crate) fn unpack(archive: &Path, rootfs: &Path, limits: &UnpackLimits) -> Result<Unpacked> {
     let file = File::open(archive).map_err(|e| ImageError::io(archive, e))?;
     let head = read_head(&file).map_err(|e| ImageError::io(archive, e))?;
     let format = detect_format(&head).map_err(|detail| ImageError::UnknownFormat {
         archive: archive.to_path_buf(),
         detail,
     })?;
+    let archive_bytes = file
+        .metadata()
+        .map_err(|e| ImageError::io(archive, e))?
+        .len();
+    let budget = Budget::new(limits, archive_bytes);
+    let limit = budget.limit;
 
     // Whether the file, and the tar stream, reached their end of file: an error
     // after either is a truncation, and a tar stream that ends before its end
-    // blocks is truncated even though the tar parser stops quietly.
+    // blocks is truncated even though the tar parser stops quietly. The tar
+    // stream also counts its bytes against the limit.
     let raw_eof = Rc::new(Cell::new(false));
-    let tar_eof = Rc::new(Cell::new(false));
+    let stream = StreamState::new(limit.bytes);
     let mut raw = BufReader::with_capacity(
         256 * 1024,
         HashingReader {
@@ -109,7 +101,9 @@ pub(crate) fn unpack(archive: &Path, rootfs: &Path) -> Result<Unpacked> {
         },
     );
     let classify = |e: io::Error, at: EntryPos| -> ImageError {
-        if e.kind() == io::ErrorKind::UnexpectedEof || raw_eof.get() || tar_eof.get() {
+        if stream.over.get() {
+            ImageError::DecompressedTooLarge { limit, at }
+        } else if e.kind() == io::ErrorKind::UnexpectedEof || raw_eof.get() || stream.eof.get() {
             ImageError::Truncated { at }
         } else {
             ImageError::Corrupt { at, source: e }
@@ -125,44 +119,103 @@ pub(crate) fn unpack(archive: &Path, rootfs: &Path) -> Result<Unpacked> {
                     .map_err(|e| classify(e, EntryPos::Start))?,
             ),
         };
-        let mut tar = tar::Archive::new(EofFlag {
+        let mut tar = tar::Archive::new(TarStream {
             inner: decoded,
-            eof: tar_eof.clone(),
+            state: stream.clone(),
         });
-        let mut unpacker = Unpacker::new(rootfs).map_err(|e| ImageError::io(rootfs, e))?;
+        let mut unpacker = Unpacker::new(rootfs, budget).map_err(|e| ImageError::io(rootfs, e))?;
         let mut last: Option<String> = None;
         let after = |last: &Option<String>| match last {
             Some(name) => EntryPos::After(name.clone()),
             None => EntryPos::Start,
         };
+        let refused =
+            |name: &str, fail: Fail, classify: &dyn Fn(io::Error, EntryPos) -> ImageError| {
+                match fail {
+                    Fail::Refuse(reason) => ImageError::Refused {
+                        entry: name.to_owned(),
+                        reason,
+                    },
+                    Fail::Read(e) => classify(e, EntryPos::In(name.to_owned())),
+                    Fail::Short => ImageError::Truncated {
+                        at: EntryPos::In(name.to_owned()),
+                    },
+                    Fail::Write(e) => ImageError::io(rootfs.join(name), e),
+                    Fail::Xattr(x) => ImageError::Xattr {
+                        entry: name.to_owned(),
+                        attribute: x.name,
+                        source: x.error,
+                    },
+                    Fail::TooLarge(unpacked, adds) => ImageError::UnpackedTooLarge {
+                        limit,
+                        unpacked,
+                        adds,
+                        entry: name.to_owned(),
+                    },
+                }
+            };
         let mut count = 0u64;
         for entry in tar.entries().map_err(|e| classify(e, EntryPos::Start))? {
             let mut entry = entry.map_err(|e| classify(e, after(&last)))?;
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            unpacker.entry(&mut entry).map_err(|fail| match fail {
-                Fail::Refuse(reason) => ImageError::Refused {
-                    entry: name.clone(),
-                    reason,
-                },
-                Fail::Read(e) => classify(e, EntryPos::In(name.clone())),
-                Fail::Short => ImageError::Truncated {
-                    at: EntryPos::In(name.clone()),
-                },
-                Fail::Write(e) => ImageError::io(rootfs.join(&name), e),
-            })?;
-            last = Some(name);
+            // The bytes since the previous entry's data: its padding, the extension
+            // headers the parser consumed, this entry's header.
+            let (start, region) = stream.take_recording();
+            let skip =
+                usize::try_from(start.next_multiple_of(TAR_BLOCK as u64) - start).unwrap_or(0);
+            let header_at = entry
+                .raw_header_position()
+                .checked_sub(start)
+                .and_then(|at| usize::try_from(at).ok())
+                .and_then(|at| at.checked_sub(skip));
+            let ext = match (region.get(skip..), header_at) {
+                (Some(region), Some(header_at)) => Extensions::read(region, header_at),
+                _ => Err(Refusal::BadExtendedHeader(
+                    "extension headers do not line up with the entry".into(),
+                )),
+            };
+            let (name, ext) = match ext {
+                Ok(ext) => (
+                    String::from_utf8_lossy(&entry_name(&entry, &ext)).into_owned(),
+                    ext,
+                ),
+                Err(reason) => {
+                    return Err(ImageError::Refused {
+                        entry: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+                        reason,
+                    })
+                }
+            };
             count += 1;
+            if count > limits.max_entries {
+                return Err(ImageError::TooManyEntries {
+                    limit: limits.max_entries,
+                    entry: name,
+                });
+            }
+            unpacker
+                .entry(&mut entry, &ext)
+                .map_err(|fail| refused(&name, fail, &classify))?;
+            // Whatever the entry's data held beyond what was unpacked (a symlink's,
+            // a directory's) is read here, so the recording starts where the next
+            // extension headers do.
+            io::copy(&mut entry, &mut io::sink())
+                .map_err(|e| classify(e, EntryPos::In(name.clone())))?;
+            stream.start_recording();
+            last = Some(name);
         }
-        if tar_eof.get() {
+        if stream.eof.get() {
             // The tar stream ended without its two zero blocks.
             return Err(ImageError::Truncated { at: after(&last) });
         }
         if count == 0 {
             return Err(ImageError::Empty);
         }
-        unpacker.finish().map_err(|e| ImageError::io(rootfs, e))?;
+        unpacker
+            .finish()
+            .map_err(|(name, fail)| refused(&name, fail, &classify))?;
         // Read the compressed stream to its end: that checks the gzip CRC and
-        // length, or the zstd frame, over the bytes after the tar's end blocks too.
+        // length, or the zstd frame, over the bytes after the tar's end blocks too
+        // (and counts them against the limit).
         let mut rest = tar.into_inner();
         io::copy(&mut rest, &mut io::sink()).map_err(|e| classify(e, after(&last)))?;
         count

@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use super::limits::SizeLimit;
+
 /// Where in an archive something went wrong, for messages that name the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryPos {
@@ -59,6 +61,32 @@ pub enum Refusal {
     BadOwner(u64),
     /// An entry type the store does not unpack (the raw type byte).
     UnsupportedType(u8),
+    /// An extended attribute name that is empty, has no namespace, holds a NUL
+    /// byte or is longer than the kernel takes.
+    BadXattrName(String),
+    /// An extended attribute that is never imported (see `xattr.rs`), and why.
+    XattrNotImported {
+        /// The attribute.
+        name: String,
+        /// Why it is not imported.
+        why: &'static str,
+    },
+    /// An extended attribute value larger than the kernel takes (64 KiB).
+    XattrTooLarge {
+        /// The attribute.
+        name: String,
+        /// The value's size.
+        size: usize,
+    },
+    /// A pax or GNU extension header that cannot be read.
+    BadExtendedHeader(String),
+    /// The `tar` parser read this field of the entry otherwise than its pax
+    /// records say: a header built to be read two ways.
+    AmbiguousHeader(&'static str),
+    /// A sparse file whose map is malformed.
+    BadSparse(String),
+    /// A sparse format the store does not read.
+    UnsupportedSparse(String),
 }
 
 impl fmt::Display for Refusal {
@@ -91,6 +119,27 @@ impl fmt::Display for Refusal {
             Refusal::UnsupportedType(t) => {
                 write!(f, "unsupported entry type {:?}", char::from(*t))
             }
+            Refusal::BadXattrName(n) => write!(
+                f,
+                "extended attribute name {n:?} is not a valid name (namespace.name, at most 255 bytes, no NUL)"
+            ),
+            Refusal::XattrNotImported { name, why } => {
+                write!(f, "extended attribute {name:?} is not imported: {why}")
+            }
+            Refusal::XattrTooLarge { name, size } => write!(
+                f,
+                "extended attribute {name:?} has a {size}-byte value (at most 65536)"
+            ),
+            Refusal::BadExtendedHeader(d) => write!(f, "bad extension header: {d}"),
+            Refusal::AmbiguousHeader(field) => write!(
+                f,
+                "its {field} reads differently by the pax records and by the tar parser (a header built to be read two ways)"
+            ),
+            Refusal::BadSparse(d) => write!(f, "bad sparse file map: {d}"),
+            Refusal::UnsupportedSparse(d) => write!(
+                f,
+                "{d} is not supported (GNU tar's old format and pax 0.0, 0.1 and 1.0 are)"
+            ),
         }
     }
 }
@@ -138,6 +187,51 @@ pub enum ImageError {
         /// The decoder's or the filesystem's error.
         #[source]
         source: io::Error,
+    },
+    /// An extended attribute could not be set on the unpacked file (most often:
+    /// the store's file system does not support that namespace).
+    #[error(
+        "archive entry {entry:?}: cannot set extended attribute {attribute:?}: {source}{}",
+        unsupported_hint(source)
+    )]
+    Xattr {
+        /// The entry's path in the archive.
+        entry: String,
+        /// The attribute.
+        attribute: String,
+        /// The kernel's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The archive unpacks to more than the unpacked-size limit.
+    #[error("archive exceeds the unpacked-size limit of {limit}: {unpacked} bytes unpacked before entry {entry:?}, which adds {adds} bytes")]
+    UnpackedTooLarge {
+        /// The limit and how it was reached.
+        limit: SizeLimit,
+        /// Bytes unpacked (counted) before the entry.
+        unpacked: u64,
+        /// What the entry would add (a file's size, holes included).
+        adds: u64,
+        /// The entry that would pass the limit.
+        entry: String,
+    },
+    /// The decompressed tar stream is larger than the unpacked-size limit.
+    #[error(
+        "archive exceeds the unpacked-size limit of {limit}: more than that decompressed ({at})"
+    )]
+    DecompressedTooLarge {
+        /// The limit and how it was reached.
+        limit: SizeLimit,
+        /// Where the stream passed it.
+        at: EntryPos,
+    },
+    /// The archive has more entries than the entry limit.
+    #[error("archive has more than {limit} entries, the entry limit (refused at entry {entry:?})")]
+    TooManyEntries {
+        /// The entry limit.
+        limit: u64,
+        /// The first entry past it.
+        entry: String,
     },
     /// The archive holds no entry at all.
     #[error("archive has no entries")]
@@ -222,6 +316,15 @@ impl ImageError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// The hint an `EOPNOTSUPP` from setting an attribute deserves.
+fn unsupported_hint(e: &io::Error) -> &'static str {
+    if e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) {
+        " (the image store's file system does not support this attribute)"
+    } else {
+        ""
     }
 }
 

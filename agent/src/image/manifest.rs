@@ -6,6 +6,7 @@ use uuid::Uuid;
 use zonefleet_proto::image;
 
 use super::error::{ImageError, Result};
+use super::limits::UnpackLimits;
 
 /// What an import asks for. Everything is optional.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +25,9 @@ pub struct ImportOptions {
     pub description: String,
     /// The image uuid, when the fleet already assigned one; generated otherwise.
     pub uuid: Option<Uuid>,
+    /// How much the archive may unpack to; `None`: the store's
+    /// ([`super::ImageStore::with_limits`], by default [`UnpackLimits::default`]).
+    pub limits: Option<UnpackLimits>,
 }
 
 /// Checks an image name by the fleet's one naming rule

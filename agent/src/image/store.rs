@@ -29,6 +29,7 @@ use zonefleet_proto::spec::Sha256Digest;
 
 use super::archive;
 use super::error::{ImageError, Result};
+use super::limits::UnpackLimits;
 use super::manifest::{
     default_name, normalize_sha256, validate_name, validate_version, ImportOptions,
 };
@@ -43,6 +44,8 @@ const MIN_BARE_PREFIX: usize = 8;
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
+    /// The unpacked-size and entry limits of imports that give none of their own.
+    limits: UnpackLimits,
 }
 
 /// Disk space the unpacked images take.
@@ -142,9 +145,24 @@ impl ImageStore {
         // Unpacked images hold setuid-root binaries: no host user may reach them.
         fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
             .map_err(|e| ImageError::io(&root, e))?;
-        let store = ImageStore { root };
+        let store = ImageStore {
+            root,
+            limits: UnpackLimits::default(),
+        };
         store.sweep()?;
         Ok(store)
+    }
+
+    /// The store with `limits` for the imports that give none of their own
+    /// ([`ImportOptions::limits`]); the agent's `[images]` settings.
+    pub fn with_limits(mut self, limits: UnpackLimits) -> ImageStore {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits of imports that give none of their own.
+    pub fn limits(&self) -> &UnpackLimits {
+        &self.limits
     }
 
     /// The store's directory, `<data>/images`.
@@ -233,7 +251,8 @@ impl ImageStore {
             .create(&rootfs)
             .and_then(|()| fs::set_permissions(&rootfs, fs::Permissions::from_mode(0o755)))
             .map_err(|e| ImageError::io(&rootfs, e))?;
-        let unpacked = archive::unpack(archive_path, &rootfs)?;
+        let limits = options.limits.unwrap_or(self.limits);
+        let unpacked = archive::unpack(archive_path, &rootfs, &limits)?;
         if unpacked.sha256 != sha256 {
             return Err(ImageError::ArchiveChanged {
                 archive: archive_path.to_path_buf(),

@@ -7,11 +7,17 @@
 //! nothing is written outside the rootfs. On top of that, paths that are absolute or
 //! have `..` components, device nodes, FIFOs and hard links to anything but a regular
 //! file already unpacked from this archive are refused outright.
+//!
+//! What a distribution ships is kept: owners, modes with setuid/setgid/sticky
+//! (`chmod` after `chown`, which clears them), extended attributes and file
+//! capabilities (after `chown`, which clears `security.capability`; see
+//! `xattr.rs`), hard links, sparse files (holes are never written: `sparse.rs`),
+//! and directory metadata applied once their contents are written.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -23,6 +29,10 @@ use rustix::process::{Gid, Uid};
 use tar::EntryType;
 
 use super::error::Refusal;
+use super::limits::Budget;
+use super::pax::Extensions;
+use super::sparse::{self, HoleWriter, PaxSparse, SparseFail};
+use super::xattr::{self, SetFailed, Xattr};
 
 /// Why one entry failed, before the caller names it.
 #[derive(Debug)]
@@ -35,6 +45,35 @@ pub(crate) enum Fail {
     Short,
     /// Writing into the rootfs failed.
     Write(io::Error),
+    /// Setting an extended attribute failed.
+    Xattr(SetFailed),
+    /// The entry would pass the unpacked-size limit: (unpacked so far, it adds).
+    TooLarge(u64, u64),
+}
+
+impl From<SetFailed> for Fail {
+    fn from(e: SetFailed) -> Self {
+        Fail::Xattr(e)
+    }
+}
+
+impl From<SparseFail> for Fail {
+    fn from(e: SparseFail) -> Self {
+        match e {
+            SparseFail::Refuse(r) => Fail::Refuse(r),
+            SparseFail::Io(e) => copy_err(e),
+            SparseFail::Short => Fail::Short,
+        }
+    }
+}
+
+/// An error of [`sparse::copy`]: the file's write, or the archive's read.
+fn copy_err(e: io::Error) -> Fail {
+    if sparse::is_write(&e) {
+        Fail::Write(e)
+    } else {
+        Fail::Read(e)
+    }
 }
 
 impl From<Refusal> for Fail {
@@ -133,13 +172,24 @@ pub(crate) struct Unpacker {
     root: OwnedFd,
     /// Regular files unpacked so far (by path key): the only valid hard link targets.
     files: HashSet<Vec<u8>>,
-    /// Directories seen in the archive with their metadata, applied at the end
-    /// (children change a directory's mtime; a read-only mode must come last).
-    dirs: HashMap<Vec<u8>, Meta>,
+    /// Directories seen in the archive with their metadata and attributes, applied
+    /// at the end (children change a directory's mtime; a read-only mode must come
+    /// last).
+    dirs: HashMap<Vec<u8>, (Meta, Vec<Xattr>)>,
     /// The last parent directory opened, since archives list siblings together.
     cache: Option<(Vec<u8>, OwnedFd)>,
     /// Only root can give files away; an unprivileged run (a developer's) keeps its own.
     chown: bool,
+    /// What may still be unpacked.
+    budget: Budget,
+}
+
+/// The path an entry is unpacked at: a pax sparse file's real name, else its path.
+pub(crate) fn entry_name<R: Read>(entry: &tar::Entry<'_, R>, ext: &Extensions) -> Vec<u8> {
+    match PaxSparse::from_records(&ext.sparse) {
+        Ok(Some(PaxSparse { name: Some(n), .. })) => n,
+        _ => entry.path_bytes().into_owned(),
+    }
 }
 
 /// The nodes a distribution's root filesystem carries in `/dev` (debootstrap
@@ -172,7 +222,7 @@ fn is_standard_dev_node<R: Read>(entry: &tar::Entry<'_, R>) -> bool {
 
 impl Unpacker {
     /// Starts unpacking into `rootfs`, an existing directory.
-    pub(crate) fn new(rootfs: &Path) -> io::Result<Unpacker> {
+    pub(crate) fn new(rootfs: &Path, budget: Budget) -> io::Result<Unpacker> {
         let root = rfs::openat(
             CWD,
             rootfs,
@@ -185,11 +235,16 @@ impl Unpacker {
             dirs: HashMap::new(),
             cache: None,
             chown: rustix::process::geteuid().is_root(),
+            budget,
         })
     }
 
-    /// Unpacks one entry, or says why not.
-    pub(crate) fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), Fail> {
+    /// Unpacks one entry, with what its extension headers say, or says why not.
+    pub(crate) fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        ext: &Extensions,
+    ) -> Result<(), Fail> {
         let kind = entry.header().entry_type();
         match kind {
             EntryType::Char if is_standard_dev_node(entry) => return Ok(()),
@@ -206,12 +261,39 @@ impl Unpacker {
             | EntryType::Link => {}
             other => return Err(Refusal::UnsupportedType(other.as_byte()).into()),
         }
-        let path = EntryPath::parse(&entry.path_bytes())?;
+        let link = entry.link_name_bytes().map(|t| t.into_owned());
+        ext.check_agrees(
+            &entry.path_bytes(),
+            link.as_deref(),
+            kind,
+            entry.header(),
+            entry.size(),
+        )?;
+        let pax_sparse = PaxSparse::from_records(&ext.sparse)?;
+        if pax_sparse.is_some() && !matches!(kind, EntryType::Regular | EntryType::Continuous) {
+            return Err(
+                Refusal::BadSparse("sparse records on an entry that is not a file".into()).into(),
+            );
+        }
+        let raw_path = match &pax_sparse {
+            Some(PaxSparse { name: Some(n), .. }) => n.clone(),
+            _ => entry.path_bytes().into_owned(),
+        };
+        let path = EntryPath::parse(&raw_path)?;
         let meta = Meta::of(entry.header())?;
+        let xattrs = xattr::checked(&ext.xattrs)?;
+        let contents = match kind {
+            EntryType::Symlink => link.as_ref().map_or(0, |l| l.len() as u64),
+            EntryType::Directory | EntryType::Link => 0,
+            _ => pax_sparse.as_ref().map_or(entry.size(), |s| s.real_size),
+        };
+        self.budget
+            .take(contents.saturating_add(xattr::bytes(&xattrs)))
+            .map_err(|(unpacked, adds)| Fail::TooLarge(unpacked, adds))?;
         let Some((parent, name)) = path.split() else {
             if kind == EntryType::Directory {
                 // `./`: the metadata of the rootfs itself.
-                self.dirs.insert(Vec::new(), meta);
+                self.dirs.insert(Vec::new(), (meta, xattrs));
                 return Ok(());
             }
             return Err(Refusal::EmptyPath.into());
@@ -222,34 +304,26 @@ impl Unpacker {
         match kind {
             EntryType::Directory => {
                 self.directory(parent, name)?;
-                self.dirs.insert(key, meta);
+                self.dirs.insert(key, (meta, xattrs));
             }
             EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                self.symlink(parent, name, &target, meta)?;
+                self.symlink(parent, name, &link.unwrap_or_default(), meta, &xattrs)?;
             }
             EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                self.hard_link(parent, name, &key, &target)?;
+                self.hard_link(parent, name, &key, &link.unwrap_or_default(), &xattrs)?;
                 self.files.insert(key);
             }
             _ => {
-                let size = entry.size();
-                self.regular(parent, name, entry, size, meta)?;
+                self.regular(parent, name, entry, pax_sparse.as_ref(), meta, &xattrs)?;
                 self.files.insert(key);
             }
         }
         Ok(())
     }
 
-    /// Applies the directories' metadata, deepest first.
-    pub(crate) fn finish(mut self) -> io::Result<()> {
+    /// Applies the directories' metadata, deepest first. A failure names the
+    /// directory.
+    pub(crate) fn finish(mut self) -> Result<(), (String, Fail)> {
         self.cache = None;
         let mut dirs: Vec<_> = self.dirs.drain().collect();
         dirs.sort_by_key(|(key, _)| {
@@ -257,19 +331,27 @@ impl Unpacker {
                 key.iter().filter(|b| **b == b'/').count() + usize::from(!key.is_empty()),
             )
         });
-        for (key, meta) in dirs {
+        for (key, (meta, xattrs)) in dirs {
             let parts: Vec<Vec<u8>> = if key.is_empty() {
                 Vec::new()
             } else {
                 key.split(|b| *b == b'/').map(<[u8]>::to_vec).collect()
             };
-            let fd = walk(&self.root, &parts, false).map_err(|f| match f {
-                Fail::Write(e) | Fail::Read(e) => e,
-                other => io::Error::other(format!("{other:?}")),
-            })?;
-            self.set_owner(&fd, meta)?;
-            rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode))?;
-            rfs::futimens(&fd, &meta.timestamps())?;
+            let named = |f: Fail| {
+                let shown = if key.is_empty() {
+                    "./".to_owned()
+                } else {
+                    EntryPath::display(&parts)
+                };
+                (shown, f)
+            };
+            let fd = walk(&self.root, &parts, false).map_err(named)?;
+            self.set_owner(&fd, meta)
+                .map_err(|e| named(Fail::Write(e)))?;
+            // After chown (which clears security.capability), before chmod.
+            xattr::set_fd(&fd, &xattrs).map_err(|e| named(e.into()))?;
+            rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).map_err(|e| named(write_err(e)))?;
+            rfs::futimens(&fd, &meta.timestamps()).map_err(|e| named(write_err(e)))?;
         }
         Ok(())
     }
@@ -310,8 +392,9 @@ impl Unpacker {
         parent: &[Vec<u8>],
         name: &OsStr,
         entry: &mut tar::Entry<'_, R>,
-        size: u64,
+        pax_sparse: Option<&PaxSparse>,
         meta: Meta,
+        xattrs: &[Xattr],
     ) -> Result<(), Fail> {
         let chown = self.chown;
         let dir = self.parent(parent)?;
@@ -323,23 +406,28 @@ impl Unpacker {
                 Mode::from_raw_mode(0o600),
             )
         })?;
-        let mut file = File::from(fd);
-        let mut buf = vec![0u8; 128 * 1024];
-        let mut written = 0u64;
-        loop {
-            let n = match entry.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Fail::Read(e)),
-            };
-            file.write_all(&buf[..n]).map_err(Fail::Write)?;
-            written += n as u64;
-        }
-        if written != size {
-            return Err(Fail::Short);
-        }
-        // chown before chmod: chown clears setuid/setgid bits.
+        let file = File::from(fd);
+        let stored = entry.size();
+        let mut out = HoleWriter::new(&file);
+        let len = match pax_sparse {
+            Some(sparse) => {
+                if !sparse.write(entry, stored, &mut out)? {
+                    return Err(Fail::Short);
+                }
+                sparse.real_size
+            }
+            None => {
+                // Old GNU sparse entries come with their holes as zeros: the
+                // writer leaves them unwritten.
+                if sparse::copy(entry, &mut out, stored).map_err(copy_err)? != stored {
+                    return Err(Fail::Short);
+                }
+                stored
+            }
+        };
+        out.finish(len).map_err(Fail::Write)?;
+        // Order matters: writing and truncating clear setuid/setgid and file
+        // capabilities, chown clears them too; so data, chown, attributes, chmod.
         if chown {
             rfs::fchown(
                 &file,
@@ -348,6 +436,7 @@ impl Unpacker {
             )
             .map_err(write_err)?;
         }
+        xattr::set_fd(&file, xattrs)?;
         rfs::fchmod(&file, Mode::from_raw_mode(meta.mode)).map_err(write_err)?;
         rfs::futimens(&file, &meta.timestamps()).map_err(write_err)?;
         Ok(())
@@ -359,6 +448,7 @@ impl Unpacker {
         name: &OsStr,
         target: &[u8],
         meta: Meta,
+        xattrs: &[Xattr],
     ) -> Result<(), Fail> {
         // The target is stored as is, even absolute or with `..`: it is only ever
         // resolved inside the zone's root, never while unpacking.
@@ -382,6 +472,7 @@ impl Unpacker {
             )
             .map_err(write_err)?;
         }
+        xattr::set_symlink(dir, name, xattrs)?;
         rfs::utimensat(dir, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(write_err)?;
         Ok(())
@@ -393,6 +484,7 @@ impl Unpacker {
         name: &OsStr,
         key: &[u8],
         target: &[u8],
+        xattrs: &[Xattr],
     ) -> Result<(), Fail> {
         let shown = String::from_utf8_lossy(target).into_owned();
         if target.is_empty() {
@@ -411,7 +503,9 @@ impl Unpacker {
         if target_key == key {
             // `a` linked to itself: nothing to do (and unlinking first would lose it).
             self.files.insert(target_key);
-            return Ok(());
+            let (parent, name) = target_path.split().expect("a known file has a name");
+            let dir = self.parent(parent)?;
+            return set_on_file(dir, name, xattrs);
         }
         let (target_parent, target_name) = target_path.split().expect("a known file has a name");
         let target_dir = walk(&self.root, target_parent, false)?;
@@ -420,7 +514,8 @@ impl Unpacker {
         create(dir, name, |dir, name| {
             rfs::linkat(&target_dir, target_name, dir, name, AtFlags::empty())
         })?;
-        Ok(())
+        // Attributes on a link entry (libarchive repeats them) are the shared inode's.
+        set_on_file(dir, name, xattrs)
     }
 
     fn set_owner(&self, fd: &OwnedFd, meta: Meta) -> io::Result<()> {
@@ -433,6 +528,22 @@ impl Unpacker {
         }
         Ok(())
     }
+}
+
+/// Sets `xattrs` on the regular file `name` in `dir` (one of this archive's, opened
+/// without following anything).
+fn set_on_file(dir: &OwnedFd, name: &OsStr, xattrs: &[Xattr]) -> Result<(), Fail> {
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(write_err)?;
+    Ok(xattr::set_fd(&fd, xattrs)?)
 }
 
 /// Creates a non-directory with `make`; if the name exists and is not a directory,

@@ -32,6 +32,8 @@ pub struct HostOptions {
     /// Where zones' id ranges start ([`super::idmap::FIRST_BASE`] unless
     /// another pool of zones shares this host, as concurrent tests do).
     pub first_id: u32,
+    /// Limits of image imports into the host's store (the agent's `[images]`).
+    pub image_limits: crate::image::UnpackLimits,
 }
 
 impl HostOptions {
@@ -46,6 +48,7 @@ impl HostOptions {
             bridge: crate::net::BridgeOptions::default(),
             fence: None,
             first_id: super::idmap::FIRST_BASE,
+            image_limits: crate::image::UnpackLimits::default(),
         }
     }
 }
@@ -93,7 +96,7 @@ impl ZoneHost {
                 "tightened the zones directory: group and others had access"
             );
         }
-        let images = ImageStore::open(&options.data_dir)?;
+        let images = ImageStore::open(&options.data_dir)?.with_limits(options.image_limits);
         let cgroup_parent = cgroup_parent(&options.data_dir, options.cgroup_parent)?;
         let layout = crate::cgroup::detect::detect().map_err(crate::cgroup::CgroupError::from)?;
         let cgroups = crate::cgroup::create_manager(&layout, &cgroup_parent)?;
