@@ -30,11 +30,13 @@ pub enum ZoneCommand {
         /// The zone.
         zone: String,
     },
-    /// Halt a running zone (SIGTERM, grace period, then kill).
+    /// Halt a running zone (its init's shutdown signal — `halt_signal`, else the
+    /// image's, else detected: SIGRTMIN+3 for systemd, SIGUSR2 for busybox init,
+    /// SIGTERM otherwise — then the grace period, then kill).
     Halt {
         /// The zone.
         zone: String,
-        /// Seconds to wait after SIGTERM before killing.
+        /// Seconds to wait after the signal before killing.
         #[arg(long, default_value_t = 10)]
         grace: u64,
     },

@@ -24,6 +24,9 @@ pub struct ImportOptions {
     pub description: String,
     /// The image uuid, when the fleet already assigned one; generated otherwise.
     pub uuid: Option<Uuid>,
+    /// The signal that asks the image's init to shut down (the manifest's
+    /// `halt_signal`); absent, zone halts detect it from the image.
+    pub halt_signal: Option<zonefleet_proto::spec::Signal>,
 }
 
 /// Checks an image name by the fleet's one naming rule

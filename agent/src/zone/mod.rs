@@ -15,6 +15,7 @@ pub mod delete;
 pub mod exec;
 pub mod features;
 pub mod halt;
+pub mod halt_signal;
 pub mod host;
 pub mod limits;
 pub mod lock;
