@@ -1,7 +1,21 @@
-//! The zone's console log: zsched copies init's stdout and stderr into
-//! `console.log`, capped in size. When the file reaches its cap it becomes
-//! `console.log.1` (replacing the previous one), so at most twice the cap is
-//! kept and a chatty zone cannot fill the host's disk.
+//! The zone's console. Here: its log — zsched copies what init writes to its
+//! console into `console.log`, capped in size. When the file reaches its cap it
+//! becomes `console.log.1` (replacing the previous one), so at most twice the cap
+//! is kept and a chatty zone cannot fill the host's disk.
+//!
+//! Beside it: the zone's `/dev/console` as a pty ([`pty`]), the relay zsched
+//! drives to log it and serve `zone console` ([`relay`], whose doc says how zsched
+//! drives it), and the client side of `zone console` ([`client`]).
+
+pub mod client;
+pub mod error;
+pub mod pty;
+pub mod relay;
+
+pub use client::{attach, AttachOptions, Detach};
+pub use error::ConsoleError;
+pub use pty::Pty;
+pub use relay::{ConsoleRelay, RelayState};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
