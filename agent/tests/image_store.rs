@@ -917,4 +917,48 @@ fn store_limits_apply_unless_the_import_gives_its_own() {
         )
         .unwrap();
     assert_eq!(rec.name, "app");
+#[test]
+fn an_import_records_the_halt_signal_it_is_given_and_refuses_a_bad_one() {
+    let td = tempfile::tempdir().unwrap();
+    let data = td.path().join("data");
+    let archive = write(td.path(), "sig.tar", &sample_tar("halt-signal"));
+    let agent = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_zonefleet-agent"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let path = archive.to_str().unwrap();
+    let refused = agent(&["image", "import", path, "--halt-signal", "9"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("--halt-signal") && err.contains("\"9\" is a signal number"),
+        "{err}"
+    );
+    assert!(
+        !data.join("images").exists()
+            || ImageStore::open(&data).unwrap().list().unwrap().is_empty(),
+        "a refused import leaves no image"
+    );
+
+    let out = agent(&["image", "import", path, "--halt-signal", "rtmin+3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Kept in the manifest, canonically, for every later process to read.
+    let list = agent(&["image", "list", "-o", "json"]);
+    let images: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(images[0]["halt_signal"], "SIGRTMIN+3", "{images}");
+    assert_eq!(
+        ImageStore::open(&data).unwrap().list().unwrap()[0]
+            .halt_signal
+            .map(|s| s.to_string())
+            .as_deref(),
+        Some("SIGRTMIN+3")
+    );
 }

@@ -105,6 +105,53 @@ fn a_zone_goes_through_its_lifecycle_and_bad_requests_change_nothing() {
     assert_eq!(leftovers(&t), Vec::<String>::new());
 }
 
+/// An init that says on its console which signal stopped it: 0 for the halt
+/// signals it expects, 3 for SIGTERM.
+fn trapping_init(rtmin3: i32) -> String {
+    let script = format!(
+        "trap 'echo halt-by-RTMIN+3; exit 0' {rtmin3}; trap 'echo halt-by-USR2; exit 0' USR2; \
+         trap 'echo halt-by-TERM; exit 3' TERM; echo trapping; \
+         while :; do sleep 1000 & wait $!; done"
+    );
+    serde_json::to_string(&["/bin/sh", "-c", &script]).unwrap()
+}
+
+#[test]
+fn halt_sends_the_zones_halt_signal_and_an_update_changes_it_for_the_next_halt() {
+    let Some(t) = TestHost::new("halt_sends_the_zones_halt_signal") else {
+        return;
+    };
+    let init = trapping_init(libc::SIGRTMIN() + 3);
+    let rt = t.running(&format!(
+        r#"{{"alias": "rt", "halt_signal": "SIGRTMIN+3", "init": {init}}}"#
+    ));
+    let usr2 = t.running(&format!(r#"{{"alias": "usr2", "init": {init}}}"#));
+    // Given while the zone runs, it is the one the next halt sends.
+    let patch = zonefleet_proto::spec::ZonePatch::from_json(r#"{"halt_signal": "usr2"}"#).unwrap();
+    t.host.update("usr2", &patch).unwrap();
+
+    for (zone, said) in [(&rt, "halt-by-RTMIN+3"), (&usr2, "halt-by-USR2")] {
+        let started = Instant::now();
+        let halted = t.host.halt(&zone.uuid).unwrap();
+        let took = started.elapsed();
+        let log = String::from_utf8_lossy(&t.host.logs(&zone.uuid).unwrap()).into_owned();
+        assert!(log.contains(said), "{said} not in the console log: {log:?}");
+        assert!(!log.contains("halt-by-TERM"), "{log:?}");
+        assert_eq!(
+            halted.last_exit.map(|e| (e.status, e.signal)),
+            Some((0, None)),
+            "init exited on its own, not killed: {halted:?}"
+        );
+        // TestHost's grace is 5 s: init's own exit ended the halt well before.
+        assert!(took < Duration::from_secs(4), "halt took {took:?}");
+    }
+    // No halt_signal anywhere and a shell for init: SIGTERM, as before.
+    let plain = t.running(&format!(r#"{{"alias": "plain", "init": {init}}}"#));
+    let halted = t.host.halt(&plain.uuid).unwrap();
+    assert_eq!(halted.last_exit.map(|e| e.status), Some(3), "{halted:?}");
+    assert!(String::from_utf8_lossy(&t.host.logs("plain").unwrap()).contains("halt-by-TERM"));
+}
+
 #[test]
 fn exec_passes_stdio_and_the_exit_status_and_logs_show_the_console() {
     let Some(t) = TestHost::new("exec_passes_stdio_and_the_exit_status") else {

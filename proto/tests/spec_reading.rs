@@ -93,3 +93,34 @@ fn a_patch_names_every_problem_at_once() {
     assert_eq!(fields, ["cpu_cap", "tags.a", "ram"], "{got:#?}");
     assert!(ZonePatch::from_json("[]").is_err());
 }
+
+#[test]
+fn a_bad_halt_signal_is_named_in_json_and_on_the_wire() {
+    let err = ZoneSpec::from_json(r#"{"image": "base@1", "halt_signal": "SIGKILL"}"#).unwrap_err();
+    let got = messages(&err);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].starts_with("halt_signal: \"SIGKILL\" cannot be caught"),
+        "{got:#?}"
+    );
+    let err = ZoneSpec::from_json(r#"{"image": "base@1", "halt_signal": 15}"#).unwrap_err();
+    assert!(
+        messages(&err)[0].starts_with("halt_signal: invalid type: integer `15`"),
+        "{err}"
+    );
+    let wire = zonefleet_proto::pb::ZoneSpec {
+        image: "base@1".into(),
+        halt_signal: Some("SIGRTMIN+99".into()),
+        ..Default::default()
+    };
+    let err = ZoneSpec::try_from(wire).unwrap_err();
+    assert!(
+        messages(&err)[0].starts_with("halt_signal: \"SIGRTMIN+99\" is not a real-time signal"),
+        "{err}"
+    );
+    // Read loosely, written canonically.
+    let spec = ZoneSpec::from_json(r#"{"image": "base@1", "halt_signal": "rtmin+3"}"#).unwrap();
+    assert!(spec
+        .to_json_pretty()
+        .contains("\"halt_signal\": \"SIGRTMIN+3\""));
+}

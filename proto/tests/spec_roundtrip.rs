@@ -13,7 +13,7 @@ use zonefleet_proto::pb;
 use zonefleet_proto::spec::{
     Affinity, AffinityRule, AffinityTarget, Brand, Capability, Constraint, ConstraintOp,
     FailureDomain, ImageRef, MacAddr, Nic, OnHostLost, Placement, PlacementStrategy, RuleMode,
-    Sha256Digest, Spread, ZoneSpec,
+    Sha256Digest, Signal, Spread, StdSignal, ZoneSpec, MAX_RT_OFFSET,
 };
 
 fn uuid() -> impl Strategy<Value = Uuid> {
@@ -163,6 +163,14 @@ fn placement() -> impl Strategy<Value = Placement> {
 }
 
 /// Any text, including quotes, escapes and non-ASCII, but small.
+fn signal() -> impl Strategy<Value = Signal> {
+    prop_oneof![
+        proptest::sample::select(StdSignal::ALL).prop_map(Signal::Std),
+        (0..=MAX_RT_OFFSET).prop_map(Signal::RtMin),
+        (0..=MAX_RT_OFFSET).prop_map(Signal::RtMax),
+    ]
+}
+
 fn text_map() -> impl Strategy<Value = BTreeMap<String, String>> {
     proptest::collection::btree_map(
         "[a-z_.-]{1,12}",
@@ -207,6 +215,7 @@ prop_compose! {
         customer_metadata in text_map(),
         tags in text_map(),
         init in ("/[a-z/]{1,20}", proptest::collection::vec("[^\u{0}]{0,12}", 0..4)),
+        halt_signal in signal(),
         autoboot in any::<bool>(),
         owner in "[a-z][a-z0-9._@-]{0,20}",
         on_host_lost in prop_oneof![Just(OnHostLost::Wait), Just(OnHostLost::Reschedule)],
@@ -233,6 +242,7 @@ prop_compose! {
         spec.tags = tags;
         let (argv0, args) = init;
         spec.init = Some(std::iter::once(argv0).chain(args).collect());
+        spec.halt_signal = Some(halt_signal);
         spec.autoboot = Some(autoboot);
         spec.owner = Some(owner);
         spec.on_host_lost = Some(on_host_lost);

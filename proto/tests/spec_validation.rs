@@ -79,7 +79,7 @@ fn table_of_bad_specs() {
         (
             "unknown top-level field",
             spec(r#""ram": 512"#),
-            "ram: unknown field `ram`, expected one of `uuid`, `alias`, `brand`, `image`, `max_physical_memory`, `max_swap`, `cpu_cap`, `cpu_shares`, `max_lwps`, `io_priority`, `quota`, `tmpfs`, `limit_priv`, `nics`, `hostname`, `resolvers`, `dns_domain`, `customer_metadata`, `tags`, `init`, `autoboot`, `owner`, `on_host_lost`, `placement`".into(),
+            "ram: unknown field `ram`, expected one of `uuid`, `alias`, `brand`, `image`, `max_physical_memory`, `max_swap`, `cpu_cap`, `cpu_shares`, `max_lwps`, `io_priority`, `quota`, `tmpfs`, `limit_priv`, `nics`, `hostname`, `resolvers`, `dns_domain`, `customer_metadata`, `tags`, `init`, `halt_signal`, `autoboot`, `owner`, `on_host_lost`, `placement`".into(),
         ),
         ("missing image", "{}".into(), "<root>: missing field `image`".into()),
         (

@@ -6,6 +6,7 @@ use clap::Subcommand;
 use zonefleet_agent::image::{ImageStore, ImportOptions};
 use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
 use zonefleet_proto::cli::Format;
+use zonefleet_proto::spec::Signal;
 
 use super::output;
 
@@ -29,6 +30,10 @@ pub enum ImageCommand {
         /// Minimum RAM a zone of this image needs, in MiB.
         #[arg(long, default_value_t = 0)]
         min_ram: u64,
+        /// The signal that asks the image's init to shut down, e.g. SIGRTMIN+3 or
+        /// SIGPWR (default: detected from the image's init when a zone halts).
+        #[arg(long, value_name = "SIGNAL", value_parser = parse_signal)]
+        halt_signal: Option<Signal>,
     },
     /// List images.
     List {
@@ -43,6 +48,10 @@ pub enum ImageCommand {
     },
 }
 
+fn parse_signal(s: &str) -> Result<Signal, String> {
+    Signal::parse(s).map_err(|e| e.to_string())
+}
+
 /// Runs an image command; returns the exit code.
 pub fn run(data_dir: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
     match cmd {
@@ -52,6 +61,7 @@ pub fn run(data_dir: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
             version,
             sha256,
             min_ram,
+            halt_signal,
         } => {
             let store = ImageStore::open(data_dir)?;
             let record = store.import(
@@ -61,6 +71,7 @@ pub fn run(data_dir: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
                     version,
                     expected_sha256: sha256,
                     min_ram_mib: min_ram,
+                    halt_signal,
                     ..ImportOptions::default()
                 },
             )?;

@@ -30,11 +30,13 @@ pub enum ZoneCommand {
         /// The zone.
         zone: String,
     },
-    /// Halt a running zone (SIGTERM, grace period, then kill).
+    /// Halt a running zone (its init's shutdown signal — `halt_signal`, else the
+    /// image's, else detected: SIGRTMIN+3 for systemd, SIGUSR2 for busybox init,
+    /// SIGTERM otherwise — then the grace period, then kill).
     Halt {
         /// The zone.
         zone: String,
-        /// Seconds to wait after SIGTERM before killing.
+        /// Seconds to wait after the signal before killing.
         #[arg(long, default_value_t = 10)]
         grace: u64,
     },
@@ -74,6 +76,18 @@ pub enum ZoneCommand {
     Logs {
         /// The zone.
         zone: String,
+    },
+    /// Attach to a running zone's console (like `vmadm console`, `zlogin -C`):
+    /// what you type goes to it, what it prints comes here; one client at a time.
+    /// A terminal is put in raw mode (restored at the end). Detach with the escape
+    /// key (^] by default). Input that is not a terminal is sent too, and at its
+    /// end the output is still printed until the console ends or a signal arrives.
+    Console {
+        /// The zone.
+        zone: String,
+        /// The detach key: ^X for a control character (^], ^A…), or none.
+        #[arg(long, default_value = "^]", value_name = "KEY")]
+        escape: String,
     },
     /// Run a command inside a running zone (like zlogin); exits with its status.
     Exec {
@@ -169,6 +183,7 @@ pub fn run(options: &HostOptions, cmd: ZoneCommand) -> anyhow::Result<i32> {
             std::io::stdout().write_all(&bytes)?;
             Ok(0)
         }
+        ZoneCommand::Console { zone, escape } => console(options, &zone, &escape),
         ZoneCommand::Exec {
             zone,
             tty,
@@ -202,6 +217,75 @@ pub fn run(options: &HostOptions, cmd: ZoneCommand) -> anyhow::Result<i32> {
                 }
             }
             Ok(if failed == 0 { 0 } else { 1 })
+        }
+    }
+}
+
+/// `zone console`: attaches our terminal (raw when it is one) to the zone's console.
+/// SIGTERM, SIGHUP, SIGINT and SIGQUIT end the attach through a signal fd, so the
+/// terminal is restored however it ends; the exit code is then 128 + the signal.
+fn console(options: &HostOptions, zone: &str, escape: &str) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use std::io::IsTerminal;
+    use std::os::fd::AsFd;
+    use zonefleet_agent::zsched::console::{self, client, AttachOptions, Detach};
+
+    let key = client::parse_escape(escape).map_err(|e| anyhow::anyhow!("--escape: {e}"))?;
+    let socket = host(options, None)?.console_socket(zone)?;
+    let mut stops = SigSet::empty();
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+    ] {
+        stops.add(signal);
+    }
+    // This command runs on one thread: blocked here, they reach only the fd.
+    stops.thread_block().context("block signals")?;
+    let stop = SignalFd::with_flags(&stops, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .context("signalfd")?;
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    let raw = if tty {
+        Some(zonefleet_proto::cli::RawMode::enter(stdin.as_fd()).context("raw mode")?)
+    } else {
+        None
+    };
+    let end = if tty { "\r\n" } else { "\n" };
+    let how = key.map_or("no detach key: end it with a signal".into(), |k| {
+        format!("detach with {}", client::escape_name(k))
+    });
+    eprint!("[attached to the console of zone {zone}; {how}]{end}");
+    let result = console::attach(
+        &socket,
+        stdin.as_fd(),
+        &mut std::io::stdout().lock(),
+        &AttachOptions {
+            escape: key,
+            stop: Some(stop.as_fd()),
+        },
+    );
+    drop(raw);
+    match result.with_context(|| format!("zone {zone}"))? {
+        Detach::Escape => {
+            eprintln!("\n[detached from the console of zone {zone}]");
+            Ok(0)
+        }
+        Detach::Closed => {
+            eprintln!("\n[the console of zone {zone} closed: the zone halted]");
+            Ok(0)
+        }
+        Detach::Stopped => {
+            let signal = stop
+                .read_signal()
+                .ok()
+                .flatten()
+                .map_or(libc::SIGTERM, |s| s.ssi_signo as i32);
+            eprintln!("\n[detached from the console of zone {zone}: signal {signal}]");
+            Ok(128 + signal)
         }
     }
 }

@@ -22,6 +22,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tonic::Code;
 use uuid::Uuid;
 use zonefleet_proto::pb;
+use zonefleet_proto::spec::Signal;
 
 use super::backoff::Backoff;
 use super::client::{ClientError, ControlClient};
@@ -281,6 +282,20 @@ fn verify_and_import(
     }
     let uuid = Uuid::parse_str(&manifest.uuid)
         .map_err(|e| FetchError::Final(format!("image {label}: uuid: {e}")))?;
+    let halt_signal = match manifest
+        .halt_signal
+        .as_deref()
+        .map(Signal::parse)
+        .transpose()
+    {
+        Ok(signal) => signal,
+        Err(e) => {
+            let _ = fs::remove_file(partial);
+            return Err(FetchError::Final(format!(
+                "image {label}: halt_signal: {e}"
+            )));
+        }
+    };
     let imported = store.import(
         partial,
         ImportOptions {
@@ -292,6 +307,7 @@ fn verify_and_import(
             uuid: Some(uuid),
             // The store's: the agent's `[images]` settings.
             limits: None,
+            halt_signal,
         },
     );
     // Imported or refused, the download is not needed again: a refused archive would

@@ -28,6 +28,9 @@ pub struct ImportOptions {
     /// How much the archive may unpack to; `None`: the store's
     /// ([`super::ImageStore::with_limits`], by default [`UnpackLimits::default`]).
     pub limits: Option<UnpackLimits>,
+    /// The signal that asks the image's init to shut down (the manifest's
+    /// `halt_signal`); absent, zone halts detect it from the image.
+    pub halt_signal: Option<zonefleet_proto::spec::Signal>,
 }
 
 /// Checks an image name by the fleet's one naming rule

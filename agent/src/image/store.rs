@@ -268,6 +268,7 @@ impl ImageStore {
             size: unpacked.size,
             min_ram: (options.min_ram_mib != 0).then_some(options.min_ram_mib),
             description: options.description,
+            halt_signal: options.halt_signal,
         };
         let manifest = tmp.path.join(MANIFEST);
         write_manifest(&manifest, &record)?;

@@ -1,12 +1,11 @@
-//! `zone halt` and `zone reboot`: SIGTERM to the zone's init, a grace period,
-//! then every process of the zone's cgroup is killed. zsched records the exit
-//! and removes the cgroup; if zsched itself is gone, halt does that cleanup.
+//! `zone halt` and `zone reboot`: the zone's init gets its own shutdown request
+//! (its halt signal: [`super::halt_signal`]), a grace period, then every process
+//! of the zone's cgroup is killed. zsched records the exit and removes the cgroup;
+//! if zsched itself is gone, halt does that cleanup.
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
+use super::halt_signal::{self, HaltSignal};
 use super::record::ZoneRecord;
 use super::status::ZoneStatus;
 use super::{lock, Result, ZoneError, ZoneHost};
@@ -49,27 +48,47 @@ impl ZoneHost {
             return self.clear_cgroup(uuid);
         };
         if runtime.init_alive() {
+            // A record that cannot be read must not keep a zone from stopping.
+            let signal = ZoneRecord::load(&self.paths(uuid))
+                .map(|record| self.halt_signal(&record))
+                .unwrap_or(HaltSignal {
+                    signal: zonefleet_proto::spec::Signal::TERM,
+                    source: halt_signal::HaltSignalSource::Default,
+                });
             let mark = dir.join(super::paths::HALTING_MARK);
             std::fs::write(&mark, b"").map_err(|e| ZoneError::io(&mark, e))?;
-            let result = self.terminate(uuid, dir, &runtime);
+            let result = self.terminate(uuid, dir, &runtime, signal);
             let _ = std::fs::remove_file(&mark);
             result?;
         }
         self.finish_exit(uuid, dir)
     }
 
-    fn terminate(&self, uuid: &str, dir: &std::path::Path, runtime: &Runtime) -> Result<()> {
-        let init = Pid::from_raw(runtime.init_pid);
-        // init only gets SIGTERM if it installed a handler (PID namespace rule);
-        // otherwise the grace period runs out and the kill below does the job.
-        // A signal sent before init installed its handler is lost, so it is
+    fn terminate(
+        &self,
+        uuid: &str,
+        dir: &std::path::Path,
+        runtime: &Runtime,
+        signal: HaltSignal,
+    ) -> Result<()> {
+        let number = halt_signal::number(signal.signal);
+        tracing::info!(
+            zone = uuid, signal = %signal.signal, source = ?signal.source,
+            grace_ms = self.halt_grace.as_millis() as u64, "halting zone"
+        );
+        // init only gets the signal if it installed a handler (PID namespace
+        // rule); otherwise the grace period runs out and the kill below does the
+        // job. A signal sent before init installed its handler is lost, so it is
         // sent again every RESEND until the grace period ends.
         let deadline = Instant::now() + self.halt_grace;
-        let mut next_term = Instant::now();
+        let mut next_send = Instant::now();
         while Instant::now() < deadline && still_running(dir)? {
-            if Instant::now() >= next_term {
-                let _ = kill(init, Signal::SIGTERM);
-                next_term = Instant::now() + RESEND;
+            if Instant::now() >= next_send {
+                // nix's Signal has no real-time signals: the raw call.
+                // SAFETY: kill(2) takes no pointers; the pid is the zone's init,
+                // alive as booted (still_running checked its start time just now).
+                unsafe { libc::kill(runtime.init_pid, number) };
+                next_send = Instant::now() + RESEND;
             }
             std::thread::sleep(POLL);
         }

@@ -1,7 +1,7 @@
 //! The zone lifecycle on one host, one file per verb: `create` (configure +
 //! install), `boot`, `halt`, `reboot`, `update`, `delete`, plus reading
 //! (`status`), running commands inside (`exec`), the host-side process view
-//! (`ps`) and the console log (`logs`). The standalone `zonefleet-agent zone …`
+//! (`ps`), the console log (`logs`) and the console itself (`console`). The standalone `zonefleet-agent zone …`
 //! commands and the fleet daemon both drive these.
 //!
 //! Concurrency: every verb that changes a zone holds that zone's lock file, and
@@ -10,11 +10,13 @@
 
 pub mod autoboot;
 pub mod boot;
+pub mod console;
 pub mod create;
 pub mod delete;
 pub mod exec;
 pub mod features;
 pub mod halt;
+pub mod halt_signal;
 pub mod host;
 pub mod idmap;
 pub mod limits;
@@ -73,6 +75,25 @@ pub enum ZoneError {
         /// The verb refused.
         verb: &'static str,
     },
+    /// The verb needs the zone running, and it is not.
+    #[error("zone {uuid}{} is not running: cannot {verb}", alias.as_deref().map(|a| format!(" ({a})")).unwrap_or_default())]
+    NotRunning {
+        /// The zone.
+        uuid: String,
+        /// Its alias, if it has one.
+        alias: Option<String>,
+        /// The verb refused.
+        verb: &'static str,
+    },
+    /// The zone runs, but its zsched serves no console.
+    #[error("zone {uuid} is running but serves no console (its zsched predates the console relay): reboot the zone to get one")]
+    NoConsole {
+        /// The zone.
+        uuid: String,
+    },
+    /// The zone's console failed.
+    #[error(transparent)]
+    Console(#[from] crate::zsched::console::ConsoleError),
     /// The zone needs a kernel feature this host lacks: refused rather than run weaker.
     #[error("zone needs {feature}, which this host lacks: {detail}")]
     MissingFeature {

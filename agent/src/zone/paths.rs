@@ -22,6 +22,8 @@ pub const ZONECONTROL_DIR: &str = "zonecontrol";
 pub const METADATA_FILE: &str = "metadata.json";
 /// The console log zsched writes.
 pub const CONSOLE_FILE: &str = "console.log";
+/// The socket of the zone's console relay (`zone console`), while zsched serves it.
+pub const CONSOLE_SOCKET: &str = "console.sock";
 /// zsched's own log.
 pub const ZSCHED_LOG: &str = "zsched.log";
 /// What zsched booted the zone with.
@@ -72,6 +74,10 @@ impl ZonePaths {
     /// The console log.
     pub fn console(&self) -> PathBuf {
         self.dir.join(CONSOLE_FILE)
+    }
+    /// The socket of the zone's console relay.
+    pub fn console_socket(&self) -> PathBuf {
+        self.dir.join(CONSOLE_SOCKET)
     }
     /// The mark of a halt in progress.
     pub fn halting(&self) -> PathBuf {

@@ -1,64 +1,25 @@
-//! The zone's console: a pty ([`Pty`]), and its log: zsched copies init's stdout and stderr into
-//! `console.log`, capped in size. When the file reaches its cap it becomes
-//! `console.log.1` (replacing the previous one), so at most twice the cap is
-//! kept and a chatty zone cannot fill the host's disk.
+//! The zone's console. Here: its log — zsched copies what init writes to its
+//! console into `console.log`, capped in size. When the file reaches its cap it
+//! becomes `console.log.1` (replacing the previous one), so at most twice the cap
+//! is kept and a chatty zone cannot fill the host's disk.
+//!
+//! Beside it: the zone's `/dev/console` as a pty ([`pty`]), the relay zsched
+//! drives to log it and serve `zone console` ([`relay`], whose doc says how zsched
+//! drives it), and the client side of `zone console` ([`client`]).
+
+pub mod client;
+pub mod error;
+pub mod pty;
+pub mod relay;
+
+pub use client::{attach, AttachOptions, Detach};
+pub use error::ConsoleError;
+pub use pty::Pty;
+pub use relay::{ConsoleRelay, RelayState};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// The zone's console: a pty from the host's devpts. The zone's init gets the
-/// slave as its stdio and as `/dev/console`; zsched holds the master (and a
-/// slave descriptor, so the terminal lives while no zone process holds it).
-pub struct Pty {
-    /// zsched's end.
-    pub master: std::os::fd::OwnedFd,
-    /// The zone's end.
-    pub slave: std::os::fd::OwnedFd,
-    /// The slave's host path (`/dev/pts/N`), bound onto the zone's `/dev/console`.
-    pub path: PathBuf,
-}
-
-impl Pty {
-    /// Allocates a pty whose slave belongs to the zone's root `owner` (host ids)
-    /// and group tty (5) of the zone, without becoming anyone's controlling
-    /// terminal. Output is passed through unchanged (no `\n` to `\r\n`), so
-    /// the log holds what init wrote; an init that wants a terminal's
-    /// settings (systemd) sets them itself.
-    pub fn open(owner: (u32, u32)) -> Result<Pty, super::ZschedError> {
-        use nix::fcntl::OFlag;
-        let sys = |what: &'static str| move |source| super::ZschedError::Process { what, source };
-        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-            .map_err(sys("open the console pty"))?;
-        nix::pty::grantpt(&master).map_err(sys("grantpt"))?;
-        nix::pty::unlockpt(&master).map_err(sys("unlockpt"))?;
-        let path = PathBuf::from(nix::pty::ptsname_r(&master).map_err(sys("ptsname"))?);
-        let slave: std::os::fd::OwnedFd = nix::fcntl::open(
-            &path,
-            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(sys("open the console pty's slave"))?;
-        let tty_gid = owner.1.saturating_add(5);
-        nix::unistd::fchown(
-            &slave,
-            Some(nix::unistd::Uid::from_raw(owner.0)),
-            Some(nix::unistd::Gid::from_raw(tty_gid)),
-        )
-        .map_err(sys("chown the console pty"))?;
-        let mut termios = nix::sys::termios::tcgetattr(&slave).map_err(sys("tcgetattr"))?;
-        termios
-            .output_flags
-            .remove(nix::sys::termios::OutputFlags::ONLCR);
-        nix::sys::termios::tcsetattr(&slave, nix::sys::termios::SetArg::TCSANOW, &termios)
-            .map_err(sys("tcsetattr"))?;
-        Ok(Pty {
-            master: master.into(),
-            slave,
-            path,
-        })
-    }
-}
 
 /// Default cap of one console log file.
 pub const DEFAULT_CAP_BYTES: u64 = 1 << 20;

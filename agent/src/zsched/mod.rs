@@ -79,6 +79,9 @@ pub enum ZschedError {
     /// Starting zsched failed.
     #[error("start zsched: {0}")]
     Spawn(std::io::Error),
+    /// The zone's console could not be made or served.
+    #[error(transparent)]
+    Console(#[from] console::ConsoleError),
 }
 
 fn process(what: &'static str) -> impl FnOnce(nix::Error) -> ZschedError {
@@ -258,13 +261,10 @@ fn reboot(
     }
 }
 
-/// A booted zone: its init (zsched's child) and zsched's ends of the console.
+/// A booted zone: its init (zsched's child) and the console pty's master.
 struct Booted {
     init: Pid,
     console: OwnedFd,
-    /// Kept open so the console stays a terminal while no zone process holds
-    /// it (systemd closes and reopens `/dev/console`).
-    _console_slave: OwnedFd,
 }
 
 impl Booted {
@@ -287,7 +287,10 @@ impl Booted {
 fn boot_once(setup: &init::InitSetup, userns: Option<&OwnedFd>) -> Result<Booted, ZschedError> {
     let plan = &setup.plan;
     let owner = plan.userns.map_or((0, 0), |r| (r.host_base, r.host_base));
-    let pty = console::Pty::open(owner)?;
+    let pty = console::Pty::open()?;
+    pty.chown_slave(owner.0, owner.1)?;
+    let slave = pty.open_slave()?;
+    plain_output(&slave)?;
     let (err_r, err_w) = pipe()?;
     let (staged_r, staged_w) = pipe()?;
     let (joined_r, joined_w) = pipe()?;
@@ -304,7 +307,7 @@ fn boot_once(setup: &init::InitSetup, userns: Option<&OwnedFd>) -> Result<Booted
                 // SAFETY: _exit in a forked child: no destructors may run.
                 unsafe { libc::_exit(127) }
             };
-            if let Err(e) = setup.stage_root(&pty.slave, &pty.path, userns) {
+            if let Err(e) = setup.stage_root(&slave, pty.slave_path(), userns) {
                 fail(e);
             }
             // The root is built: wait to be placed in the zone's cgroup.
@@ -338,7 +341,9 @@ fn boot_once(setup: &init::InitSetup, userns: Option<&OwnedFd>) -> Result<Booted
         }
         ForkResult::Parent { child } => child,
     };
-    drop((err_w, staged_w, joined_r, pid_w, go_r));
+    // The zone's processes hold the console's slave from here; zsched only the
+    // master (the relay notices a console every process closed).
+    drop((err_w, staged_w, joined_r, pid_w, go_r, slave));
 
     let staged = read_byte(&staged_r);
     drop(staged_r);
@@ -381,8 +386,7 @@ fn boot_once(setup: &init::InitSetup, userns: Option<&OwnedFd>) -> Result<Booted
     match init {
         Some(init) if failure.is_empty() => Ok(Booted {
             init,
-            console: pty.master,
-            _console_slave: pty.slave,
+            console: pty.into_master(),
         }),
         _ => {
             let why = if failure.is_empty() {
@@ -393,6 +397,19 @@ fn boot_once(setup: &init::InitSetup, userns: Option<&OwnedFd>) -> Result<Booted
             Err(abort(init, ZschedError::Boot(why)))
         }
     }
+}
+
+/// Output passed through unchanged (no `\n` to `\r\n`), so the log holds what
+/// init wrote; an init that wants a terminal's settings (systemd) sets them.
+fn plain_output(slave: &OwnedFd) -> Result<(), ZschedError> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, OutputFlags, SetArg};
+    let tty = |source| ZschedError::Process {
+        what: "set up the console",
+        source,
+    };
+    let mut termios = tcgetattr(slave).map_err(tty)?;
+    termios.output_flags.remove(OutputFlags::ONLCR);
+    tcsetattr(slave, SetArg::TCSANOW, &termios).map_err(tty)
 }
 
 fn read_byte(fd: &OwnedFd) -> bool {
@@ -422,30 +439,37 @@ fn detach_network(plan: &BootPlan) {
     }
 }
 
-/// Copies init's console into the log until init exits, then reaps it. Single
-/// threaded on purpose (zsched stays one small process): the console and
-/// init's exit are waited for together with `poll` on the console pty and a
-/// pidfd.
+/// Serves init's console (into the log, and to `zone console`) until init
+/// exits, then reaps it. Single threaded on purpose (zsched stays one small
+/// process): the console relay, init's exit and the fence are waited for
+/// together with one `poll` over the relay's descriptors and a pidfd.
 fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
     let path = plan.zone_dir.join(crate::zone::paths::CONSOLE_FILE);
-    let mut log = match console::ConsoleLog::open(&path, plan.console_cap_bytes) {
+    let log = match console::ConsoleLog::open(&path, plan.console_cap_bytes) {
         Ok(log) => Some(log),
         Err(e) => {
             eprintln!("zsched: console log {}: {e}", path.display());
             None
         }
     };
-    let mut console = Some(std::fs::File::from(console));
+    let socket = plan.zone_dir.join(crate::zone::paths::CONSOLE_SOCKET);
+    let mut relay = match console::ConsoleRelay::new(console, log, &socket) {
+        Ok(relay) => Some(relay),
+        Err(e) => {
+            eprintln!("zsched: console {}: {e}", socket.display());
+            None
+        }
+    };
     let pidfd = crate::process::pidfd_open(child).ok();
-    let mut buf = vec![0u8; 16 * 1024];
     let mut init_gone = false;
     let mut fenced = false;
     let mut drain_deadline: Option<std::time::Instant> = None;
-    while let Some(source) = console.as_mut() {
+    let mut exit: Option<ExitRecord> = None;
+    loop {
         // The fence: the host's lease ran out, so the controllers may place the zone
         // elsewhere soon; it must be dead before then. SIGKILL, not a graceful halt:
         // the margin is for the kill, not for a shutdown.
-        let mut fence_in: Option<Duration> = None;
+        let mut timeout: Option<Duration> = None;
         if let (Some(lease), false) = (&plan.fence, fenced || init_gone) {
             let left = crate::fence::remaining(lease);
             if left.is_zero() {
@@ -453,29 +477,44 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
                 let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                 fenced = true;
             } else {
-                fence_in = Some(left);
+                // Woken at the deadline (the lease is read again then: usually renewed).
+                timeout = Some(left);
             }
         }
         if let Some(deadline) = drain_deadline {
-            if std::time::Instant::now() >= deadline {
+            let done = relay
+                .as_ref()
+                .is_none_or(|r| r.state() == console::RelayState::Closed);
+            if done || std::time::Instant::now() >= deadline {
                 break;
             }
         }
-        let mut fds = vec![PollFd::new(source.as_fd(), PollFlags::POLLIN)];
+        let mut fds = relay.as_ref().map(|r| r.poll_fds()).unwrap_or_default();
+        let first_own = fds.len();
         if let (Some(pidfd), false) = (&pidfd, init_gone) {
             fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
         }
-        // Without a pidfd (old kernel) fall back to checking init every 100 ms.
-        let mut timeout = if pidfd.is_none() || init_gone {
-            100u16
-        } else {
-            u16::MAX
-        };
-        if let Some(left) = fence_in {
-            // Wake at the deadline (the lease is read again then: usually renewed).
-            timeout = timeout.min(left.as_millis().clamp(1, u128::from(u16::MAX)) as u16);
+        // Without a pidfd (old kernel) init is checked every 100 ms; after its
+        // exit the console is drained in short steps.
+        if pidfd.is_none() || init_gone {
+            timeout = Some(timeout.map_or(Duration::from_millis(100), |t| {
+                t.min(Duration::from_millis(100))
+            }));
         }
-        match poll(&mut fds, PollTimeout::from(timeout)) {
+        if let Some(t) = relay.as_ref().and_then(|r| r.timeout()) {
+            timeout = Some(timeout.map_or(t, |own| own.min(t)));
+        }
+        let poll_timeout = match timeout {
+            None => PollTimeout::NONE,
+            Some(t) => PollTimeout::from(t.as_millis().clamp(1, u128::from(u16::MAX)) as u16),
+        };
+        let polled = poll(&mut fds, poll_timeout);
+        let revents: Vec<PollFlags> = fds
+            .iter()
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+            .collect();
+        drop(fds);
+        match polled {
             Err(nix::Error::EINTR) => continue,
             Err(e) => {
                 eprintln!("zsched: poll: {e}");
@@ -484,33 +523,22 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
             }
             Ok(_) => {}
         }
-        let console_ready = fds[0].any().unwrap_or(false);
-        let init_ready = fds.get(1).and_then(|f| f.any()).unwrap_or(false);
-        if console_ready {
-            match std::io::Read::read(source, &mut buf) {
-                Ok(0) => console = None,
-                Ok(n) => {
-                    if let Some(log) = log.as_mut() {
-                        if let Err(e) = log.append(&buf[..n]) {
-                            eprintln!("zsched: console log: {e}");
-                        }
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => console = None,
-            }
+        if let Some(relay) = relay.as_mut() {
+            relay.on_ready(&revents[..first_own]);
         }
+        let init_ready = revents.get(first_own).is_some_and(|r| !r.is_empty());
         if !init_gone && (init_ready || (pidfd.is_none() && !alive(child))) {
             init_gone = true;
-            // Every process of the PID namespace dies with init; what they
-            // wrote is in the pty's buffer: read it, briefly (zsched holds the
-            // console's other end, so it never ends by itself).
-            drain_deadline = Some(std::time::Instant::now() + Duration::from_millis(200));
+            // Reaped at once. Every process of the PID namespace dies with init;
+            // what they wrote is in the pty's buffer, read until the relay sees
+            // the console closed (at once, once the last holder is gone; bounded).
+            exit = Some(wait_for(child));
+            drain_deadline = Some(std::time::Instant::now() + Duration::from_secs(2));
         }
     }
     ExitRecord {
         fenced,
-        ..wait_for(child)
+        ..exit.unwrap_or_else(|| wait_for(child))
     }
 }
 

@@ -45,6 +45,15 @@ pub fn manifest_of(
         size_bytes: start.size_bytes,
         min_ram_mib: start.min_ram_mib,
         description: start.description,
+        // Written canonically, as the agents' stores will keep it.
+        halt_signal: start
+            .halt_signal
+            .map(|s| {
+                zonefleet_proto::spec::Signal::parse(&s)
+                    .map(|sig| sig.to_string())
+                    .map_err(|e| Status::invalid_argument(format!("image: halt_signal: {e}")))
+            })
+            .transpose()?,
     };
     let invalid = |e: &dyn std::fmt::Display| Status::invalid_argument(format!("image: {e}"));
     ImageManifest::try_from(manifest.clone())
@@ -143,4 +152,35 @@ async fn held_by_a_manifest(node: &Controller, sha256: &str) -> bool {
         .images
         .values()
         .any(|i| i.sha256 == sha256)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(halt_signal: Option<&str>) -> pb::ImportImageStart {
+        pb::ImportImageStart {
+            name: "base".into(),
+            size_bytes: 10,
+            sha256: "ab".repeat(32),
+            halt_signal: halt_signal.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_halt_signal_is_checked_and_kept_canonical() {
+        let manifest = manifest_of(start(Some("rtmin+3")), 100).unwrap();
+        assert_eq!(manifest.halt_signal.as_deref(), Some("SIGRTMIN+3"));
+        assert_eq!(manifest_of(start(None), 100).unwrap().halt_signal, None);
+        let refused = manifest_of(start(Some("SIGKILL")), 100).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(
+            refused
+                .message()
+                .starts_with("image: halt_signal: \"SIGKILL\" cannot be caught"),
+            "{}",
+            refused.message()
+        );
+    }
 }

@@ -16,7 +16,9 @@ use crate::pb;
 use crate::spec::check;
 use crate::spec::text::{self, Text};
 use crate::spec::Problems;
-use crate::spec::{ImageRef, Sha256Digest, SpecError, ValidationErrors, ValueError, MEMORY_MIB};
+use crate::spec::{
+    ImageRef, Sha256Digest, Signal, SpecError, ValidationErrors, ValueError, MEMORY_MIB,
+};
 
 /// The largest image archive accepted: 1 TiB.
 pub const MAX_IMAGE_BYTES: u64 = 1 << 40;
@@ -49,6 +51,10 @@ pub struct ImageManifest {
     /// Free text for operators.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// The signal that asks the image's init to shut down (`SIGRTMIN+3`), for the
+    /// zones whose spec names none; absent, it is detected from the image's init.
+    #[serde(default, with = "text::opt", skip_serializing_if = "Option::is_none")]
+    pub halt_signal: Option<Signal>,
 }
 
 impl ImageManifest {
@@ -183,6 +189,7 @@ impl From<ImageManifest> for pb::ImageManifest {
             // 0 is "no minimum" on the wire; a present minimum is at least 16 MiB.
             min_ram_mib: m.min_ram.unwrap_or(0),
             description: m.description,
+            halt_signal: m.halt_signal.map(|s| s.to_text()),
         }
     }
 }
@@ -194,6 +201,9 @@ impl TryFrom<pb::ImageManifest> for ImageManifest {
         let mut p = Problems::default();
         let uuid = p.take("uuid", Uuid::parse_text(&m.uuid));
         let sha256 = p.take("sha256", Sha256Digest::parse(&m.sha256));
+        let halt_signal = m
+            .halt_signal
+            .and_then(|s| p.take("halt_signal", Signal::parse(&s)));
         p.finish()?;
         Ok(ImageManifest {
             uuid: uuid.expect("no problem means a uuid"),
@@ -203,6 +213,7 @@ impl TryFrom<pb::ImageManifest> for ImageManifest {
             size: m.size_bytes,
             min_ram: (m.min_ram_mib != 0).then_some(m.min_ram_mib),
             description: m.description,
+            halt_signal,
         })
     }
 }
@@ -229,7 +240,8 @@ mod tests {
   "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
   "size": 157286400,
   "min_ram": 128,
-  "description": "Minimal base image"
+  "description": "Minimal base image",
+  "halt_signal": "SIGRTMIN+3"
 }"#;
 
     fn manifest() -> ImageManifest {
@@ -281,12 +293,35 @@ mod tests {
         let bad = pb::ImageManifest {
             uuid: "x".into(),
             sha256: "y".into(),
+            halt_signal: Some("9".into()),
             ..pb::ImageManifest::default()
         };
         assert_eq!(
-            ImageManifest::try_from(bad).unwrap_err().to_string(),
-            "uuid: \"x\" is not a UUID; allowed 32 hex digits as 8-4-4-4-12\nsha256: \"y\" is not a sha256 digest; allowed 64 lowercase hex digits"
+            ImageManifest::try_from(bad)
+                .unwrap_err()
+                .to_string()
+                .lines()
+                .map(|l| l.split(';').next().unwrap_or(l))
+                .collect::<Vec<_>>(),
+            [
+                "uuid: \"x\" is not a UUID",
+                "sha256: \"y\" is not a sha256 digest",
+                "halt_signal: \"9\" is a signal number (numbers differ between architectures)",
+            ]
         );
+        let err = ImageManifest::try_from(pb::ImageManifest {
+            halt_signal: Some("SIGKILL".into()),
+            ..pb::ImageManifest::from(manifest())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("halt_signal: \"SIGKILL\" cannot be caught"),
+            "{err}"
+        );
+        // A manifest of an older agent (no halt_signal) still reads.
+        let old = JSON.replace(",\n  \"halt_signal\": \"SIGRTMIN+3\"", "");
+        assert_eq!(ImageManifest::from_json(&old).unwrap().halt_signal, None);
     }
 
     #[test]

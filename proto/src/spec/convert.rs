@@ -20,6 +20,7 @@ use super::placement::{
     Affinity, AffinityRule, AffinityTarget, FailureDomain, Placement, PlacementStrategy, RuleMode,
     Spread,
 };
+use super::signal::Signal;
 use super::text::Text;
 use super::zone::{Brand, OnHostLost, ZoneSpec};
 use crate::pb;
@@ -152,6 +153,7 @@ impl From<ZoneSpec> for pb::ZoneSpec {
             tags: s.tags.into_iter().collect(),
             // An absent and an empty init are one on the wire; an empty one is invalid.
             init: s.init.unwrap_or_default(),
+            halt_signal: s.halt_signal.map(|sig| sig.to_text()),
             autoboot: s.autoboot,
             user_namespace: s.user_namespace,
             owner: s.owner,
@@ -191,6 +193,7 @@ impl TryFrom<pb::ZoneSpec> for ZoneSpec {
             .filter_map(|(i, n)| nic_from_pb(n, &format!("nics[{i}]"), &mut p))
             .collect();
         let resolvers = list::<IpAddr>(&mut p, "resolvers", m.resolvers);
+        let halt_signal = opt::<Signal>(&mut p, "halt_signal".into(), m.halt_signal);
         let on_host_lost = p
             .take("on_host_lost", enum_from_pb(m.on_host_lost, ON_HOST_LOST))
             .flatten();
@@ -218,6 +221,7 @@ impl TryFrom<pb::ZoneSpec> for ZoneSpec {
         spec.customer_metadata = m.customer_metadata.into_iter().collect();
         spec.tags = m.tags.into_iter().collect();
         spec.init = (!m.init.is_empty()).then_some(m.init);
+        spec.halt_signal = halt_signal;
         spec.autoboot = m.autoboot;
         spec.user_namespace = m.user_namespace;
         spec.owner = m.owner;

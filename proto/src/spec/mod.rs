@@ -25,6 +25,7 @@ mod nic;
 mod patch;
 mod placement;
 mod read;
+mod signal;
 pub(crate) mod text;
 mod validate;
 mod zone;
@@ -50,5 +51,6 @@ pub use placement::{
     Affinity, AffinityRule, AffinityTarget, FailureDomain, Placement, PlacementStrategy, RuleMode,
     Spread,
 };
+pub use signal::{Signal, StdSignal, MAX_RT_OFFSET};
 pub use text::ROOT_PATH;
 pub use zone::{Brand, OnHostLost, ZoneSpec, FIELDS};

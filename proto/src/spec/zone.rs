@@ -12,6 +12,7 @@ use super::image_ref::ImageRef;
 use super::nic::Nic;
 use super::placement::Placement;
 use super::read;
+use super::signal::Signal;
 use super::text;
 
 /// The spec's properties in the order of [`ZoneSpec`]'s fields (and of its JSON):
@@ -37,6 +38,7 @@ pub const FIELDS: &[&str] = &[
     "customer_metadata",
     "tags",
     "init",
+    "halt_signal",
     "autoboot",
     "user_namespace",
     "owner",
@@ -158,6 +160,11 @@ pub struct ZoneSpec {
     /// The zone's PID 1 as an argv; `["/sbin/init"]` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<Vec<String>>,
+    /// The signal `zone halt` sends init to ask it to shut down (`SIGRTMIN+3`,
+    /// `SIGPWR`...). Absent: the image's, else detected from the image's init
+    /// (systemd, busybox init), else `SIGTERM`.
+    #[serde(default, with = "text::opt", skip_serializing_if = "Option::is_none")]
+    pub halt_signal: Option<Signal>,
     /// Boot the zone again after its host reboots (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoboot: Option<bool>,
@@ -202,6 +209,7 @@ impl ZoneSpec {
             customer_metadata: BTreeMap::new(),
             tags: BTreeMap::new(),
             init: None,
+            halt_signal: None,
             autoboot: None,
             user_namespace: None,
             owner: None,

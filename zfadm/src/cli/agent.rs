@@ -9,12 +9,12 @@
 //! SIGHUP, a panic) and its size is sent at the start and on each SIGWINCH.
 
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
 
 use anyhow::{bail, Context};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
+use zonefleet_proto::cli::RawMode;
 use zonefleet_proto::pb;
 use zonefleet_proto::pb::exec_input::Input;
 use zonefleet_proto::pb::exec_output::Output;
@@ -168,30 +168,6 @@ pub async fn logs(
     Ok(())
 }
 
-/// Our terminal in raw mode while this lives; restored when dropped (also on unwind).
-struct RawMode {
-    saved: nix::sys::termios::Termios,
-}
-
-impl RawMode {
-    fn enter() -> anyhow::Result<RawMode> {
-        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-        let stdin = std::io::stdin();
-        let saved = tcgetattr(stdin.as_fd()).context("-t: reading the terminal's mode")?;
-        let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).context("-t: raw mode")?;
-        Ok(RawMode { saved })
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        use nix::sys::termios::{tcsetattr, SetArg};
-        let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.saved);
-    }
-}
-
 /// Our terminal's size, if stdin is one.
 fn terminal_size() -> Option<pb::TtySize> {
     let mut ws = libc::winsize {
@@ -268,7 +244,11 @@ pub async fn exec(
         .map_err(|s| agent_error(target, s))?
         .into_inner();
     // From here on our terminal is raw until this function returns, however it does.
-    let _raw = if tty { Some(RawMode::enter()?) } else { None };
+    let _raw = if tty {
+        Some(RawMode::enter(std::io::stdin()).context("-t: raw mode")?)
+    } else {
+        None
+    };
     stdin_reader(tx.clone());
     use tokio::signal::unix::{signal, SignalKind};
     let mut winch = signal(SignalKind::window_change())?;

@@ -49,6 +49,10 @@ pub enum ImageCommand {
         /// The least memory a zone of the image needs, MiB.
         #[arg(long)]
         min_ram: Option<u64>,
+        /// The signal that asks the image's init to shut down, e.g. SIGRTMIN+3 or
+        /// SIGPWR (default: detected from the image's init when a zone halts).
+        #[arg(long, value_name = "SIGNAL")]
+        halt_signal: Option<String>,
     },
     /// Remove an image (refused while a zone uses it); its blobs go from every
     /// controller.
@@ -114,12 +118,17 @@ pub async fn run(
             version,
             description,
             min_ram,
+            halt_signal,
         } => {
             let name = name.unwrap_or_else(|| zonefleet_proto::image::default_name(&file));
             zonefleet_proto::image::check_name(&name).context("--name")?;
             if let Some(v) = &version {
                 zonefleet_proto::image::check_version(v).context("--version")?;
             }
+            let halt_signal = halt_signal
+                .map(|s| zonefleet_proto::spec::Signal::parse(&s).map(|sig| sig.to_string()))
+                .transpose()
+                .context("--halt-signal")?;
             let (sha256, size) = hash(&file)?;
             let start = pb::ImportImageStart {
                 name: name.clone(),
@@ -129,6 +138,7 @@ pub async fn run(
                 min_ram_mib: min_ram.unwrap_or(0),
                 description,
                 uuid: String::new(),
+                halt_signal,
             };
             let progress = Progress::new(size);
             let _drawing = progress.draw(&format!("import {name}"));

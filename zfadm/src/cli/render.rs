@@ -191,7 +191,7 @@ fn network_json(n: &pb::Network) -> Value {
 fn image_json(i: &pb::ImageManifest) -> Value {
     json!({ "uuid": i.uuid, "name": i.name, "version": i.version, "sha256": i.sha256,
             "size_bytes": i.size_bytes, "min_ram_mib": i.min_ram_mib,
-            "description": i.description })
+            "description": i.description, "halt_signal": i.halt_signal })
 }
 
 /// Prints one image: a JSON object, or its fields one a line.
@@ -214,6 +214,9 @@ pub(super) fn print_image(
     }
     if !i.description.is_empty() {
         writeln!(out, "description: {}", i.description)?;
+    }
+    if let Some(signal) = &i.halt_signal {
+        writeln!(out, "halt_signal: {signal}")?;
     }
     Ok(())
 }

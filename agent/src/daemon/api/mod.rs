@@ -50,9 +50,10 @@ pub enum ApiError {
 pub(crate) fn zone_status(e: ZoneError) -> Status {
     match e {
         ZoneError::NotFound(_) => Status::not_found(format!("{e} on this host")),
-        ZoneError::Ambiguous { .. } | ZoneError::WrongState { .. } => {
-            Status::failed_precondition(e.to_string())
-        }
+        ZoneError::Ambiguous { .. }
+        | ZoneError::WrongState { .. }
+        | ZoneError::NotRunning { .. }
+        | ZoneError::NoConsole { .. } => Status::failed_precondition(e.to_string()),
         other => Status::internal(other.to_string()),
     }
 }
