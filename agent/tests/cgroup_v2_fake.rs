@@ -299,7 +299,12 @@ fn v2_fake_delegation_hands_the_zone_root_its_process_files_and_never_its_limits
         .unwrap();
         (m.uid(), m.gid())
     };
-    for name in ["", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+    for name in [
+        "",
+        "cgroup.procs",
+        "cgroup.threads",
+        "cgroup.subtree_control",
+    ] {
         assert_eq!(owned(name), owner, "{name:?} is the zone root's");
     }
     for name in ["memory.max", "cpu.max", "pids.max"] {

@@ -917,6 +917,8 @@ fn store_limits_apply_unless_the_import_gives_its_own() {
         )
         .unwrap();
     assert_eq!(rec.name, "app");
+}
+
 #[test]
 fn an_import_records_the_halt_signal_it_is_given_and_refuses_a_bad_one() {
     let td = tempfile::tempdir().unwrap();

@@ -251,3 +251,74 @@ fn a_zone_without_nics_reaches_its_own_loopback() {
     );
     assert_eq!((code, out.trim()), (0, "here"));
 }
+
+#[test]
+fn zone_halt_asks_systemd_to_halt_and_it_does_within_the_grace_period() {
+    use support::host::{Image, TestHost};
+    let Some(t) = TestHost::with_image("zone_halt_asks_systemd_to_halt", Image::Debian) else {
+        return;
+    };
+    let zone = t.running(r#"{"alias": "halting"}"#);
+    let started = Instant::now();
+    let status = t.host.halt(&zone.uuid).expect("halt");
+    let took = started.elapsed();
+    assert_eq!(status.state, ZoneState::Installed);
+    // SIGRTMIN+3 (systemd's own shutdown request, halt.target, detected from
+    // the image's /sbin/init): systemd stops its units and halts, which ends
+    // the PID namespace by SIGINT — not the SIGKILL that ends the grace period.
+    let exit = status.last_exit.expect("the exit is recorded");
+    assert_eq!(exit.signal, Some(libc::SIGINT), "{exit:?} after {took:?}");
+    assert!(took < t.host.halt_grace, "{took:?}");
+    let console = std::fs::read_to_string(t.host.paths(&zone.uuid).console()).unwrap();
+    assert!(console.contains("System Halt"), "{console}");
+}
+
+#[test]
+fn zone_console_attaches_to_the_zones_own_console_and_detaches() {
+    use std::process::Stdio;
+    use support::host::{Image, TestHost};
+    let Some(t) = TestHost::with_image("zone_console_attaches", Image::Debian) else {
+        return;
+    };
+    t.running(r#"{"alias": "tty", "hostname": "tty"}"#);
+    // systemd's console-getty waits on /dev/console: a newline gets a prompt.
+    let mut client = t
+        .agent()
+        .args(["--cgroup-parent", &t.host.cgroup_parent])
+        .args(["zone", "console", "tty"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("zone console");
+    let mut stdin = client.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stdin.write_all(b"\r").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // The detach key: the client leaves, the zone runs on.
+    stdin.write_all(&[0x1d]).unwrap();
+    drop(stdin);
+    let out = support::host::wait_output(client, Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("tty login:"), "the getty's prompt: {text}");
+    assert_eq!(t.host.get("tty").unwrap().state, ZoneState::Running);
+    // A zone that is not running has no console to attach to.
+    t.host.halt("tty").unwrap();
+    let out = t
+        .agent()
+        .args(["--cgroup-parent", &t.host.cgroup_parent])
+        .args(["zone", "console", "tty"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not running"),
+        "{out:?}"
+    );
+}

@@ -1,16 +1,19 @@
 //! Extended attributes from `SCHILY.xattr.*` pax records: which are imported, and
 //! setting them on the inode the unpacker just made, through its descriptor.
 //!
-//! Imported: `user.*`, `trusted.*` and `security.capability` (file capabilities:
-//! Debian's `ping` has `cap_net_raw` rather than setuid). Refused, naming the entry
-//! and the attribute:
+//! Imported: `user.*`, `trusted.*`, `security.capability` (file capabilities:
+//! Debian's `ping` has `cap_net_raw` rather than setuid) and POSIX ACLs
+//! (`system.posix_acl_access`, `system.posix_acl_default`: permissions a
+//! distribution ships, e.g. systemd's on `/var/log/journal`; through a zone's
+//! idmapped layer their ids are shifted like the owners'). Refused, naming the
+//! entry and the attribute:
 //! - `user.overlay.*`, `trusted.overlay.*`: overlayfs's own metadata (redirects,
 //!   opaque directories, whiteouts); an image is an overlayfs lower layer and must
 //!   not steer how a zone's root is assembled;
 //! - other `security.*` (`security.selinux`, `security.SMACK64`, `security.ima`,
 //!   `security.evm`, …): labels and measurements belong to the host's security
 //!   modules, not to the image that is being labelled;
-//! - `system.*` (ACLs as attributes and the like) and any other namespace.
+//! - any other `system.*` attribute, and any other namespace.
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -66,6 +69,9 @@ pub(crate) fn bytes(xattrs: &[Xattr]) -> u64 {
         .sum()
 }
 
+/// The POSIX ACL attributes, imported.
+const ACLS: [&[u8]; 2] = [b"system.posix_acl_access", b"system.posix_acl_default"];
+
 fn check(name: &[u8], value: &[u8]) -> Result<(), Refusal> {
     let shown = || String::from_utf8_lossy(name).into_owned();
     if name.is_empty() || name.len() > NAME_MAX || name.contains(&0) {
@@ -94,7 +100,8 @@ fn check(name: &[u8], value: &[u8]) -> Result<(), Refusal> {
         b"security" => refuse(
             "security labels and measurements belong to the host's security modules, not to the image",
         ),
-        b"system" => refuse("system attributes (ACLs and the like) are not imported"),
+        b"system" if ACLS.contains(&name) => Ok(()),
+        b"system" => refuse("system attributes other than POSIX ACLs are not imported"),
         _ => refuse("not an attribute namespace that is imported (user, trusted, security.capability)"),
     }
 }
@@ -170,12 +177,14 @@ mod tests {
         assert!(name_ok("user.mime_type"));
         assert!(name_ok("trusted.md5"));
         assert!(name_ok("security.capability"));
+        assert!(name_ok("system.posix_acl_access"));
+        assert!(name_ok("system.posix_acl_default"));
         for refused in [
             "security.selinux",
             "security.ima",
             "trusted.overlay.opaque",
             "user.overlay.redirect",
-            "system.posix_acl_access",
+            "system.nfs4_acl",
             "other.x",
         ] {
             assert!(

@@ -90,6 +90,11 @@ impl ZoneStatus {
                     Some(rt.zsched_pid),
                     None,
                 ),
+                // init has ended and zsched is still at work: reaping it, draining
+                // its console, recording how it ended (a few milliseconds).
+                Some(rt) if rt.exit.is_none() && rt.zsched_alive() => {
+                    (ZoneState::ShuttingDown, None, Some(rt.zsched_pid), None)
+                }
                 Some(rt) => (ZoneState::Installed, None, None, rt.exit),
                 None => (ZoneState::Installed, None, None, None),
             },

@@ -463,7 +463,7 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
     let pidfd = crate::process::pidfd_open(child).ok();
     let mut init_gone = false;
     let mut fenced = false;
-    let mut drain_deadline: Option<std::time::Instant> = None;
+    let mut drain_deadline: Option<(std::time::Instant, std::time::Instant)> = None;
     let mut exit: Option<ExitRecord> = None;
     loop {
         // The fence: the host's lease ran out, so the controllers may place the zone
@@ -481,11 +481,14 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
                 timeout = Some(left);
             }
         }
-        if let Some(deadline) = drain_deadline {
-            let done = relay
+        if let Some((since, deadline)) = drain_deadline {
+            // Closed seen at least one recheck after init's end: a console that
+            // was closed before and reopened by init's last words is read too.
+            let closed = relay
                 .as_ref()
                 .is_none_or(|r| r.state() == console::RelayState::Closed);
-            if done || std::time::Instant::now() >= deadline {
+            let now = std::time::Instant::now();
+            if (closed && now >= since + console::relay::RECHECK) || now >= deadline {
                 break;
             }
         }
@@ -533,7 +536,8 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
             // what they wrote is in the pty's buffer, read until the relay sees
             // the console closed (at once, once the last holder is gone; bounded).
             exit = Some(wait_for(child));
-            drain_deadline = Some(std::time::Instant::now() + Duration::from_secs(2));
+            let now = std::time::Instant::now();
+            drain_deadline = Some((now, now + Duration::from_secs(2)));
         }
     }
     ExitRecord {

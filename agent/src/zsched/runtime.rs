@@ -91,6 +91,15 @@ impl Runtime {
         Ok(write_replace(&zone_dir.join(RUNTIME_FILE), &bytes)?)
     }
 
+    /// Whether this boot's zsched still runs: same host boot, and the pid names a
+    /// live process whose command line is a zsched's.
+    pub fn zsched_alive(&self) -> bool {
+        current_boot_id().as_deref() == Some(self.boot_id.as_str())
+            && !is_zombie(self.zsched_pid)
+            && fs::read(format!("/proc/{}/cmdline", self.zsched_pid))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"zsched"))
+    }
+
     /// Whether init is alive right now: same host boot, and the pid still names
     /// the process that started at `init_start_ticks`.
     pub fn init_alive(&self) -> bool {
