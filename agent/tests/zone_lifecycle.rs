@@ -250,7 +250,10 @@ fn a_zone_needing_a_feature_this_host_lacks_is_refused() {
     let Some(t) = TestHost::new("a_zone_needing_a_feature_this_host_lacks") else {
         return;
     };
-    let vlan = t.host.features.get("bridge_vlan_filtering");
+    let vlan = t
+        .host
+        .features
+        .get("bridge_vlan_filtering", t.host.data_dir());
     let result =
         t.try_create(r#"{"alias": "tagged", "nics": [{"ip": "10.99.0.5/24", "vlan_id": 42}]}"#);
     if vlan.available {

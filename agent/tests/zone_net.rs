@@ -240,7 +240,10 @@ fn a_vlan_nic_is_refused_when_the_kernel_lacks_bridge_vlan_filtering() {
         return;
     }
     let mut lab = NetLab::new();
-    let feature = lab.host.features.get("bridge_vlan_filtering");
+    let feature = lab
+        .host
+        .features
+        .get("bridge_vlan_filtering", lab.host.data_dir());
     let result = lab.create(json!({"nics": [{"ip": "10.99.15.2/24", "vlan_id": 5}]}));
     if feature.available {
         support::skip(

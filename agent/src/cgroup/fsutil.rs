@@ -184,6 +184,27 @@ pub(crate) fn wait_until(
     }
 }
 
+/// Gives `dir` and the files `names` in it to `owner` (uid, gid): how a cgroup
+/// subtree is delegated to a zone's root. A missing file is skipped (not every
+/// kernel has every interface file).
+pub(crate) fn chown_delegated(
+    dir: &Path,
+    names: &[&str],
+    owner: (u32, u32),
+) -> Result<(), CgroupError> {
+    let (uid, gid) = (Some(owner.0), Some(owner.1));
+    std::os::unix::fs::chown(dir, uid, gid).map_err(|e| io_err("chown", dir, e))?;
+    for name in names {
+        let path = dir.join(name);
+        match std::os::unix::fs::chown(&path, uid, gid) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("chown", &path, e)),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,25 +245,4 @@ mod tests {
             "{err}"
         );
     }
-}
-
-/// Gives `dir` and the files `names` in it to `owner` (uid, gid): how a cgroup
-/// subtree is delegated to a zone's root. A missing file is skipped (not every
-/// kernel has every interface file).
-pub(crate) fn chown_delegated(
-    dir: &Path,
-    names: &[&str],
-    owner: (u32, u32),
-) -> Result<(), CgroupError> {
-    let (uid, gid) = (Some(owner.0), Some(owner.1));
-    std::os::unix::fs::chown(dir, uid, gid).map_err(|e| io_err("chown", dir, e))?;
-    for name in names {
-        let path = dir.join(name);
-        match std::os::unix::fs::chown(&path, uid, gid) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("chown", &path, e)),
-        }
-    }
-    Ok(())
 }

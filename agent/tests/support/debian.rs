@@ -60,7 +60,7 @@ pub fn import(host: &ZoneHost) {
     let status = Command::new("cp")
         .arg("-a")
         .arg("--link")
-        .arg(&from)
+        .arg(from)
         .arg(&to)
         .status()
         .expect("run cp");
