@@ -26,19 +26,20 @@ pub(super) fn unpack(archive: &Path, dir: &Path) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    check_init(dir, archive)
+    check_systemd(dir, archive)
 }
 
-/// An error unless the root filesystem `root` (unpacked from `archive`) has an
-/// `/sbin/init` to boot.
-pub(super) fn check_init(root: &Path, archive: &Path) -> anyhow::Result<()> {
-    // The link itself: its target is absolute, meaningful inside the root only.
-    if root.join("usr/sbin/init").symlink_metadata().is_err()
-        && root.join("sbin/init").symlink_metadata().is_err()
+/// An error unless the root filesystem `root` (unpacked from `archive`) holds
+/// systemd and systemctl (what the benchmark boots and asks).
+pub(super) fn check_systemd(root: &Path, archive: &Path) -> anyhow::Result<()> {
+    // `lib` and `bin` are links into `usr` on a merged-/usr root: look in both.
+    let has = |paths: &[&str]| paths.iter().any(|p| root.join(p).is_file());
+    if !has(&["usr/lib/systemd/systemd", "lib/systemd/systemd"])
+        || !has(&["usr/bin/systemctl", "bin/systemctl"])
     {
         bail!(
-            "{} has no /sbin/init: a whole-system benchmark needs an image with systemd \
-             (deploy/images/build-debian.sh)",
+            "{} holds no systemd: a whole-system benchmark needs an image with systemd \
+             as its init (deploy/images/build-debian.sh)",
             archive.display()
         );
     }

@@ -32,7 +32,7 @@ impl<'h> Zone<'h> {
                 ..Default::default()
             },
         )?;
-        super::unpack::check_init(&host.images.rootfs_path(&record.sha256.to_string())?, image)?;
+        super::unpack::check_systemd(&host.images.rootfs_path(&record.sha256.to_string())?, image)?;
         let spec = ZoneSpec::from_json(&format!(
             r#"{{"alias": "bench-system", "image": "bench-system",
                 "max_physical_memory": {}, "quota": 2}}"#,
