@@ -18,6 +18,14 @@ pub fn process_start_ticks(pid: i32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// A process's parent pid, or `None` if it is gone.
+pub fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // ppid is field 4, the 2nd after the command name (see process_start_ticks).
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Whether a process has exited and waits to be reaped (state `Z` or `X`).
 pub fn is_zombie(pid: i32) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -40,6 +48,9 @@ mod tests {
         assert_eq!(Some(a), process_start_ticks(me));
         assert_eq!(process_start_ticks(i32::MAX), None);
         assert!(!is_zombie(me));
+        let parent = i32::try_from(std::os::unix::process::parent_id()).unwrap();
+        assert_eq!(parent_pid(me), Some(parent));
+        assert_eq!(parent_pid(i32::MAX), None);
         assert!(current_boot_id().is_some_and(|b| !b.is_empty()));
     }
 }

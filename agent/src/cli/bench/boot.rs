@@ -1,4 +1,4 @@
-//! `zonefleet-agent bench`: measures the zone lifecycle on this host, next to
+//! `zonefleet-agent bench boot`: measures the zone lifecycle on this host, next to
 //! Debian's `runc` running the same root filesystem with the same memory and
 //! pids limits.
 //!
@@ -13,123 +13,28 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::Subcommand;
 use zonefleet_agent::image::ImportOptions;
-use zonefleet_agent::zone::host::{HostOptions, ZoneHost};
+use zonefleet_agent::zone::host::ZoneHost;
 use zonefleet_agent::zone::ZoneState;
-use zonefleet_proto::cli::percentile;
 use zonefleet_proto::spec::ZoneSpec;
 
-/// Benchmarks.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Zone boot and full-cycle times, p50 and p99, next to runc.
-    Boot {
-        /// A root filesystem archive (e.g. from deploy/images/build-busybox.sh).
-        #[arg(long)]
-        image: PathBuf,
-        /// Runs of each measurement.
-        #[arg(long, default_value_t = 100)]
-        runs: usize,
-        /// Skip the runc comparison.
-        #[arg(long)]
-        no_runc: bool,
-        /// Also measure zones with one NIC (a veth on a bridge of the benchmark's
-        /// own, with the anti-spoofing rules), next to the numbers without.
-        #[arg(long)]
-        nic: bool,
-    },
-}
+use super::samples::Samples;
+use super::scratch::Scratch;
 
 const MEMORY_MIB: u64 = 256;
 const PIDS: u64 = 2000;
 
-/// Runs a benchmark; returns the exit code.
-pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
-    match cmd {
-        BenchCommand::Boot {
-            image,
-            runs,
-            no_runc,
-            nic,
-        } => boot(&image, runs, !no_runc, nic),
-    }
-}
-
-/// Durations of one measurement.
-struct Samples {
-    name: String,
-    times: Vec<Duration>,
-}
-
-impl Samples {
-    fn new(name: &str) -> Samples {
-        Samples {
-            name: name.to_string(),
-            times: Vec::new(),
-        }
-    }
-
-    fn time<T>(&mut self, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let start = Instant::now();
-        let out = f()?;
-        self.times.push(start.elapsed());
-        Ok(out)
-    }
-
-    fn quantile(&self, q: f64) -> Duration {
-        let mut sorted = self.times.clone();
-        sorted.sort();
-        percentile(&sorted, q).unwrap_or_default()
-    }
-
-    fn print(&self) {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        println!(
-            "{:<28} runs {:>4}  p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms",
-            self.name,
-            self.times.len(),
-            ms(self.quantile(0.5)),
-            ms(self.quantile(0.99)),
-            ms(self.quantile(1.0)),
-        );
-    }
-}
-
-/// Removes the benchmark's zones, cgroup parent, bridge and data dir when dropped.
-struct Scratch {
-    host: ZoneHost,
-    dir: PathBuf,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Ok(zones) = self.host.list() {
-            for z in zones {
-                let _ = self.host.delete(&z.uuid);
-            }
-        }
-        let _ = self.host.cgroups.delete_parent();
-        // Made by the first boot with a NIC; absent otherwise (then this fails, harmlessly).
-        let _ = zonefleet_agent::net::remove_bridge(&self.host.bridge.name);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn boot(image: &Path, runs: usize, with_runc: bool, with_nic: bool) -> anyhow::Result<i32> {
+/// Runs `bench boot`; returns the exit code.
+pub(super) fn run(
+    image: &Path,
+    runs: usize,
+    with_runc: bool,
+    with_nic: bool,
+) -> anyhow::Result<i32> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("zonefleet-bench-{pid}"));
-    let mut options = HostOptions::new(dir.join("data"));
-    options.cgroup_parent = Some(format!("zonefleet-bench-{pid}"));
-    // A bridge of the benchmark's own, never the host's zfbr0.
-    options.bridge.name = format!("zfbench{}", pid % 100_000);
-    let scratch = Scratch {
-        host: ZoneHost::open(options)?,
-        dir,
-    };
+    let scratch = Scratch::open()?;
     let host = &scratch.host;
     let record = host.images.import(
         image,
