@@ -467,13 +467,13 @@ fn hostile_archives_are_refused_and_leave_nothing() {
             |e| refused(|r| matches!(r, Refusal::XattrNotImported { .. }))(e)
         ),
         case!(
-            "system.posix_acl_access",
+            "system.nfs4_acl",
             pax_file(
-                &[("SCHILY.xattr.system.posix_acl_access", b"\x02\0\0\0")],
+                &[("SCHILY.xattr.system.nfs4_acl", b"\x02\0\0\0")],
                 "f",
                 b"x"
             ),
-            "\"system.posix_acl_access\" is not imported",
+            "\"system.nfs4_acl\" is not imported",
             |e| refused(|r| matches!(r, Refusal::XattrNotImported { .. }))(e)
         ),
         case!(

@@ -45,6 +45,9 @@ fn zone_spec(group: Option<&str>) -> pb::ZoneSpec {
     pb::ZoneSpec {
         image: "base@1".to_owned(),
         max_physical_memory_mib: Some(1024),
+        // The test hosts report no kernel features (a default zone's own user
+        // namespace would need two).
+        user_namespace: Some(false),
         placement: Some(pb::Placement {
             constraints: vec!["class=general".into()],
             spread: group.map(|g| spread("rack", g, 3, pb::RuleMode::Hard)),

@@ -74,7 +74,7 @@ fn db_example_reads_as_meant() {
         AffinityTarget::Alias("db-replica".into())
     );
     let defaults = db.clone().with_defaults();
-    assert_eq!(defaults.limit_priv.unwrap().len(), 13);
+    assert_eq!(defaults.limit_priv.unwrap().len(), 14);
     assert_eq!(defaults.uuid, db.uuid);
 }
 

@@ -79,7 +79,7 @@ fn table_of_bad_specs() {
         (
             "unknown top-level field",
             spec(r#""ram": 512"#),
-            "ram: unknown field `ram`, expected one of `uuid`, `alias`, `brand`, `image`, `max_physical_memory`, `max_swap`, `cpu_cap`, `cpu_shares`, `max_lwps`, `io_priority`, `quota`, `tmpfs`, `limit_priv`, `nics`, `hostname`, `resolvers`, `dns_domain`, `customer_metadata`, `tags`, `init`, `halt_signal`, `autoboot`, `owner`, `on_host_lost`, `placement`".into(),
+            "ram: unknown field `ram`, expected one of `uuid`, `alias`, `brand`, `image`, `max_physical_memory`, `max_swap`, `cpu_cap`, `cpu_shares`, `max_lwps`, `io_priority`, `quota`, `tmpfs`, `limit_priv`, `nics`, `hostname`, `resolvers`, `dns_domain`, `customer_metadata`, `tags`, `init`, `halt_signal`, `autoboot`, `user_namespace`, `owner`, `on_host_lost`, `placement`".into(),
         ),
         ("missing image", "{}".into(), "<root>: missing field `image`".into()),
         (
@@ -369,7 +369,16 @@ fn defaults_are_vmadm_like_and_valid() {
     assert_eq!(spec.cpu_cap, None);
     assert_eq!(spec.limit_priv.as_deref(), Some(DEFAULT_LIMIT_PRIV));
     assert!(!DEFAULT_LIMIT_PRIV.contains(&Capability::Mknod));
-    assert_eq!(DEFAULT_LIMIT_PRIV.len(), 13);
+    assert_eq!(DEFAULT_LIMIT_PRIV.len(), 14);
+    assert!(
+        DEFAULT_LIMIT_PRIV.contains(&Capability::SysBoot),
+        "reboot inside a zone"
+    );
+    assert_eq!(
+        spec.user_namespace,
+        Some(true),
+        "a zone's own user namespace"
+    );
     assert_eq!(spec.init, Some(vec!["/sbin/init".to_string()]));
     assert_eq!(spec.autoboot, Some(false));
     assert_eq!(spec.brand, Some(zonefleet_proto::spec::Brand::Os));
