@@ -193,20 +193,12 @@ pub(crate) fn entry_name<R: Read>(entry: &tar::Entry<'_, R>, ext: &Extensions) -
 }
 
 /// The nodes a distribution's root filesystem carries in `/dev` (debootstrap
-/// makes them): `dev/<name>` with its usual number. They are skipped, not
-/// refused: a zone's `/dev` is a tmpfs of its own holding these same devices,
-/// so the image's would never be seen (and its disk is mounted `nodev`). Any
-/// other device node is refused.
-const STANDARD_DEV_NODES: &[(&str, u32, u32)] = &[
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-    ("console", 5, 1),
-    ("ptmx", 5, 2),
-];
+/// makes them): `dev/<name>` with its usual number — the devices every zone's own
+/// `/dev` has ([`crate::isolation::dev::DEVICES`]), the console and ptmx. They are
+/// skipped, not refused: a zone's `/dev` is a tmpfs of its own holding these same
+/// devices, so the image's would never be seen (and its disk is mounted
+/// `nodev`). Any other device node is refused.
+const TERMINAL_NODES: &[(&str, u64, u64)] = &[("console", 5, 1), ("ptmx", 5, 2)];
 
 fn is_standard_dev_node<R: Read>(entry: &tar::Entry<'_, R>) -> bool {
     let header = entry.header();
@@ -215,9 +207,13 @@ fn is_standard_dev_node<R: Read>(entry: &tar::Entry<'_, R>) -> bool {
     };
     let path = entry.path_bytes();
     let path = path.strip_prefix(b"./").unwrap_or(&path);
-    STANDARD_DEV_NODES.iter().any(|&(name, ma, mi)| {
-        path.strip_prefix(b"dev/") == Some(name.as_bytes()) && (major, minor) == (ma, mi)
-    })
+    crate::isolation::dev::DEVICES
+        .iter()
+        .chain(TERMINAL_NODES)
+        .any(|&(name, ma, mi)| {
+            path.strip_prefix(b"dev/") == Some(name.as_bytes())
+                && (u64::from(major), u64::from(minor)) == (ma, mi)
+        })
 }
 
 impl Unpacker {

@@ -13,14 +13,19 @@ pub struct Lock {
     _file: File,
 }
 
-/// Takes the exclusive lock on `path`, creating the file, waiting for a holder.
-pub fn exclusive(path: &Path) -> Result<Lock> {
-    let file = OpenOptions::new()
+/// Opens (creating) the lock file at `path`.
+fn open(path: &Path) -> Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(|e| ZoneError::io(path, e))?;
+        .map_err(|e| ZoneError::io(path, e))
+}
+
+/// Takes the exclusive lock on `path`, creating the file, waiting for a holder.
+pub fn exclusive(path: &Path) -> Result<Lock> {
+    let file = open(path)?;
     loop {
         // SAFETY: flock on a descriptor owned by `file`, alive for the call.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
@@ -37,12 +42,7 @@ pub fn exclusive(path: &Path) -> Result<Lock> {
 /// Takes the exclusive lock on `path` if no one holds it; `Ok(None)` when
 /// someone does.
 pub fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| ZoneError::io(path, e))?;
+    let file = open(path)?;
     loop {
         // SAFETY: flock on a descriptor owned by `file`, alive for the call.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
