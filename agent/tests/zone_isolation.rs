@@ -1,8 +1,10 @@
 //! Privileged tests of what a zone's processes can and cannot do, seen from
 //! inside the zone (through `zonefleet-agent zone exec`) and from the host.
-//! Every probe runs twice: against busybox zones (a shell loop as init) and
-//! against whole-system zones (a stock Debian image booting systemd), both
-//! with the defaults, their own user namespace included.
+//! Every probe runs three times: against busybox zones (a shell loop as init)
+//! and whole-system zones (a stock Debian image booting systemd), both with
+//! the defaults, their own user namespace included, and against busybox zones
+//! with `user_namespace: false` (the zone's root is the host's): the probes hold
+//! either way.
 
 mod support;
 
@@ -26,7 +28,7 @@ fn a_zone_sees_only_its_own_processes_and_its_init_is_pid_1(image: Image) {
         "PID 1 is the zone's init: {out}"
     );
     // busybox: init, its sleep, the exec'd shell and ps: nothing of the host.
-    if image == Image::Busybox {
+    if image.is_busybox() {
         assert!(lines.len() <= 5, "only the zone's processes: {out}");
     }
     assert!(!out.contains("zonefleet-agent"), "no host process: {out}");
@@ -161,7 +163,7 @@ fn dev_holds_only_the_allowed_nodes_and_sys_is_read_only(image: Image) {
     assert_eq!(code, 0, "{err}");
     let mut names: Vec<&str> = out.split_whitespace().collect();
     names.sort();
-    if image == Image::Busybox {
+    if image.is_busybox() {
         assert_eq!(
             names,
             [
@@ -302,8 +304,8 @@ fn zone_ps_names_the_zone_of_each_process(image: Image) {
     assert!(text.lines().skip(1).all(|l| l.contains("psb")), "{text}");
 }
 
-/// Each probe above, against both kinds of zone.
-macro_rules! against_both_images {
+/// Each probe above, against each kind of zone.
+macro_rules! against_every_kind {
     ($($name:ident),* $(,)?) => {
         mod busybox {
             use super::*;
@@ -313,10 +315,14 @@ macro_rules! against_both_images {
             use super::*;
             $( #[test] fn $name() { super::$name(Image::Debian) } )*
         }
+        mod busybox_without_user_namespace {
+            use super::*;
+            $( #[test] fn $name() { super::$name(Image::BusyboxHostRoot) } )*
+        }
     };
 }
 
-against_both_images!(
+against_every_kind!(
     a_zone_sees_only_its_own_processes_and_its_init_is_pid_1,
     processes_of_one_zone_cannot_see_or_signal_another,
     the_hostname_is_the_zones_own_and_setting_it_leaves_the_hosts,

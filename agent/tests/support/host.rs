@@ -67,6 +67,10 @@ impl TestHost {
     pub fn try_create(&self, json: &str) -> Result<ZoneStatus, zonefleet_agent::zone::ZoneError> {
         let mut value: serde_json::Value = serde_json::from_str(json).expect("test spec is JSON");
         let obj = value.as_object_mut().expect("test spec is an object");
+        if self.image == Image::BusyboxHostRoot {
+            obj.entry("user_namespace")
+                .or_insert(serde_json::json!(false));
+        }
         for (k, v) in [
             ("image", serde_json::json!(self.image.name())),
             (
@@ -170,6 +174,10 @@ impl Drop for TestHost {
 pub enum Image {
     /// The busybox image (a shell loop as init).
     Busybox,
+    /// The busybox image in zones without a user namespace
+    /// (`user_namespace: false`: the zone's root is the host's, bounded by
+    /// `limit_priv`, seccomp and the namespaces).
+    BusyboxHostRoot,
     /// A stock Debian 12 made with debootstrap (systemd as init).
     Debian,
 }
@@ -178,15 +186,20 @@ impl Image {
     /// Its name in the test host's store.
     pub fn name(self) -> &'static str {
         match self {
-            Image::Busybox => "busybox",
+            Image::Busybox | Image::BusyboxHostRoot => "busybox",
             Image::Debian => super::debian::IMAGE,
         }
+    }
+
+    /// Whether it is the busybox image.
+    pub fn is_busybox(self) -> bool {
+        matches!(self, Image::Busybox | Image::BusyboxHostRoot)
     }
 
     /// The memory its zones get by default, MiB.
     pub fn memory_mib(self) -> u64 {
         match self {
-            Image::Busybox => 64,
+            Image::Busybox | Image::BusyboxHostRoot => 64,
             Image::Debian => 256,
         }
     }
