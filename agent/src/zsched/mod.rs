@@ -461,16 +461,13 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
         }
     };
     let pidfd = crate::process::pidfd_open(child).ok();
-    let mut init_gone = false;
     let mut fenced = false;
-    let mut drain_deadline: Option<(std::time::Instant, std::time::Instant)> = None;
-    let mut exit: Option<ExitRecord> = None;
-    loop {
+    let exit = loop {
         // The fence: the host's lease ran out, so the controllers may place the zone
         // elsewhere soon; it must be dead before then. SIGKILL, not a graceful halt:
         // the margin is for the kill, not for a shutdown.
         let mut timeout: Option<Duration> = None;
-        if let (Some(lease), false) = (&plan.fence, fenced || init_gone) {
+        if let (Some(lease), false) = (&plan.fence, fenced) {
             let left = crate::fence::remaining(lease);
             if left.is_zero() {
                 eprintln!("zsched: the host's lease ran out: fencing the zone");
@@ -481,25 +478,13 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
                 timeout = Some(left);
             }
         }
-        if let Some((since, deadline)) = drain_deadline {
-            // Closed seen at least one recheck after init's end: a console that
-            // was closed before and reopened by init's last words is read too.
-            let closed = relay
-                .as_ref()
-                .is_none_or(|r| r.state() == console::RelayState::Closed);
-            let now = std::time::Instant::now();
-            if (closed && now >= since + console::relay::RECHECK) || now >= deadline {
-                break;
-            }
-        }
         let mut fds = relay.as_ref().map(|r| r.poll_fds()).unwrap_or_default();
         let first_own = fds.len();
-        if let (Some(pidfd), false) = (&pidfd, init_gone) {
+        if let Some(pidfd) = &pidfd {
             fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
         }
-        // Without a pidfd (old kernel) init is checked every 100 ms; after its
-        // exit the console is drained in short steps.
-        if pidfd.is_none() || init_gone {
+        // Without a pidfd (old kernel) init is checked every 100 ms.
+        if pidfd.is_none() {
             timeout = Some(timeout.map_or(Duration::from_millis(100), |t| {
                 t.min(Duration::from_millis(100))
             }));
@@ -530,20 +515,18 @@ fn supervise_init(plan: &BootPlan, child: Pid, console: OwnedFd) -> ExitRecord {
             relay.on_ready(&revents[..first_own]);
         }
         let init_ready = revents.get(first_own).is_some_and(|r| !r.is_empty());
-        if !init_gone && (init_ready || (pidfd.is_none() && !alive(child))) {
-            init_gone = true;
-            // Reaped at once. Every process of the PID namespace dies with init;
-            // what they wrote is in the pty's buffer, read until the relay sees
-            // the console closed (at once, once the last holder is gone; bounded).
-            exit = Some(wait_for(child));
-            let now = std::time::Instant::now();
-            drain_deadline = Some((now, now + Duration::from_secs(2)));
+        if init_ready || (pidfd.is_none() && !alive(child)) {
+            // Reaped at once. Every process of the PID namespace died with init
+            // (the kernel kills them before init is reapable), so nothing writes
+            // to the console any more: what they wrote is in the pty's buffer.
+            let exit = wait_for(child);
+            if let Some(relay) = relay.as_mut() {
+                relay.drain();
+            }
+            break exit;
         }
-    }
-    ExitRecord {
-        fenced,
-        ..exit.unwrap_or_else(|| wait_for(child))
-    }
+    };
+    ExitRecord { fenced, ..exit }
 }
 
 fn alive(child: Pid) -> bool {

@@ -287,6 +287,23 @@ impl ConsoleRelay {
         slots
     }
 
+    /// Reads all the console still holds into the log and to the client (once
+    /// init has ended and no process of the zone can write any more: the
+    /// master gives what is buffered, then EIO). The console is closed after.
+    pub fn drain(&mut self) {
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            match self.master.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.output(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.open = false;
+        self.flush_client();
+    }
+
     /// Reads what the zone wrote: into the log and to the client.
     fn read_master(&mut self) {
         let mut buf = [0u8; READ_CHUNK];
