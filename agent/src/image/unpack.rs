@@ -499,11 +499,11 @@ impl Unpacker {
         if target_key == key {
             // `a` linked to itself: nothing to do (and unlinking first would lose it).
             self.files.insert(target_key);
-            let (parent, name) = target_path.split().expect("a known file has a name");
+            let (parent, name) = target_path.split().ok_or(Refusal::EmptyPath)?;
             let dir = self.parent(parent)?;
             return set_on_file(dir, name, xattrs);
         }
-        let (target_parent, target_name) = target_path.split().expect("a known file has a name");
+        let (target_parent, target_name) = target_path.split().ok_or(Refusal::EmptyPath)?;
         let target_dir = walk(&self.root, target_parent, false)?;
         let dir = self.parent(parent)?;
         // No AT_SYMLINK_FOLLOW: the link is made to the named inode itself.
